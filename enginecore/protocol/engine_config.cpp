@@ -1,0 +1,112 @@
+#include "enginecore/protocol/engine_config.h"
+
+#include <cstdlib>
+
+namespace k2 {
+
+namespace {
+
+OptionTable<EngineConfig> build_table() {
+  using C = EngineConfig;
+  OptionTable<C> t;
+  t.add("--model", &C::model, "model directory (also the first positional argument)", "model")
+      .add("--tokenizer", &C::tokenizer, "tokenizer directory (default: the model directory)", "model")
+      .add("--served-model-name", &C::served_model_name, "model name(s) reported by the API; the first is used in responses", "model")
+      .add("--trust-remote-code", &C::trust_remote_code, "accepted for vLLM compatibility; no remote code is ever run", "model")
+      .add("--dtype", &C::dtype, "activation dtype: auto, bfloat16, float32 (float32 runs the exact reference path)", "model")
+      .add("--quantization,-q", &C::quantization, "quantize routed experts at load: int8, int4", "model")
+      .add("--load-format", &C::load_format, "auto (safetensors) or dummy (random weights in the checkpoint's shapes)", "model")
+      .add("--max-model-len", &C::max_model_len, "context length (default: the model's max_position_embeddings)", "model")
+      .add("--seed", &C::seed, "random seed for sampling of requests without their own seed", "model")
+      .add("--generation-config", &C::generation_config, "auto: take default sampling params from generation_config.json; vllm: ignore it", "model");
+  t.add("--max-num-seqs", &C::max_num_seqs, "maximum sequences per step", "scheduler")
+      .add("--max-num-batched-tokens", &C::max_num_batched_tokens, "token budget per step (default: 2048, or max-model-len without chunked prefill)", "scheduler")
+      .add("--block-size", &C::block_size, "tokens per KV cache block (a power of two)", "scheduler")
+      .add("--gpu-memory-utilization", &C::gpu_memory_utilization, "fraction of device memory for weights + KV cache (CPU: of free RAM)", "scheduler")
+      .add("--kv-cache-memory", &C::kv_cache_memory, "KV cache size in bytes (overrides --gpu-memory-utilization)", "scheduler")
+      .add("--enable-prefix-caching", &C::enable_prefix_caching, "reuse KV blocks of shared prompt prefixes", "scheduler")
+      .add("--enable-chunked-prefill", &C::enable_chunked_prefill, "split long prompts across steps within the token budget", "scheduler")
+      .add("--enforce-eager", &C::enforce_eager, "accepted for vLLM compatibility (no graph capture on CPU)", "scheduler");
+  t.add("--tensor-parallel-size,-tp", &C::tensor_parallel_size, "workers per engine, sharding heads and MLP widths", "parallel")
+      .add("--data-parallel-size,-dp", &C::data_parallel_size, "number of engine replicas (data-parallel ranks)", "parallel")
+      .add("--data-parallel-size-local,-dpl", &C::data_parallel_size_local, "data-parallel ranks on this node", "parallel")
+      .add("--data-parallel-rank,-dpn", &C::data_parallel_rank, "run one externally load-balanced rank", "parallel")
+      .add("--data-parallel-start-rank,-dpr", &C::data_parallel_start_rank, "first rank on this node", "parallel")
+      .add("--data-parallel-address,-dpa", &C::data_parallel_address, "address of the data-parallel master", "parallel")
+      .add("--data-parallel-rpc-port,-dpp", &C::data_parallel_rpc_port, "handshake port of the data-parallel master", "parallel")
+      .add("--enable-expert-parallel", &C::enable_expert_parallel, "partition routed experts over ranks", "parallel")
+      .add("--headless", &C::headless, "run engines only and join the master", "parallel")
+      .add("--api-server-count", &C::api_server_count, "number of API server processes", "parallel");
+  t.add("--host", &C::host, "address to listen on", "server")
+      .add("--port", &C::port, "port to listen on", "server")
+      .add("--api-key", &C::api_key, "require this bearer key on /v1 routes (also VLLM_API_KEY)", "server")
+      .add("--chat-template", &C::chat_template, "chat template file (default: the tokenizer's)", "server")
+      .add("--enable-auto-tool-choice", &C::enable_auto_tool_choice, "let the model decide to call tools (needs --tool-call-parser)", "server")
+      .add("--tool-call-parser", &C::tool_call_parser, "tool-call parser: kimi_k2", "server")
+      .add("--reasoning-parser", &C::reasoning_parser, "reasoning parser: kimi_k2", "server")
+      .add("--uvicorn-log-level", &C::uvicorn_log_level, "log level: debug, info, warning, error", "server")
+      .add("--disable-log-requests", &C::disable_log_requests, "no access-log line per request", "server")
+      .add("--disable-log-stats", &C::disable_log_stats, "no periodic throughput log lines", "server")
+      .add("--enable-request-id-headers", &C::enable_request_id_headers, "echo X-Request-Id in responses", "server")
+      .add("--shutdown-timeout", &C::shutdown_timeout, "seconds to drain in-flight requests on SIGTERM", "server")
+      .add("--allowed-local-media-path", &C::allowed_local_media_path, "directory file:// media may be read from", "server")
+      .add("--allowed-media-domains", &C::allowed_media_domains, "domains media URLs may be fetched from", "server");
+  return t;
+}
+
+bool is_power_of_two(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
+
+}  // namespace
+
+const OptionTable<EngineConfig>& engine_config_table() {
+  static const OptionTable<EngineConfig> table = build_table();
+  return table;
+}
+
+Status validate_engine_config(const EngineConfig& c) {
+  if (c.model.empty()) return invalid_argument("no model given: k2serve serve MODEL_DIR [options]");
+  if (!is_power_of_two(c.block_size)) return invalid_argument("--block-size must be a power of two");
+  if (c.max_num_seqs < 1) return invalid_argument("--max-num-seqs must be >= 1");
+  if (c.max_num_batched_tokens && *c.max_num_batched_tokens < 1)
+    return invalid_argument("--max-num-batched-tokens must be >= 1");
+  if (c.max_model_len && *c.max_model_len < 1) return invalid_argument("--max-model-len must be >= 1");
+  if (c.gpu_memory_utilization <= 0.0 || c.gpu_memory_utilization > 1.0)
+    return invalid_argument("--gpu-memory-utilization must be in (0, 1]");
+  if (c.port < 0 || c.port > 65535) return invalid_argument("--port must be in [0, 65535]");
+  if (c.tensor_parallel_size < 1 || c.data_parallel_size < 1)
+    return invalid_argument("parallel sizes must be >= 1");
+  if (c.dtype != "auto" && c.dtype != "bfloat16" && c.dtype != "float32" && c.dtype != "float")
+    return invalid_argument("--dtype must be auto, bfloat16 or float32, got " + c.dtype);
+  if (c.load_format != "auto" && c.load_format != "safetensors" && c.load_format != "dummy")
+    return invalid_argument("--load-format must be auto, safetensors or dummy, got " + c.load_format);
+  if (c.quantization && *c.quantization != "int8" && *c.quantization != "int4" && *c.quantization != "fp8")
+    return invalid_argument("--quantization must be int8, int4 or fp8, got " + *c.quantization);
+  if (c.tool_call_parser && *c.tool_call_parser != "kimi_k2")
+    return invalid_argument("--tool-call-parser: only kimi_k2 is supported, got " + *c.tool_call_parser);
+  if (c.reasoning_parser && *c.reasoning_parser != "kimi_k2")
+    return invalid_argument("--reasoning-parser: only kimi_k2 is supported, got " + *c.reasoning_parser);
+  if (c.enable_auto_tool_choice && !c.tool_call_parser)
+    return invalid_argument("--enable-auto-tool-choice needs --tool-call-parser");
+  return {};
+}
+
+Result<EngineConfig> parse_engine_config(const std::vector<std::string>& args) {
+  EngineConfig cfg;
+  std::vector<std::string> positionals;
+  K2_RETURN_IF_ERROR(engine_config_table().parse(args, cfg, &positionals));
+  if (positionals.size() > 1) return invalid_argument("unexpected argument '" + positionals[1] + "'");
+  if (!positionals.empty()) {
+    if (!cfg.model.empty() && cfg.model != positionals[0])
+      return invalid_argument("model given twice: '" + positionals[0] + "' and --model '" + cfg.model + "'");
+    cfg.model = positionals[0];
+  }
+  if (cfg.tokenizer.empty()) cfg.tokenizer = cfg.model;
+  if (cfg.served_model_name.empty() && !cfg.model.empty()) cfg.served_model_name.push_back(cfg.model);
+  if (!cfg.api_key) {
+    if (const char* env = std::getenv("VLLM_API_KEY"); env && *env) cfg.api_key = std::string(env);
+  }
+  K2_RETURN_IF_ERROR(validate_engine_config(cfg));
+  return cfg;
+}
+
+}  // namespace k2

@@ -1,0 +1,75 @@
+// EngineConfig: every option of `k2serve serve`, with vLLM's names, meanings and defaults.
+// The table in engine_config.cpp is the one declaration of each option: it drives CLI
+// parsing, --help and --config files. The frontend sends the parsed config to every
+// enginecore and worker as JSON in the handshake. Plain value type.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "enginecore/protocol/option_table.h"
+
+namespace k2 {
+
+struct EngineConfig {
+  // Model
+  std::string model;
+  std::string tokenizer;
+  std::vector<std::string> served_model_name;
+  bool trust_remote_code = false;
+  std::string dtype = "auto";
+  std::optional<std::string> quantization;
+  std::string load_format = "auto";
+  std::optional<int64_t> max_model_len;
+  int64_t seed = 0;
+  std::string generation_config = "auto";
+
+  // Scheduler and KV cache
+  int64_t max_num_seqs = 256;
+  std::optional<int64_t> max_num_batched_tokens;
+  int64_t block_size = 16;
+  double gpu_memory_utilization = 0.9;
+  std::optional<int64_t> kv_cache_memory;
+  bool enable_prefix_caching = true;
+  bool enable_chunked_prefill = true;
+  bool enforce_eager = false;
+
+  // Parallelism
+  int64_t tensor_parallel_size = 1;
+  int64_t data_parallel_size = 1;
+  std::optional<int64_t> data_parallel_size_local;
+  std::optional<int64_t> data_parallel_rank;
+  std::optional<int64_t> data_parallel_start_rank;
+  std::string data_parallel_address = "127.0.0.1";
+  int64_t data_parallel_rpc_port = 29550;
+  bool enable_expert_parallel = false;
+  bool headless = false;
+  int64_t api_server_count = 1;
+
+  // Server
+  std::string host = "127.0.0.1";
+  int64_t port = 8000;
+  std::optional<std::string> api_key;
+  std::optional<std::string> chat_template;
+  bool enable_auto_tool_choice = false;
+  std::optional<std::string> tool_call_parser;
+  std::optional<std::string> reasoning_parser;
+  std::string uvicorn_log_level = "info";
+  bool disable_log_requests = false;
+  bool disable_log_stats = false;
+  bool enable_request_id_headers = false;
+  int64_t shutdown_timeout = 0;
+  std::optional<std::string> allowed_local_media_path;
+  std::vector<std::string> allowed_media_domains;
+};
+
+const OptionTable<EngineConfig>& engine_config_table();
+
+// Parses `k2serve serve` arguments: MODEL positional or --model, VLLM_API_KEY from the
+// environment when --api-key is absent, then range checks.
+Result<EngineConfig> parse_engine_config(const std::vector<std::string>& args);
+Status validate_engine_config(const EngineConfig& cfg);
+
+}  // namespace k2
