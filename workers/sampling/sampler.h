@@ -1,0 +1,61 @@
+// Sampler: turns one step's logits into tokens, per sequence, with vLLM V1's semantics and
+// order: allowed/min-token masks, logit_bias, penalties, logprobs of the processed logits,
+// temperature, min_p, top_k, top_p, then a draw. Draws use a counter-based generator keyed
+// by (request seed, output index), so a seeded request gets the same tokens whatever else
+// shares its batch. Stateless apart from scratch buffers: one Sampler per worker thread.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <unordered_map>
+#include <vector>
+
+namespace k2 {
+
+struct SamplingParams {
+  double temperature = 1.0;  // < 1e-5 means greedy
+  double top_p = 1.0;
+  int64_t top_k = 0;  // 0 or -1: disabled
+  double min_p = 0.0;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  double repetition_penalty = 1.0;
+  std::unordered_map<int32_t, float> logit_bias;
+  uint64_t seed = 0;  // always set: the engine draws one for requests without a seed
+  int64_t logprobs = -1;  // -1: none; k >= 0: the sampled token's logprob plus the top k
+  int64_t min_tokens = 0;
+  std::vector<int32_t> stop_token_ids_for_min_tokens;  // masked while output < min_tokens
+};
+
+// What a sequence has produced so far: penalties and min_tokens read it.
+struct SequenceHistory {
+  std::span<const int32_t> prompt_ids;
+  std::span<const int32_t> output_ids;
+};
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+  int64_t rank = 0;  // 1-based rank of the token among the vocabulary
+};
+
+struct SampleResult {
+  int32_t token = 0;
+  TokenLogprob sampled;             // when logprobs >= 0
+  std::vector<TokenLogprob> top;    // top `logprobs` tokens, best first
+};
+
+class Sampler {
+ public:
+  // `logits` is modified in place (it is the step's scratch). `vocab` columns.
+  SampleResult sample(std::span<float> logits, const SamplingParams& params, const SequenceHistory& history);
+
+ private:
+  std::vector<int32_t> order_;
+  std::vector<float> probs_;
+};
+
+// The uniform variate in (0, 1) that request `seed` uses for output token `index`, draw `lane`.
+double counter_uniform(uint64_t seed, uint64_t index, uint64_t lane);
+
+}  // namespace k2
