@@ -24,6 +24,20 @@ size_t edit_distance(const std::string& a, const std::string& b) {
   return prev[b.size()];
 }
 
+}  // namespace
+
+std::string closest_match(const std::string& name, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_d = SIZE_MAX;
+  for (const auto& c : candidates) {
+    size_t dist = edit_distance(name, c);
+    if (dist < best_d) best_d = dist, best = c;
+  }
+  return best_d <= std::max<size_t>(2, name.size() / 3) ? best : "";
+}
+
+namespace {
+
 std::string metavar(OptionKind kind) {
   switch (kind) {
     case OptionKind::kFlag: return "";
@@ -112,14 +126,9 @@ const OptionDef* OptionTableBase::find(const std::string& name) const {
 }
 
 std::string OptionTableBase::closest(const std::string& name) const {
-  std::string best;
-  size_t best_d = SIZE_MAX;
-  for (const auto& d : defs_)
-    for (const auto& n : d.names) {
-      size_t dist = edit_distance(name, n);
-      if (dist < best_d) best_d = dist, best = n;
-    }
-  best = best_d <= std::max<size_t>(3, name.size() / 3) ? best : "";
+  std::vector<std::string> names;
+  for (const auto& d : defs_) names.insert(names.end(), d.names.begin(), d.names.end());
+  std::string best = closest_match(name, names);
   return best.empty() ? "" : " (did you mean " + best + "?)";
 }
 

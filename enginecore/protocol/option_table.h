@@ -51,6 +51,9 @@ class OptionTableBase {
   std::vector<OptionDef> defs_;
 };
 
+// The candidate closest to `name` by edit distance, or "" when none is plausibly meant.
+std::string closest_match(const std::string& name, const std::vector<std::string>& candidates);
+
 // Value conversions shared by all typed bindings.
 Status parse_option_value(const std::string& text, bool* out);
 Status parse_option_value(const std::string& text, int64_t* out);

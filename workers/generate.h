@@ -1,0 +1,31 @@
+// Loading a model directory and greedy generation: the worker's single-process commands.
+//
+// Free functions; each call owns what it creates. Thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include "shm/status.h"
+#include "workers/loader/progress.h"
+#include "workers/models/deepseek_v3.h"
+
+namespace k2 {
+
+// Reads <dir>/config.json and the checkpoint and builds the float32 model.
+Result<std::unique_ptr<DeepSeekV3>> load_model(const std::filesystem::path& dir,
+                                               ProgressStyle progress = ProgressStyle::kAuto);
+
+struct GenerateOptions {
+  int64_t max_tokens = 16;
+  bool stop_at_eos = true;  // stop after an eos token of the config
+  int64_t block_size = 16;  // KV cache block size (a power of two)
+};
+
+// Greedy (argmax) continuation of `prompt`: prefill, then one decode step per new token.
+Result<std::vector<int32_t>> generate_greedy(const DeepSeekV3& model, const std::vector<int32_t>& prompt,
+                                             const GenerateOptions& options);
+
+}  // namespace k2

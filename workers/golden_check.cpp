@@ -1,0 +1,386 @@
+#include "workers/golden_check.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kernels/ref/dense.h"
+#include "workers/generate.h"
+#include "workers/golden_set.h"
+#include "workers/kv_cache.h"
+#include "workers/loader/checkpoint.h"
+
+namespace k2 {
+namespace {
+
+// README §8: router choices and hidden rows count only where the golden selection gap
+// exceeds this (1-3% of tokens are closer, down to 1e-5).
+constexpr double kRouterGapThreshold = 1e-3;
+
+double max_abs_diff(const float* a, const float* b, int64_t n) {
+  double worst = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
+    if (!(d <= worst)) worst = std::isnan(d) ? std::numeric_limits<double>::infinity() : d;
+  }
+  return worst;
+}
+
+class Report {
+ public:
+  explicit Report(std::ostream& out) : out_(out) {}
+
+  void check(const std::string& name, double diff, double tol, const std::string& note = "") {
+    const bool ok = diff <= tol;
+    (ok ? passed_ : failed_)++;
+    char line[160];
+    std::snprintf(line, sizeof(line), "%s  %-40s max|diff| %.3e  tol %.1e", ok ? "PASS" : "FAIL", name.c_str(), diff,
+                  tol);
+    out_ << line << (note.empty() ? "" : "  (" + note + ")") << "\n";
+  }
+  void fail(const std::string& name, const std::string& why) {
+    ++failed_;
+    out_ << "FAIL  " << name << "  (" << why << ")\n";
+  }
+  bool finish() {
+    out_ << passed_ << " passed, " << failed_ << " failed\n";
+    out_.flush();
+    return failed_ == 0;
+  }
+
+ private:
+  std::ostream& out_;
+  int64_t passed_ = 0, failed_ = 0;
+};
+
+// What the engine produced for one case.
+struct CaseRun {
+  std::vector<std::vector<float>> prefill;  // per prompt [T, V]
+  std::vector<std::vector<float>> decode;   // per prompt [decode_steps + 1, V]
+  ForwardTrace trace;                       // prefill rows of all prompts, prompt-major
+  std::vector<int64_t> trace_first_row;     // per prompt
+};
+
+void append_trace(ForwardTrace& into, ForwardTrace&& part) {
+  if (into.hidden.empty()) {
+    into = std::move(part);
+    return;
+  }
+  auto cat = [](auto& a, const auto& b) { a.insert(a.end(), b.begin(), b.end()); };
+  cat(into.embed, part.embed);
+  cat(into.final_norm, part.final_norm);
+  for (size_t l = 0; l < into.hidden.size(); ++l) cat(into.hidden[l], part.hidden[l]);
+  for (size_t r = 0; r < into.routers.size(); ++r) {
+    cat(into.routers[r].idx, part.routers[r].idx);
+    cat(into.routers[r].weights, part.routers[r].weights);
+    cat(into.routers[r].gap, part.routers[r].gap);
+    cat(into.routers[r].group_gap, part.routers[r].group_gap);
+  }
+}
+
+// Prefill (all prompts as one varlen batch, or chunk by chunk), then lock-step decode of
+// every prompt teacher-forced on the golden greedy tokens.
+Result<CaseRun> run_case(const DeepSeekV3& model, const GoldenCase& c, int64_t block_size) {
+  const size_t n = c.prompts.size();
+  int64_t blocks = 0;
+  for (const auto& p : c.prompts) blocks += (static_cast<int64_t>(p.size()) + c.decode_steps + block_size) / block_size;
+  K2_ASSIGN_OR_RETURN(LatentKvCache cache, LatentKvCache::create(model.config().num_hidden_layers, blocks,
+                                                                 block_size, model.cache_row_dim()));
+  BlockAllocator allocator(blocks);
+  std::vector<std::vector<int32_t>> tables(n);
+  for (size_t p = 0; p < n; ++p) {
+    K2_RETURN_IF_ERROR(allocator.grow(tables[p], static_cast<int64_t>(c.prompts[p].size()) + c.decode_steps,
+                                      block_size));
+  }
+  CaseRun run;
+  run.prefill.resize(n);
+  run.decode.resize(n);
+  const int64_t vocab = model.config().vocab_size;
+  int64_t row = 0;
+  for (size_t p = 0; p < n; ++p) {
+    run.trace_first_row.push_back(row);
+    row += static_cast<int64_t>(c.prompts[p].size());
+  }
+  if (c.chunks.empty()) {
+    ForwardBatch batch;
+    batch.logit_rows = LogitRows::kAll;
+    for (size_t p = 0; p < n; ++p) batch.sequences.push_back(SequenceChunk{c.prompts[p], 0, tables[p]});
+    K2_ASSIGN_OR_RETURN(Logits logits, model.forward(batch, cache, &run.trace));
+    for (size_t p = 0; p < n; ++p) {
+      const float* first = logits.row(run.trace_first_row[p]);
+      run.prefill[p].assign(first, first + c.prompts[p].size() * vocab);
+    }
+  } else {
+    for (size_t p = 0; p < n; ++p) {
+      for (const auto& [a, b] : c.chunks) {
+        ForwardBatch batch;
+        batch.logit_rows = LogitRows::kAll;
+        batch.sequences.push_back(
+            SequenceChunk{std::span<const int32_t>(c.prompts[p]).subspan(a, b - a), a, tables[p]});
+        ForwardTrace part;
+        K2_ASSIGN_OR_RETURN(Logits logits, model.forward(batch, cache, &part));
+        run.prefill[p].insert(run.prefill[p].end(), logits.data.begin(), logits.data.end());
+        append_trace(run.trace, std::move(part));
+      }
+    }
+  }
+  for (size_t p = 0; p < n; ++p) {
+    const auto& pre = run.prefill[p];
+    run.decode[p].assign(pre.end() - vocab, pre.end());
+  }
+  std::vector<int32_t> step_tokens(n);
+  for (int64_t j = 0; j < c.decode_steps; ++j) {
+    ForwardBatch batch;
+    batch.logit_rows = LogitRows::kLastPerSequence;
+    for (size_t p = 0; p < n; ++p) {
+      step_tokens[p] = c.greedy[p][static_cast<size_t>(j)];
+      batch.sequences.push_back(SequenceChunk{std::span<const int32_t>(&step_tokens[p], 1),
+                                              static_cast<int64_t>(c.prompts[p].size()) + j, tables[p]});
+    }
+    K2_ASSIGN_OR_RETURN(Logits logits, model.forward(batch, cache));
+    for (size_t p = 0; p < n; ++p) run.decode[p].insert(run.decode[p].end(), logits.row(p), logits.row(p) + vocab);
+  }
+  return run;
+}
+
+// Compares a [rows, width] engine block against a golden tensor of the same shape.
+void check_block(Report& report, const GoldenSet& golden, const std::string& tensor, const std::string& label,
+                 const float* ours, int64_t rows, int64_t width, double tol) {
+  Result<TensorF32> want = golden.f32(tensor);
+  if (!want.ok()) return report.fail(label, want.status().to_string());
+  if (want->shape != std::vector<int64_t>{rows, width}) return report.fail(label, "golden shape differs");
+  report.check(label, max_abs_diff(ours, want->data.data(), rows * width), tol);
+}
+
+// Greedy tokens: argmax of decode row j against golden token j where the golden gap allows;
+// the first disagreement at a near-tie ends the comparison of that sequence.
+void check_greedy(Report& report, const GoldenCase& c, size_t p, const std::vector<float>& decode, int64_t vocab,
+                  double tol, const std::string& label) {
+  int64_t compared = 0, wrong = 0;
+  for (int64_t j = 0; j < c.decode_steps; ++j) {
+    const int32_t ours = static_cast<int32_t>(ref::argmax(decode.data() + j * vocab, vocab));
+    const bool decisive = c.decode_gaps[p][static_cast<size_t>(j)] > 2 * tol;
+    if (!decisive) {
+      if (ours != c.greedy[p][static_cast<size_t>(j)]) break;
+      continue;
+    }
+    ++compared;
+    if (ours != c.greedy[p][static_cast<size_t>(j)]) ++wrong;
+  }
+  report.check(label, static_cast<double>(wrong), 0.0,
+               std::to_string(compared) + " of " + std::to_string(c.decode_steps) + " tokens decisive");
+}
+
+// The `long`-style tensors: embeddings, hidden states, final norm, router choices.
+class TraceChecker {
+ public:
+  TraceChecker(Report& report, const GoldenSet& golden, const ModelConfig& config, const CaseRun& run, size_t p,
+               int64_t rows, double tol, std::string prefix)
+      : report_(report), golden_(golden), config_(config), run_(run), rows_(rows), tol_(tol),
+        prefix_(std::move(prefix)), row0_(run.trace_first_row[p]), excluded_(static_cast<size_t>(rows), false) {}
+
+  void check_routers();
+  void check_hidden(const std::string& what, int64_t layer, const float* ours);
+
+ private:
+  void check_router(const RouterTrace& r);
+
+  Report& report_;
+  const GoldenSet& golden_;
+  const ModelConfig& config_;
+  const CaseRun& run_;
+  int64_t rows_;
+  double tol_;
+  std::string prefix_;  // "<case>.<prompt>.fp32."
+  int64_t row0_;
+  // Per MoE layer (in order): rows from which the hidden states are no longer comparable,
+  // because of a near-tie gap or an actual flip at or before them.
+  std::map<int64_t, std::vector<bool>> excluded_from_layer_;
+  std::vector<bool> excluded_;
+};
+
+void TraceChecker::check_router(const RouterTrace& r) {
+  const std::string base = prefix_ + "router.L" + std::to_string(r.layer);
+  const int64_t k = config_.num_experts_per_tok;
+  Result<std::vector<int64_t>> idx = golden_.i64(base + ".idx");
+  Result<TensorF32> w = golden_.f32(base + ".w"), gap = golden_.f32(base + ".gap");
+  if (!idx.ok() || !w.ok() || !gap.ok()) return report_.fail(base, "golden router tensors missing");
+  if (static_cast<int64_t>(idx->size()) != rows_ * k || gap->numel() != rows_) {
+    return report_.fail(base, "golden router shape differs");
+  }
+  std::optional<TensorF32> group_gap;
+  if (golden_.has(base + ".group_gap")) {
+    Result<TensorF32> gg = golden_.f32(base + ".group_gap");
+    if (!gg.ok() || gg->numel() != rows_) return report_.fail(base, "bad golden group_gap");
+    group_gap = std::move(gg).value();
+  }
+  int64_t compared = 0, wrong = 0;
+  double w_diff = 0.0;
+  bool flipped_before = false;
+  for (int64_t t = 0; t < rows_; ++t) {
+    std::vector<int64_t> want(idx->begin() + t * k, idx->begin() + (t + 1) * k);
+    std::vector<int64_t> got(r.idx.begin() + (row0_ + t) * k, r.idx.begin() + (row0_ + t + 1) * k);
+    std::sort(want.begin(), want.end());
+    std::sort(got.begin(), got.end());
+    const bool fragile = gap->data[t] <= kRouterGapThreshold ||
+                         (group_gap && group_gap->data[t] <= kRouterGapThreshold);
+    const bool same = want == got;
+    if (!fragile) {
+      ++compared;
+      if (!same) ++wrong;
+    }
+    flipped_before = flipped_before || !same;
+    if (fragile || flipped_before) excluded_[t] = true;
+    if (!same) continue;
+    for (int64_t j = 0; j < k; ++j) {  // weights matched by expert id
+      const int64_t e = idx->at(t * k + j);
+      for (int64_t i = 0; i < k; ++i) {
+        if (r.idx[(row0_ + t) * k + i] == e) {
+          w_diff = std::max(w_diff, std::fabs(double(r.weights[(row0_ + t) * k + i]) - w->data[t * k + j]));
+        }
+      }
+    }
+  }
+  excluded_from_layer_[r.layer] = excluded_;
+  report_.check(base + ".idx", static_cast<double>(wrong), 0.0,
+                "sets differing; " + std::to_string(compared) + " of " + std::to_string(rows_) + " rows decisive");
+  report_.check(base + ".w", w_diff, tol_, "rows whose sets match");
+}
+
+void TraceChecker::check_routers() {
+  for (const RouterTrace& r : run_.trace.routers) {
+    if (golden_.has(prefix_ + "router.L" + std::to_string(r.layer) + ".idx")) check_router(r);
+  }
+}
+
+// Hidden rows after `layer` (or final_norm with the last layer) on the rows whose earlier
+// router choices are decisive and unchanged.
+void TraceChecker::check_hidden(const std::string& what, int64_t layer, const float* ours) {
+  const int64_t d = config_.hidden_size;
+  const std::string name = prefix_ + what;
+  Result<TensorF32> want = golden_.f32(name);
+  if (!want.ok()) return report_.fail(name, want.status().to_string());
+  if (want->shape != std::vector<int64_t>{rows_, d}) return report_.fail(name, "golden shape differs");
+  std::vector<bool> excluded(static_cast<size_t>(rows_), false);
+  for (const auto& [l, ex] : excluded_from_layer_) {
+    if (l > layer) break;
+    for (int64_t t = 0; t < rows_; ++t) excluded[t] = excluded[t] || ex[t];
+  }
+  double diff = 0.0;
+  int64_t compared = 0;
+  for (int64_t t = 0; t < rows_; ++t) {
+    if (excluded[t]) continue;
+    ++compared;
+    diff = std::max(diff, max_abs_diff(ours + (row0_ + t) * d, want->data.data() + t * d, d));
+  }
+  report_.check(name, diff, tol_, std::to_string(compared) + " of " + std::to_string(rows_) + " rows");
+}
+
+void check_trace(Report& report, const GoldenSet& golden, const ModelConfig& config, const GoldenCase& c,
+                 const CaseRun& run, size_t p, double tol) {
+  const std::string prefix = c.name + "." + std::to_string(p) + ".fp32.";
+  const int64_t rows = static_cast<int64_t>(c.prompts[p].size()), d = config.hidden_size;
+  TraceChecker checker(report, golden, config, run, p, rows, tol, prefix);
+  checker.check_routers();
+  const int64_t row0 = run.trace_first_row[p];
+  if (golden.has(prefix + "embed")) {
+    check_block(report, golden, prefix + "embed", prefix + "embed", run.trace.embed.data() + row0 * d, rows, d, tol);
+  }
+  for (size_t l = 0; l < run.trace.hidden.size(); ++l) {
+    const std::string what = "hidden.L" + std::to_string(l);
+    if (golden.has(prefix + what)) checker.check_hidden(what, static_cast<int64_t>(l), run.trace.hidden[l].data());
+  }
+  if (golden.has(prefix + "final_norm")) {
+    checker.check_hidden("final_norm", config.num_hidden_layers, run.trace.final_norm.data());
+  }
+}
+
+// Every tensor a case lists must exist; kinds this checker does not know are named, so a
+// new golden format is never passed silently.
+void check_tensor_list(Report& report, const GoldenSet& golden, const GoldenCase& c, std::ostream& out) {
+  static const char* kKnown[] = {"prefill_logits", "decode_logits", "prefill_top2_gap", "decode_top2_gap",
+                                 "embed",          "final_norm",    "hidden.L",         "router.L"};
+  for (const std::string& name : c.tensors) {
+    if (!golden.has(name)) report.fail(name, "listed in golden.json but missing from golden.safetensors");
+    const size_t at = name.find(".fp32.");
+    const std::string kind = at == std::string::npos ? name : name.substr(at + 6);
+    const bool known = std::any_of(std::begin(kKnown), std::end(kKnown),
+                                   [&](const char* k) { return kind.starts_with(k); });
+    if (!known) out << "NOTE  " << name << "  (unknown tensor kind, not checked)\n";
+  }
+}
+
+void check_case(Report& report, const GoldenSet& golden, const DeepSeekV3& model, const GoldenCase& c,
+                const CaseRun& run) {
+  const double tol = golden.logits_atol();
+  const int64_t vocab = model.config().vocab_size;
+  for (size_t p = 0; p < c.prompts.size(); ++p) {
+    const std::string prefix = c.name + "." + std::to_string(p) + ".fp32.";
+    const int64_t t = static_cast<int64_t>(c.prompts[p].size());
+    check_block(report, golden, prefix + "prefill_logits", prefix + "prefill_logits", run.prefill[p].data(), t, vocab,
+                tol);
+    check_block(report, golden, prefix + "decode_logits", prefix + "decode_logits", run.decode[p].data(),
+                c.decode_steps + 1, vocab, tol);
+    check_greedy(report, c, p, run.decode[p], vocab, tol, prefix + "greedy");
+    if (!run.trace.hidden.empty()) check_trace(report, golden, model.config(), c, run, p, tol);
+  }
+}
+
+// INT4 sets: the checkpoint's dequantised experts must equal the golden matrices exactly.
+void check_int4(Report& report, const GoldenSet& golden, const std::filesystem::path& dir, const ModelConfig& config) {
+  if (golden.int4_checks().empty()) return;
+  Result<Checkpoint> checkpoint = Checkpoint::open(dir, config);
+  if (!checkpoint.ok()) return report.fail("int4_check", checkpoint.status().to_string());
+  for (const std::string& name : golden.int4_checks()) {
+    std::string module = name.substr(std::string("int4_check.").size());
+    if (!config.tensor_prefix.empty() && module.starts_with(config.tensor_prefix)) {
+      module = module.substr(config.tensor_prefix.size());
+    }
+    if (module.ends_with(".weight")) module.resize(module.size() - std::string(".weight").size());
+    Result<TensorF32> ours = checkpoint->linear_f32(module);
+    Result<TensorF32> want = golden.f32(name);
+    if (!ours.ok()) return report.fail(name, ours.status().to_string());
+    if (!want.ok()) return report.fail(name, want.status().to_string());
+    if (ours->shape != want->shape) return report.fail(name, "shape differs");
+    report.check(name, max_abs_diff(ours->data.data(), want->data.data(), ours->numel()), 0.0, "exact");
+  }
+}
+
+void check_rope(Report& report, const GoldenSet& golden, const MlaParams& mla) {
+  if (!golden.inv_freq().empty()) {
+    if (golden.inv_freq().size() != mla.inv_freq.size()) return report.fail("rope.inv_freq", "length differs");
+    report.check("rope.inv_freq",
+                 max_abs_diff(mla.inv_freq.data(), golden.inv_freq().data(), static_cast<int64_t>(mla.inv_freq.size())),
+                 1e-6);
+  }
+  if (golden.softmax_scale()) {
+    report.check("rope.softmax_scale", std::fabs(*golden.softmax_scale() - mla.softmax_scale), 1e-6);
+  }
+}
+
+}  // namespace
+
+Result<bool> run_golden_check(const std::filesystem::path& dir, std::ostream& out, const GoldenCheckOptions& options) {
+  K2_ASSIGN_OR_RETURN(GoldenSet golden, GoldenSet::open(dir));
+  K2_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::from_dir(dir));
+  Report report(out);
+  check_int4(report, golden, dir, config);
+  K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> model, load_model(dir, options.progress));
+  check_rope(report, golden, model->attention_params());
+  for (const GoldenCase& c : golden.cases()) {
+    Result<CaseRun> run = run_case(*model, c, options.block_size);
+    if (!run.ok()) {
+      report.fail(c.name, run.status().to_string());
+      continue;
+    }
+    check_tensor_list(report, golden, c, out);
+    check_case(report, golden, *model, c, *run);
+  }
+  return report.finish();
+}
+
+}  // namespace k2

@@ -1,0 +1,27 @@
+// golden-check: runs a model directory against its golden outputs (golden.json +
+// golden.safetensors) exactly as tests/data/models/README.md §8 prescribes, printing one
+// line per check (its max |difference| and tolerance) and a last line
+// "N passed, M failed".
+//
+// A free function; it owns the model and caches it creates. Thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <ostream>
+
+#include "shm/status.h"
+#include "workers/loader/progress.h"
+
+namespace k2 {
+
+struct GoldenCheckOptions {
+  ProgressStyle progress = ProgressStyle::kAuto;
+  int64_t block_size = 16;  // KV cache block size (a power of two)
+};
+
+// True when every check passed. Unreadable or malformed inputs are error values.
+Result<bool> run_golden_check(const std::filesystem::path& dir, std::ostream& out,
+                              const GoldenCheckOptions& options = {});
+
+}  // namespace k2

@@ -1,0 +1,64 @@
+// The paged latent KV cache of the float32 model path, and a minimal block allocator for
+// the worker's own commands (golden-check, generate).
+//
+// LatentKvCache owns one float32 array [layers, num_blocks, block_size, row_dim] with
+// row_dim = kv_lora_rank + qk_rope_head_dim: per token per layer one row
+// [c_kv (normalised latent) | k_pe (rotated)]. Who owns which block is not its business:
+// the model reads and writes the rows its callers' block tables point at. In serving, the
+// enginecore's block manager hands out the tables; BlockAllocator is the stand-in for
+// single-process commands.
+//
+// Neither type is thread-safe; a forward pass uses the cache from one thread.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kernels/ref/mla.h"
+#include "shm/status.h"
+
+namespace k2 {
+
+class LatentKvCache {
+ public:
+  // block_size must be a power of two; every count positive.
+  static Result<LatentKvCache> create(int64_t num_layers, int64_t num_blocks, int64_t block_size, int64_t row_dim);
+
+  int64_t num_layers() const { return num_layers_; }
+  int64_t num_blocks() const { return num_blocks_; }
+  int64_t block_size() const { return block_size_; }
+  int64_t row_dim() const { return row_dim_; }
+
+  // The row of `position` of a sequence with this block table (which must cover it).
+  float* row(int64_t layer, std::span<const int32_t> block_table, int64_t position);
+  const float* row(int64_t layer, std::span<const int32_t> block_table, int64_t position) const;
+  ref::PagedLatentView layer_view(int64_t layer) const;
+
+  // Blocks needed to hold `tokens` positions.
+  int64_t blocks_for(int64_t tokens) const { return (tokens + block_size_ - 1) / block_size_; }
+
+ private:
+  LatentKvCache(int64_t num_layers, int64_t num_blocks, int64_t block_size, int64_t row_dim);
+  int64_t num_layers_, num_blocks_, block_size_, row_dim_;
+  std::vector<float> data_;
+};
+
+// Hands out block ids 0..num_blocks-1; freed ids are reused (lowest first is not promised).
+class BlockAllocator {
+ public:
+  explicit BlockAllocator(int64_t num_blocks);
+  int64_t num_free() const { return static_cast<int64_t>(free_.size()); }
+
+  // Appends blocks to `table` until it holds `tokens` positions; fails (leaving the table
+  // as it was) when too few blocks are free.
+  Status grow(std::vector<int32_t>& table, int64_t tokens, int64_t block_size);
+  // Returns every block of `table` and clears it.
+  void release(std::vector<int32_t>& table);
+
+ private:
+  std::vector<int32_t> free_;
+  std::vector<bool> in_use_;
+};
+
+}  // namespace k2

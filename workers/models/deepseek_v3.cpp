@@ -1,0 +1,131 @@
+#include "workers/models/deepseek_v3.h"
+
+#include <algorithm>
+#include <string>
+
+#include "kernels/ref/dense.h"
+
+namespace k2 {
+
+Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::load(const Checkpoint& checkpoint, const ModelConfig& config,
+                                                     ProgressStyle progress_style) {
+  const ModelConfig& c = config;
+  if (c.tie_word_embeddings) return unimplemented("config tie_word_embeddings true is not supported");
+  std::unique_ptr<DeepSeekV3> m(new DeepSeekV3());
+  m->config_ = c;
+  K2_ASSIGN_OR_RETURN(m->mla_, MlaParams::from_config(c));
+
+  ProgressReporter progress("loading " + checkpoint.dir().string(), checkpoint.total_bytes(), progress_style);
+  WeightLoader w(checkpoint, &progress);
+  K2_ASSIGN_OR_RETURN(m->embed_, w.tensor("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string prefix = "model.layers." + std::to_string(l) + ".";
+    K2_ASSIGN_OR_RETURN(TensorF32 input_norm, w.tensor(prefix + "input_layernorm.weight", {c.hidden_size}));
+    K2_ASSIGN_OR_RETURN(TensorF32 post_norm, w.tensor(prefix + "post_attention_layernorm.weight", {c.hidden_size}));
+    K2_ASSIGN_OR_RETURN(MlaLayer attention, MlaLayer::load(w, prefix + "self_attn.", m->mla_));
+    Layer layer{std::move(input_norm), std::move(post_norm), std::move(attention), std::nullopt, std::nullopt};
+    if (c.is_moe_layer(l)) {
+      K2_ASSIGN_OR_RETURN(Moe moe, Moe::load(w, prefix + "mlp.", c));
+      layer.moe = std::move(moe);
+    } else {
+      K2_ASSIGN_OR_RETURN(Mlp mlp, Mlp::load(w, prefix + "mlp.", c.hidden_size, c.intermediate_size));
+      layer.dense = std::move(mlp);
+    }
+    m->layers_.push_back(std::move(layer));
+  }
+  K2_ASSIGN_OR_RETURN(m->norm_, w.tensor("model.norm.weight", {c.hidden_size}));
+  K2_ASSIGN_OR_RETURN(m->lm_head_, w.linear("lm_head", c.vocab_size, c.hidden_size));
+  progress.finish();
+  return m;
+}
+
+Status DeepSeekV3::validate(const ForwardBatch& batch, const LatentKvCache& cache) const {
+  if (cache.num_layers() != config_.num_hidden_layers || cache.row_dim() != cache_row_dim()) {
+    return invalid_argument("kv cache shape does not match the model");
+  }
+  for (size_t s = 0; s < batch.sequences.size(); ++s) {
+    const SequenceChunk& seq = batch.sequences[s];
+    const std::string where = "batch sequence " + std::to_string(s) + ": ";
+    if (seq.tokens.empty()) return invalid_argument(where + "no tokens");
+    if (seq.start_pos < 0) return invalid_argument(where + "negative start position");
+    for (int32_t t : seq.tokens) {
+      if (t < 0 || t >= config_.vocab_size) return invalid_argument(where + "token id " + std::to_string(t));
+    }
+    const int64_t end = seq.start_pos + static_cast<int64_t>(seq.tokens.size());
+    if (static_cast<int64_t>(seq.block_table.size()) < cache.blocks_for(end)) {
+      return invalid_argument(where + "block table holds fewer than " + std::to_string(end) + " positions");
+    }
+    for (int64_t b = 0; b < cache.blocks_for(end); ++b) {
+      const int32_t id = seq.block_table[static_cast<size_t>(b)];
+      if (id < 0 || id >= cache.num_blocks()) return invalid_argument(where + "block id " + std::to_string(id));
+    }
+  }
+  return Status::ok_status();
+}
+
+// h = h + Attn(RMSNorm_in(h)); h = h + FFN(RMSNorm_post(h)), all [rows, hidden].
+void DeepSeekV3::run_layer(int64_t l, const ForwardBatch& batch, const BatchRows& rows, LatentKvCache& cache,
+                           std::vector<float>& h, ForwardTrace* trace) const {
+  const Layer& layer = layers_[static_cast<size_t>(l)];
+  const int64_t d = config_.hidden_size, n = rows.rows;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  std::vector<float> x(h.size()), y(h.size());  // [rows, hidden]
+
+  ref::rms_norm(h.data(), d, layer.input_norm.data.data(), n, d, eps, x.data(), d);
+  layer.attention.forward(mla_, l, x.data(), batch, rows, cache, y.data());
+  ref::axpy(1.0f, y.data(), n * d, h.data());
+
+  ref::rms_norm(h.data(), d, layer.post_norm.data.data(), n, d, eps, x.data(), d);
+  if (layer.moe) {
+    RouterTrace* router = nullptr;
+    if (trace != nullptr) {
+      router = &trace->routers.emplace_back();
+      router->layer = l;
+    }
+    layer.moe->forward(x.data(), n, y.data(), router);
+  } else {
+    layer.dense->forward(x.data(), n, y.data());
+  }
+  ref::axpy(1.0f, y.data(), n * d, h.data());
+  if (trace != nullptr) trace->hidden.push_back(h);
+}
+
+Result<Logits> DeepSeekV3::forward(const ForwardBatch& batch, LatentKvCache& cache, ForwardTrace* trace) const {
+  K2_RETURN_IF_ERROR(validate(batch, cache));
+  const BatchRows rows = BatchRows::from(batch);
+  const int64_t d = config_.hidden_size, vocab = config_.vocab_size;
+
+  std::vector<float> h(static_cast<size_t>(rows.rows * d));  // residual stream [rows, hidden]
+  int64_t r = 0;
+  for (const SequenceChunk& seq : batch.sequences) {
+    for (int32_t t : seq.tokens) std::copy_n(embed_.data.data() + t * d, d, h.data() + (r++) * d);
+  }
+  if (trace != nullptr) trace->embed = h;
+
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) run_layer(l, batch, rows, cache, h, trace);
+
+  // Final norm and lm_head over the requested rows only.
+  std::vector<int64_t> picked;
+  for (size_t s = 0; s < batch.sequences.size(); ++s) {
+    if (batch.logit_rows == LogitRows::kLastPerSequence) {
+      picked.push_back(rows.first_row[s + 1] - 1);
+    } else {
+      for (int64_t i = rows.first_row[s]; i < rows.first_row[s + 1]; ++i) picked.push_back(i);
+    }
+  }
+  if (trace != nullptr) {
+    trace->final_norm.resize(h.size());
+    ref::rms_norm(h.data(), d, norm_.data.data(), rows.rows, d, static_cast<float>(config_.rms_norm_eps),
+                  trace->final_norm.data(), d);
+  }
+  const int64_t out_rows = static_cast<int64_t>(picked.size());
+  std::vector<float> normed(static_cast<size_t>(out_rows * d));  // [out_rows, hidden]
+  for (int64_t i = 0; i < out_rows; ++i) std::copy_n(h.data() + picked[i] * d, d, normed.data() + i * d);
+  ref::rms_norm(normed.data(), d, norm_.data.data(), out_rows, d, static_cast<float>(config_.rms_norm_eps),
+                normed.data(), d);
+  Logits logits{.rows = out_rows, .vocab = vocab, .data = std::vector<float>(static_cast<size_t>(out_rows * vocab))};
+  ref::linear(normed.data(), d, lm_head_.data.data(), d, out_rows, d, vocab, logits.data.data(), vocab);
+  return logits;
+}
+
+}  // namespace k2

@@ -1,0 +1,63 @@
+// DeepSeekV3: the float32 DeepSeek-V3 / Kimi-K2 / Kimi-K2.5 text model (MLA attention,
+// dense first layers, sigmoid-routed MoE with shared experts, untied lm_head).
+//
+// Every hyper-parameter comes from ModelConfig. The weights are read once from the
+// Checkpoint and upcast to float32; the model owns them and nothing else. The KV cache and
+// the block tables belong to the caller. forward() is const: concurrent calls are safe as
+// long as they use different caches.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "shm/status.h"
+#include "workers/kv_cache.h"
+#include "workers/loader/checkpoint.h"
+#include "workers/loader/model_config.h"
+#include "workers/loader/progress.h"
+#include "workers/models/forward_batch.h"
+#include "workers/models/mla_attention.h"
+#include "workers/models/moe.h"
+
+namespace k2 {
+
+class DeepSeekV3 {
+ public:
+  // Reads every weight the config names from `checkpoint` (its tensor prefix already set).
+  static Result<std::unique_ptr<DeepSeekV3>> load(const Checkpoint& checkpoint, const ModelConfig& config,
+                                                  ProgressStyle progress = ProgressStyle::kAuto);
+
+  const ModelConfig& config() const { return config_; }
+  const MlaParams& attention_params() const { return mla_; }
+  // Width of one latent cache row: kv_lora_rank + qk_rope_head_dim.
+  int64_t cache_row_dim() const { return mla_.dims.latent_dim(); }
+
+  // One forward pass over a varlen batch. Writes the latent rows of every new token into
+  // `cache` and returns the requested logit rows. A batch that does not fit the model or
+  // the cache (token id, block table too short, block id, empty chunk) is an error value.
+  Result<Logits> forward(const ForwardBatch& batch, LatentKvCache& cache, ForwardTrace* trace = nullptr) const;
+
+ private:
+  struct Layer {
+    TensorF32 input_norm, post_norm;  // [hidden]
+    MlaLayer attention;
+    std::optional<Mlp> dense;  // layers < first_k_dense_replace (and non-MoE layers)
+    std::optional<Moe> moe;
+  };
+
+  DeepSeekV3() = default;
+  Status validate(const ForwardBatch& batch, const LatentKvCache& cache) const;
+  void run_layer(int64_t l, const ForwardBatch& batch, const BatchRows& rows, LatentKvCache& cache,
+                 std::vector<float>& h, ForwardTrace* trace) const;
+
+  ModelConfig config_;
+  MlaParams mla_;
+  TensorF32 embed_;    // [vocab, hidden]
+  std::vector<Layer> layers_;
+  TensorF32 norm_;     // [hidden]
+  TensorF32 lm_head_;  // [vocab, hidden]
+};
+
+}  // namespace k2

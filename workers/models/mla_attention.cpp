@@ -1,0 +1,187 @@
+#include "workers/models/mla_attention.h"
+
+#include <algorithm>
+
+#include "kernels/ref/dense.h"
+#include "kernels/ref/rope.h"
+
+namespace k2 {
+
+Result<MlaParams> MlaParams::from_config(const ModelConfig& c) {
+  MlaParams p;
+  p.dims = ref::MlaDims{.heads = c.num_attention_heads,
+                        .nope_dim = c.qk_nope_head_dim,
+                        .rope_dim = c.qk_rope_head_dim,
+                        .v_dim = c.v_head_dim,
+                        .kv_lora_rank = c.kv_lora_rank};
+  p.hidden = c.hidden_size;
+  p.q_lora_rank = c.q_lora_rank;
+  p.eps = static_cast<float>(c.rms_norm_eps);
+  const RopeScaling& rs = c.rope_scaling;
+  if (!rs.type.empty() && rs.type != "yarn") {
+    return unimplemented("config rope_scaling.type '" + rs.type + "' is not supported (only yarn)");
+  }
+  const bool yarn = rs.type == "yarn";
+  if (yarn && rs.factor > 1.0 && rs.mscale != rs.mscale_all_dim) {
+    return unimplemented("config rope_scaling.mscale != rope_scaling.mscale_all_dim is not supported");
+  }
+  ref::YarnParams y{.rope_dim = c.qk_rope_head_dim,
+                    .theta = c.rope_theta,
+                    .factor = yarn ? rs.factor : 1.0,
+                    .original_max_pos = rs.original_max_position_embeddings,
+                    .beta_fast = rs.beta_fast,
+                    .beta_slow = rs.beta_slow};
+  p.inv_freq.resize(static_cast<size_t>(c.qk_rope_head_dim / 2));
+  ref::yarn_inv_freq(y, p.inv_freq.data());
+  p.softmax_scale = static_cast<float>(ref::yarn_softmax_scale(c.qk_head_dim(), y.factor, rs.mscale_all_dim));
+  return p;
+}
+
+BatchRows BatchRows::from(const ForwardBatch& batch) {
+  BatchRows r;
+  r.first_row.push_back(0);
+  for (const SequenceChunk& s : batch.sequences) {
+    for (size_t i = 0; i < s.tokens.size(); ++i) r.positions.push_back(s.start_pos + static_cast<int64_t>(i));
+    r.first_row.push_back(static_cast<int64_t>(r.positions.size()));
+  }
+  r.rows = static_cast<int64_t>(r.positions.size());
+  return r;
+}
+
+Result<MlaLayer> MlaLayer::load(WeightLoader& w, const std::string& prefix, const MlaParams& p) {
+  const ref::MlaDims& d = p.dims;
+  MlaLayer l;
+  if (p.q_lora_rank) {
+    K2_ASSIGN_OR_RETURN(l.q_a_, w.linear(prefix + "q_a_proj", *p.q_lora_rank, p.hidden));
+    K2_ASSIGN_OR_RETURN(l.q_a_norm_, w.tensor(prefix + "q_a_layernorm.weight", {*p.q_lora_rank}));
+    K2_ASSIGN_OR_RETURN(l.q_b_, w.linear(prefix + "q_b_proj", d.heads * d.qk_dim(), *p.q_lora_rank));
+  } else {
+    K2_ASSIGN_OR_RETURN(l.q_proj_, w.linear(prefix + "q_proj", d.heads * d.qk_dim(), p.hidden));
+  }
+  K2_ASSIGN_OR_RETURN(l.kv_a_, w.linear(prefix + "kv_a_proj_with_mqa", d.latent_dim(), p.hidden));
+  K2_ASSIGN_OR_RETURN(l.kv_a_norm_, w.tensor(prefix + "kv_a_layernorm.weight", {d.kv_lora_rank}));
+  K2_ASSIGN_OR_RETURN(l.kv_b_, w.linear(prefix + "kv_b_proj", d.heads * (d.nope_dim + d.v_dim), d.kv_lora_rank));
+  K2_ASSIGN_OR_RETURN(l.o_, w.linear(prefix + "o_proj", p.hidden, d.heads * d.v_dim));
+  return l;
+}
+
+// q = q_b(RMSNorm(q_a(x))) or q_proj(x): [rows, H, nope+rope], rope not yet applied.
+void MlaLayer::project_q(const MlaParams& p, const float* x, int64_t rows, float* q) const {
+  const int64_t q_width = p.dims.heads * p.dims.qk_dim();
+  if (!p.q_lora_rank) {
+    ref::linear(x, p.hidden, q_proj_.data.data(), p.hidden, rows, p.hidden, q_width, q, q_width);
+    return;
+  }
+  const int64_t r = *p.q_lora_rank;
+  std::vector<float> cq(static_cast<size_t>(rows * r));  // [rows, q_lora]
+  ref::linear(x, p.hidden, q_a_.data.data(), p.hidden, rows, p.hidden, r, cq.data(), r);
+  ref::rms_norm(cq.data(), r, q_a_norm_.data.data(), rows, r, p.eps, cq.data(), r);
+  ref::linear(cq.data(), r, q_b_.data.data(), r, rows, r, q_width, q, q_width);
+}
+
+// Cache row of every new token: [RMSNorm(kv_a[:kv_lora]) | rope(kv_a[kv_lora:])].
+void MlaLayer::write_latents(const MlaParams& p, int64_t layer, const float* x, const ForwardBatch& batch,
+                             const BatchRows& rows, LatentKvCache& cache) const {
+  const ref::MlaDims& d = p.dims;
+  const int64_t lat = d.latent_dim();
+  std::vector<float> kv_a(static_cast<size_t>(rows.rows * lat));  // [rows, kv_lora + rope]
+  ref::linear(x, p.hidden, kv_a_.data.data(), p.hidden, rows.rows, p.hidden, lat, kv_a.data(), lat);
+  ref::rms_norm(kv_a.data(), lat, kv_a_norm_.data.data(), rows.rows, d.kv_lora_rank, p.eps, kv_a.data(), lat);
+  ref::rope_interleaved(kv_a.data() + d.kv_lora_rank, rows.rows, lat, 1, d.rope_dim, d.rope_dim,
+                        rows.positions.data(), p.inv_freq.data());
+  for (size_t s = 0; s < batch.sequences.size(); ++s) {
+    for (int64_t r = rows.first_row[s]; r < rows.first_row[s + 1]; ++r) {
+      std::copy_n(kv_a.data() + r * lat, lat, cache.row(layer, batch.sequences[s].block_table, rows.positions[r]));
+    }
+  }
+}
+
+// Naive form for one sequence chunk: q [n, H, nope+rope] -> attn [n, H, v].
+void MlaLayer::attend_naive(const MlaParams& p, int64_t layer, const SequenceChunk& seq, const float* q,
+                            const LatentKvCache& cache, float* attn) const {
+  const ref::MlaDims& d = p.dims;
+  const int64_t lat = d.latent_dim(), n = static_cast<int64_t>(seq.tokens.size());
+  const int64_t kv_tokens = seq.start_pos + n, kv_w = d.heads * (d.nope_dim + d.v_dim);
+  std::vector<float> latents(static_cast<size_t>(kv_tokens * lat));  // [kv_tokens, kv_lora + rope]
+  for (int64_t t = 0; t < kv_tokens; ++t) {
+    std::copy_n(cache.row(layer, seq.block_table, t), lat, latents.data() + t * lat);
+  }
+  std::vector<float> kv(static_cast<size_t>(kv_tokens * kv_w));  // [kv_tokens, H, nope + v]
+  ref::linear(latents.data(), lat, kv_b_.data.data(), d.kv_lora_rank, kv_tokens, d.kv_lora_rank, kv_w, kv.data(),
+              kv_w);
+  ref::mla_attention_naive(q, kv.data(), latents.data() + d.kv_lora_rank, lat, n, kv_tokens, seq.start_pos, d,
+                           p.softmax_scale, attn);
+}
+
+// Absorbed form for the one-token sequences `decode_seqs`, all at once.
+void MlaLayer::attend_absorbed(const MlaParams& p, int64_t layer, const ForwardBatch& batch, const BatchRows& rows,
+                               const std::vector<int64_t>& decode_seqs, const float* q, const LatentKvCache& cache,
+                               float* attn) const {
+  const ref::MlaDims& d = p.dims;
+  const int64_t b_count = static_cast<int64_t>(decode_seqs.size()), lat = d.latent_dim(), qk = d.qk_dim();
+  const int64_t q_width = d.heads * qk, kv_rows = d.nope_dim + d.v_dim;
+  size_t table_width = 0;
+  for (int64_t s : decode_seqs) table_width = std::max(table_width, batch.sequences[s].block_table.size());
+  std::vector<float> qd(static_cast<size_t>(b_count * q_width));            // [B, H, nope+rope]
+  std::vector<int32_t> tables(static_cast<size_t>(b_count) * table_width, 0);  // [B, table_width]
+  std::vector<int64_t> kv_lens(static_cast<size_t>(b_count));
+  for (int64_t b = 0; b < b_count; ++b) {
+    const SequenceChunk& seq = batch.sequences[decode_seqs[b]];
+    std::copy_n(q + rows.first_row[decode_seqs[b]] * q_width, q_width, qd.data() + b * q_width);
+    std::copy(seq.block_table.begin(), seq.block_table.end(), tables.begin() + b * table_width);
+    kv_lens[b] = seq.start_pos + 1;
+  }
+  // q_abs[b, h] = [q_nope[b, h] · W_UK[h] | q_pe[b, h]]: [B, H, kv_lora + rope]
+  std::vector<float> q_abs(static_cast<size_t>(b_count * d.heads * lat));
+  for (int64_t h = 0; h < d.heads; ++h) {
+    const float* w_uk = kv_b_.data.data() + h * kv_rows * d.kv_lora_rank;  // [nope, kv_lora]
+    ref::matmul(qd.data() + h * qk, q_width, w_uk, d.kv_lora_rank, b_count, d.nope_dim, d.kv_lora_rank,
+                q_abs.data() + h * lat, d.heads * lat);
+    for (int64_t b = 0; b < b_count; ++b) {
+      std::copy_n(qd.data() + b * q_width + h * qk + d.nope_dim, d.rope_dim,
+                  q_abs.data() + (b * d.heads + h) * lat + d.kv_lora_rank);
+    }
+  }
+  std::vector<float> o_lat(static_cast<size_t>(b_count * d.heads * d.kv_lora_rank));  // [B, H, kv_lora]
+  ref::mla_decode_paged(q_abs.data(), b_count, cache.layer_view(layer), tables.data(),
+                        static_cast<int64_t>(table_width), kv_lens.data(), d, p.softmax_scale, o_lat.data());
+  // attn[b, h] = o_lat[b, h] · W_UV[h]ᵀ: [B, H, v], scattered back to the batch rows.
+  const int64_t v_width = d.heads * d.v_dim;
+  std::vector<float> od(static_cast<size_t>(b_count * v_width));
+  for (int64_t h = 0; h < d.heads; ++h) {
+    const float* w_uv = kv_b_.data.data() + (h * kv_rows + d.nope_dim) * d.kv_lora_rank;  // [v, kv_lora]
+    ref::linear(o_lat.data() + h * d.kv_lora_rank, d.heads * d.kv_lora_rank, w_uv, d.kv_lora_rank, b_count,
+                d.kv_lora_rank, d.v_dim, od.data() + h * d.v_dim, v_width);
+  }
+  for (int64_t b = 0; b < b_count; ++b) {
+    std::copy_n(od.data() + b * v_width, v_width, attn + rows.first_row[decode_seqs[b]] * v_width);
+  }
+}
+
+void MlaLayer::forward(const MlaParams& p, int64_t layer, const float* x, const ForwardBatch& batch,
+                       const BatchRows& rows, LatentKvCache& cache, float* out) const {
+  const ref::MlaDims& d = p.dims;
+  const int64_t q_width = d.heads * d.qk_dim(), v_width = d.heads * d.v_dim;
+  std::vector<float> q(static_cast<size_t>(rows.rows * q_width));  // [rows, H, nope + rope]
+  project_q(p, x, rows.rows, q.data());
+  ref::rope_interleaved(q.data() + d.nope_dim, rows.rows, q_width, d.heads, d.qk_dim(), d.rope_dim,
+                        rows.positions.data(), p.inv_freq.data());
+  write_latents(p, layer, x, batch, rows, cache);
+
+  std::vector<float> attn(static_cast<size_t>(rows.rows * v_width));  // [rows, H, v]
+  std::vector<int64_t> decode_seqs;
+  for (size_t s = 0; s < batch.sequences.size(); ++s) {
+    const SequenceChunk& seq = batch.sequences[s];
+    if (seq.tokens.size() == 1) {
+      decode_seqs.push_back(static_cast<int64_t>(s));
+      continue;
+    }
+    const int64_t r0 = rows.first_row[s];
+    attend_naive(p, layer, seq, q.data() + r0 * q_width, cache, attn.data() + r0 * v_width);
+  }
+  if (!decode_seqs.empty()) attend_absorbed(p, layer, batch, rows, decode_seqs, q.data(), cache, attn.data());
+
+  ref::linear(attn.data(), v_width, o_.data.data(), v_width, rows.rows, v_width, p.hidden, out, p.hidden);
+}
+
+}  // namespace k2

@@ -1,0 +1,97 @@
+#include "workers/models/moe.h"
+
+#include <algorithm>
+
+#include "kernels/ref/dense.h"
+
+namespace k2 {
+
+Result<Mlp> Mlp::load(WeightLoader& w, const std::string& prefix, int64_t hidden, int64_t width) {
+  Mlp m;
+  m.hidden_ = hidden;
+  m.width_ = width;
+  K2_ASSIGN_OR_RETURN(m.gate_, w.linear(prefix + "gate_proj", width, hidden));
+  K2_ASSIGN_OR_RETURN(m.up_, w.linear(prefix + "up_proj", width, hidden));
+  K2_ASSIGN_OR_RETURN(m.down_, w.linear(prefix + "down_proj", hidden, width));
+  return m;
+}
+
+void Mlp::forward(const float* x, int64_t rows, float* out) const {
+  std::vector<float> g(static_cast<size_t>(rows * width_)), u(g.size());  // [rows, width]
+  ref::linear(x, hidden_, gate_.data.data(), hidden_, rows, hidden_, width_, g.data(), width_);
+  ref::linear(x, hidden_, up_.data.data(), hidden_, rows, hidden_, width_, u.data(), width_);
+  ref::silu_mul(g.data(), u.data(), rows * width_, g.data());
+  ref::linear(g.data(), width_, down_.data.data(), width_, rows, width_, hidden_, out, hidden_);
+}
+
+Result<Moe> Moe::load(WeightLoader& w, const std::string& prefix, const ModelConfig& c) {
+  Moe m;
+  m.hidden_ = c.hidden_size;
+  m.router_ = ref::RouterParams{.num_experts = c.n_routed_experts,
+                                .top_k = c.num_experts_per_tok,
+                                .n_group = c.n_group,
+                                .topk_group = c.topk_group,
+                                .renormalize = c.norm_topk_prob,
+                                .routed_scaling = static_cast<float>(c.routed_scaling_factor)};
+  const ref::RouterParams& r = m.router_;
+  if (r.top_k < 1 || r.top_k > r.num_experts || r.n_group < 1 || r.num_experts % r.n_group != 0 ||
+      r.topk_group < 1 || r.topk_group > r.n_group || r.top_k > r.topk_group * (r.num_experts / r.n_group)) {
+    return invalid_argument(
+        "config num_experts_per_tok / n_group / topk_group do not fit n_routed_experts (the kept groups must hold "
+        "num_experts_per_tok experts)");
+  }
+  K2_ASSIGN_OR_RETURN(m.gate_, w.tensor(prefix + "gate.weight", {c.n_routed_experts, c.hidden_size}));
+  K2_ASSIGN_OR_RETURN(m.bias_, w.tensor(prefix + "gate.e_score_correction_bias", {c.n_routed_experts}));
+  for (int64_t e = 0; e < c.n_routed_experts; ++e) {
+    K2_ASSIGN_OR_RETURN(Mlp expert, Mlp::load(w, prefix + "experts." + std::to_string(e) + ".", c.hidden_size,
+                                              c.moe_intermediate_size));
+    m.experts_.push_back(std::move(expert));
+  }
+  if (c.n_shared_experts > 0) {
+    K2_ASSIGN_OR_RETURN(Mlp shared, Mlp::load(w, prefix + "shared_experts.", c.hidden_size,
+                                              c.moe_intermediate_size * c.n_shared_experts));
+    m.shared_.push_back(std::move(shared));
+  }
+  return m;
+}
+
+void Moe::forward(const float* x, int64_t rows, float* out, RouterTrace* trace) const {
+  const int64_t n_exp = router_.num_experts, k = router_.top_k, d = hidden_;
+  // Router: sigmoid scores, biased selection, weights [rows, k].
+  std::vector<float> logits(static_cast<size_t>(rows * n_exp));  // [rows, E]
+  ref::linear(x, d, gate_.data.data(), d, rows, d, n_exp, logits.data(), n_exp);
+  std::vector<int32_t> idx(static_cast<size_t>(rows * k));
+  std::vector<float> weights(idx.size()), gap(static_cast<size_t>(rows)), group_gap(gap.size());
+  ref::moe_route(logits.data(), bias_.data.data(), rows, router_, idx.data(), weights.data(), gap.data(),
+                 group_gap.data());
+
+  // Routed experts, one expert at a time over the rows that chose it, so each expert's
+  // weights are streamed once per call.
+  std::vector<std::vector<int64_t>> slots(static_cast<size_t>(n_exp));  // per expert: row * k + j
+  for (int64_t s = 0; s < rows * k; ++s) slots[static_cast<size_t>(idx[s])].push_back(s);
+  std::fill(out, out + rows * d, 0.0f);
+  std::vector<float> xe, ye;
+  for (int64_t e = 0; e < n_exp; ++e) {
+    const std::vector<int64_t>& chosen = slots[static_cast<size_t>(e)];
+    if (chosen.empty()) continue;
+    const int64_t m = static_cast<int64_t>(chosen.size());
+    xe.resize(static_cast<size_t>(m * d));  // [m, hidden]
+    ye.resize(xe.size());
+    for (int64_t i = 0; i < m; ++i) std::copy_n(x + (chosen[i] / k) * d, d, xe.data() + i * d);
+    experts_[static_cast<size_t>(e)].forward(xe.data(), m, ye.data());
+    for (int64_t i = 0; i < m; ++i) ref::axpy(weights[chosen[i]], ye.data() + i * d, d, out + (chosen[i] / k) * d);
+  }
+  if (!shared_.empty()) {
+    std::vector<float> shared(static_cast<size_t>(rows * d));  // [rows, hidden]
+    shared_[0].forward(x, rows, shared.data());
+    ref::axpy(1.0f, shared.data(), rows * d, out);
+  }
+  if (trace != nullptr) {
+    trace->idx = std::move(idx);
+    trace->weights = std::move(weights);
+    trace->gap = std::move(gap);
+    trace->group_gap = std::move(group_gap);
+  }
+}
+
+}  // namespace k2

@@ -1,0 +1,48 @@
+// Feed-forward blocks of the DeepSeek-V3 family on the float32 path: the dense SwiGLU MLP
+// of the first layers, and the MoE block (sigmoid router with correction bias,
+// group-limited top-k, renormalisation, routed scaling, shared experts).
+//
+// Each type owns its float32 weights; forward() is const and thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kernels/ref/router.h"
+#include "shm/status.h"
+#include "workers/loader/model_config.h"
+#include "workers/models/forward_batch.h"
+#include "workers/models/weight_loader.h"
+
+namespace k2 {
+
+// down(silu(gate(x)) · up(x)) of width `width`.
+class Mlp {
+ public:
+  static Result<Mlp> load(WeightLoader& loader, const std::string& prefix, int64_t hidden, int64_t width);
+  // x: [rows, hidden] -> out: [rows, hidden] (overwritten).
+  void forward(const float* x, int64_t rows, float* out) const;
+
+ private:
+  int64_t hidden_ = 0, width_ = 0;
+  TensorF32 gate_, up_;  // [width, hidden]
+  TensorF32 down_;       // [hidden, width]
+};
+
+class Moe {
+ public:
+  static Result<Moe> load(WeightLoader& loader, const std::string& prefix, const ModelConfig& config);
+  // x: [rows, hidden] -> out: [rows, hidden] (overwritten). Fills `trace` when not null.
+  void forward(const float* x, int64_t rows, float* out, RouterTrace* trace) const;
+
+ private:
+  int64_t hidden_ = 0;
+  ref::RouterParams router_;
+  TensorF32 gate_;  // router [E, hidden]
+  TensorF32 bias_;  // e_score_correction_bias [E]
+  std::vector<Mlp> experts_;
+  std::vector<Mlp> shared_;  // empty or one MLP of width moe_intermediate_size × n_shared_experts
+};
+
+}  // namespace k2

@@ -1,0 +1,141 @@
+// k2serve-worker: the worker process kind. Its single-process commands (golden-check,
+// generate) are reached through `k2serve <command>`, which execs this binary.
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "enginecore/protocol/log.h"
+#include "enginecore/protocol/option_table.h"
+#include "workers/generate.h"
+#include "workers/golden_check.h"
+
+namespace {
+
+struct GoldenCheckArgs {
+  int64_t block_size = 16;
+  bool help = false;
+};
+
+struct GenerateArgs {
+  std::string prompt_ids;
+  int64_t max_tokens = 16;
+  bool ignore_eos = false;
+  int64_t block_size = 16;
+  bool help = false;
+};
+
+const k2::OptionTable<GoldenCheckArgs>& golden_table() {
+  static const auto table = [] {
+    k2::OptionTable<GoldenCheckArgs> t;
+    t.add("--block-size", &GoldenCheckArgs::block_size, "KV cache block size, a power of two")
+        .add("--help,-h", &GoldenCheckArgs::help, "show this help");
+    return t;
+  }();
+  return table;
+}
+
+const k2::OptionTable<GenerateArgs>& generate_table() {
+  static const auto table = [] {
+    k2::OptionTable<GenerateArgs> t;
+    t.add("--prompt-ids", &GenerateArgs::prompt_ids, "comma-separated prompt token ids (required)")
+        .add("--max-tokens", &GenerateArgs::max_tokens, "tokens to generate")
+        .add("--ignore-eos", &GenerateArgs::ignore_eos, "do not stop at an eos token of the config")
+        .add("--block-size", &GenerateArgs::block_size, "KV cache block size, a power of two")
+        .add("--help,-h", &GenerateArgs::help, "show this help");
+    return t;
+  }();
+  return table;
+}
+
+constexpr const char* kGoldenUsage = "k2serve golden-check DIR [options]";
+constexpr const char* kGenerateUsage = "k2serve generate MODEL_DIR --prompt-ids 1,2,3 [options]";
+
+int fail(const std::string& command, const k2::Status& status) {
+  std::fprintf(stderr, "k2serve %s: %s\n", command.c_str(), status.to_string().c_str());
+  return status.code() == k2::Code::kInvalidArgument ? 2 : 1;
+}
+
+k2::Status check_block_size(int64_t b) {
+  if (b <= 0 || (b & (b - 1)) != 0) return k2::invalid_argument("--block-size must be a power of two");
+  return {};
+}
+
+k2::Result<std::vector<int32_t>> parse_ids(const std::string& text) {
+  std::vector<int32_t> ids;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t comma = text.find(',', start);
+    if (comma == std::string::npos) comma = text.size();
+    int64_t v = 0;
+    k2::Status s = k2::parse_option_value(text.substr(start, comma - start), &v);
+    if (!s.ok() || v < 0 || v > INT32_MAX) return k2::invalid_argument("bad --prompt-ids entry in '" + text + "'");
+    ids.push_back(static_cast<int32_t>(v));
+    start = comma + 1;
+  }
+  if (ids.empty()) return k2::invalid_argument("--prompt-ids is required");
+  return ids;
+}
+
+int golden_check_main(const std::vector<std::string>& args) {
+  GoldenCheckArgs a;
+  std::vector<std::string> dirs;
+  k2::Status s = golden_table().parse(args, a, &dirs);
+  if (a.help) {
+    std::cout << golden_table().help(GoldenCheckArgs{}, kGoldenUsage)
+              << "\nDIR holds a checkpoint plus golden.json and golden.safetensors. Prints one line per check\n"
+                 "and a last line 'N passed, M failed'; exits 0 only when all pass.\n";
+    return 0;
+  }
+  if (s.ok()) s = check_block_size(a.block_size);
+  if (s.ok() && dirs.size() != 1) s = k2::invalid_argument("golden-check needs exactly one directory");
+  if (!s.ok()) return fail("golden-check", s);
+  k2::GoldenCheckOptions options;
+  options.block_size = a.block_size;
+  k2::Result<bool> ok = k2::run_golden_check(dirs[0], std::cout, options);
+  if (!ok.ok()) return fail("golden-check", ok.status());
+  return *ok ? 0 : 1;
+}
+
+int generate_main(const std::vector<std::string>& args) {
+  GenerateArgs a;
+  std::vector<std::string> dirs;
+  k2::Status s = generate_table().parse(args, a, &dirs);
+  if (a.help) {
+    std::cout << generate_table().help(GenerateArgs{}, kGenerateUsage)
+              << "\nPrints the generated ids on one line, separated by spaces.\n";
+    return 0;
+  }
+  if (s.ok()) s = check_block_size(a.block_size);
+  if (s.ok() && dirs.size() != 1) s = k2::invalid_argument("generate needs exactly one model directory");
+  if (s.ok() && a.max_tokens < 0) s = k2::invalid_argument("--max-tokens must be >= 0");
+  if (!s.ok()) return fail("generate", s);
+  auto prompt = parse_ids(a.prompt_ids);
+  if (!prompt.ok()) return fail("generate", prompt.status());
+  auto model = k2::load_model(dirs[0]);
+  if (!model.ok()) return fail("generate", model.status());
+  k2::GenerateOptions options;
+  options.max_tokens = a.max_tokens;
+  options.stop_at_eos = !a.ignore_eos;
+  options.block_size = a.block_size;
+  auto ids = k2::generate_greedy(**model, *prompt, options);
+  if (!ids.ok()) return fail("generate", ids.status());
+  std::string line;
+  for (size_t i = 0; i < ids->size(); ++i) line += (i ? " " : "") + std::to_string((*ids)[i]);
+  std::printf("%s\n", line.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  k2::init_logging("worker");  // logs go to stderr: stdout carries the command's results
+  const std::vector<std::string> args(argc > 1 ? argv + 2 : argv + argc, argv + argc);
+  const std::string command = argc > 1 ? argv[1] : "";
+  if (command == "golden-check") return golden_check_main(args);
+  if (command == "generate") return generate_main(args);
+  std::fprintf(stderr,
+               "usage: k2serve-worker <golden-check|generate> [options]\n"
+               "This is the worker process of k2serve; run 'k2serve --help'.\n");
+  return command == "--help" || command == "-h" ? 0 : 2;
+}
