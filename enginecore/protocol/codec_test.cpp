@@ -1,0 +1,294 @@
+#include "enginecore/protocol/codec.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include <gtest/gtest.h>
+
+#include "enginecore/protocol/fuzz_frames.h"
+
+namespace k2::protocol {
+namespace {
+
+SamplingParams sample_params() {
+  SamplingParams p;
+  p.temperature = 0.7f;
+  p.top_p = 0.9f;
+  p.top_k = 40;
+  p.min_p = 0.05f;
+  p.seed = -12345678901LL;
+  p.max_tokens = 128;
+  p.min_tokens = 2;
+  p.ignore_eos = true;
+  p.stop_token_ids = {163586, 7};
+  p.eos_token_ids = {163585};
+  p.logprobs = 5;
+  p.prompt_logprobs = 1;
+  p.presence_penalty = 0.5f;
+  p.frequency_penalty = -0.25f;
+  p.repetition_penalty = 1.1f;
+  p.logit_bias = {{11, -100.f}, {12, 2.5f}};
+  p.n = 2;
+  return p;
+}
+
+TokenLogprobs sample_logprobs() {
+  return TokenLogprobs{2, 3, {5, 6, 7, 8, 9, 10}, {-0.1f, -2.f, -3.f, -0.5f, -1.f, -std::numeric_limits<float>::infinity()}, {1, 2}};
+}
+
+// One of every message type with non-default fields; also the fuzz seed corpus.
+std::vector<Message> sample_messages() {
+  std::vector<Message> out;
+  out.push_back(Hello{ProcessKind::kEngineCore, 3, kProtocolVersion, true, false, 4242});
+  out.push_back(EngineConfigMsg{R"({"max_model_len":4096})", "abc123", {"ipc:///tmp/k2/in"}, {"ipc:///tmp/k2/out"}, 3});
+  out.push_back(ReadyMsg{3, 1000, 16, 4096, 256, 8192, 0xdeadbeefULL, "{}", {"/k2serve-1-abc-kv"}});
+  AddRequest add{"cmpl-1-abcdefgh", inline_tokens({1, 2, 3, 163584}), sample_params(), 1, 1.7e9, 0};
+  out.push_back(add);
+  add.prompt = TokenIds{DataLocation::kShm, {}, ShmHandle{2, 4096, 40000, 9}, 0, 10000};
+  out.push_back(add);
+  out.push_back(AbortRequests{{"a", "b-2"}});
+  out.push_back(Utility{0, 77, "reset_prefix_cache", "[]"});
+  RequestOutput ro{"cmpl-1", {42, 43}, sample_logprobs(), std::nullopt, FinishReason::kStop, 163586, 16,
+                   {{RequestEventType::kScheduled, 12.5}}};
+  out.push_back(EngineOutputs{0, {ro}, SchedulerStats{3, 1, 0.25f, 100, 40, 2, 99}, 12.75,
+                              UtilityOutput{77, std::nullopt, "true"}, {"cmpl-0"}});
+  StepPlan plan;
+  plan.step_id = 99;
+  plan.sampling_params = {sample_params()};
+  plan.requests.push_back(ScheduledRequest{"r1", 0, inline_tokens({5, 6, 7}), 16, 3, {true, {1, 2}}, true, 0, 0});
+  plan.requests.push_back(ScheduledRequest{"r2", 1, inline_tokens({9}), 40, 1, {false, {7}}, true, -1, 3});
+  plan.finished_request_ids = {"r0"};
+  plan.total_num_tokens = 4;
+  out.push_back(plan);
+  out.push_back(StepResult{99, 0, {{0, {12}, sample_logprobs(), std::nullopt}, {1, {13}, std::nullopt, std::nullopt}},
+                           ShmHandle{1, 128, 64, 2}, ""});
+  out.push_back(EngineDead{"worker 0 died"});
+  return out;
+}
+
+Frames frames_of(std::initializer_list<std::string> parts) { return Frames(parts); }
+
+std::string header(MsgType t, uint8_t version = kProtocolVersion) {
+  return std::string{static_cast<char>(version), static_cast<char>(t)};
+}
+
+template <class T>
+std::string packed(const T& value) {
+  msgpack::sbuffer buf;
+  msgpack::pack(buf, value);
+  return std::string(buf.data(), buf.size());
+}
+
+TEST(Codec, EveryMessageRoundTrips) {
+  for (const auto& m : sample_messages()) {
+    Frames f = encode(m);
+    ASSERT_EQ(f.size(), 2u);
+    EXPECT_EQ(static_cast<uint8_t>(f[0][0]), kProtocolVersion);
+    EXPECT_EQ(static_cast<MsgType>(f[0][1]), message_type(m));
+    auto back = decode(f);
+    ASSERT_TRUE(back.ok()) << message_type_name(message_type(m)) << ": " << back.status().to_string();
+    EXPECT_TRUE(*back == m) << message_type_name(message_type(m));
+  }
+}
+
+TEST(Codec, LargeTokenArraysTravelAsExtraFrames) {
+  std::vector<int32_t> ids(1000);
+  for (int i = 0; i < 1000; ++i) ids[i] = i * 161 - 5;
+  AddRequest add{"big", inline_tokens(ids), SamplingParams{}, 0, 0, 0};
+  Frames f = encode(add, EncodeOptions{256});
+  ASSERT_EQ(f.size(), 3u);
+  EXPECT_EQ(f[2].size(), 4000u);
+  EXPECT_LT(f[1].size(), 200u);
+  auto back = decode(f);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_TRUE(*back == Message(add));
+
+  Frames small = encode(Message(AddRequest{"s", inline_tokens({1, 2}), {}, 0, 0, 0}), EncodeOptions{256});
+  EXPECT_EQ(small.size(), 2u);
+
+  Frames truncated = f;
+  truncated[2].pop_back();
+  EXPECT_EQ(decode(truncated).status().code(), Code::kCorrupt);
+  Frames missing(f.begin(), f.begin() + 2);
+  EXPECT_EQ(decode(missing).status().code(), Code::kCorrupt);
+  Frames extra = encode(add);
+  extra.push_back("unreferenced");
+  EXPECT_EQ(decode(extra).status().code(), Code::kCorrupt);
+}
+
+TEST(Codec, FramingErrorsAreValues) {
+  Frames good = encode(Message(AbortRequests{{"x"}}));
+  EXPECT_EQ(decode(Frames{}).status().code(), Code::kCorrupt);
+  EXPECT_EQ(decode(Frames{good[0]}).status().code(), Code::kCorrupt);
+  EXPECT_EQ(decode(frames_of({"", good[1]})).status().code(), Code::kCorrupt);
+  EXPECT_EQ(decode(frames_of({header(MsgType::kAbortRequests, 2), good[1]})).status().code(), Code::kUnimplemented);
+  EXPECT_EQ(decode(frames_of({std::string{1, 0}, good[1]})).status().code(), Code::kCorrupt);
+  EXPECT_EQ(decode(frames_of({std::string{1, 99}, good[1]})).status().code(), Code::kCorrupt);
+  EXPECT_EQ(decode(frames_of({good[0], good[1] + "x"})).status().code(), Code::kCorrupt);
+  // The body of one type under another type's header.
+  EXPECT_FALSE(decode(frames_of({header(MsgType::kHello), good[1]})).ok());
+  Frames many(100, good[1]);
+  many[0] = good[0];
+  EXPECT_EQ(decode(many).status().code(), Code::kCorrupt);
+}
+
+TEST(Codec, EveryTruncationAndByteFlipIsHandled) {
+  for (const auto& m : sample_messages()) {
+    Frames f = encode(m);
+    for (size_t n = 0; n < f[1].size(); ++n) {
+      auto r = decode(frames_of({f[0], f[1].substr(0, n)}));
+      EXPECT_FALSE(r.ok()) << "prefix " << n;
+    }
+    for (size_t i = 0; i < f[1].size(); ++i) {
+      for (uint8_t x : {0x01, 0x80, 0xff}) {
+        Frames g = f;
+        g[1][i] = static_cast<char>(g[1][i] ^ x);
+        auto r = decode(g);  // any outcome but a crash or exception
+        if (r.ok()) {
+          EXPECT_TRUE(validate(*r).ok());
+        }
+      }
+    }
+  }
+}
+
+TEST(Codec, HostileSizesAreBounded) {
+  // An array header claiming 2^32-1 elements in a 5-byte body must fail without allocating.
+  std::string huge_array{static_cast<char>(0xdd), static_cast<char>(0xff), static_cast<char>(0xff),
+                         static_cast<char>(0xff), static_cast<char>(0xff)};
+  EXPECT_EQ(decode(frames_of({header(MsgType::kAbortRequests), huge_array})).status().code(), Code::kCorrupt);
+  std::string huge_str{static_cast<char>(0xdb), static_cast<char>(0xff), static_cast<char>(0xff),
+                       static_cast<char>(0xff), static_cast<char>(0xff)};
+  EXPECT_EQ(decode(frames_of({header(MsgType::kEngineDead), huge_str})).status().code(), Code::kCorrupt);
+  std::string deep(200, static_cast<char>(0x91));  // [[[[...]]]]
+  deep.push_back(static_cast<char>(0x90));
+  EXPECT_EQ(decode(frames_of({header(MsgType::kAbortRequests), deep})).status().code(), Code::kCorrupt);
+}
+
+TEST(Codec, ForwardCompatibleArrays) {
+  // Fewer trailing fields: defaults. More trailing fields: ignored.
+  auto short_hello = decode(frames_of({header(MsgType::kHello), packed(std::make_tuple(2, 5))}));
+  ASSERT_TRUE(short_hello.ok()) << short_hello.status().to_string();
+  auto& h = std::get<Hello>(*short_hello);
+  EXPECT_EQ(h.kind, ProcessKind::kWorker);
+  EXPECT_EQ(h.rank, 5u);
+  EXPECT_EQ(h.version, kProtocolVersion);
+  auto long_abort = decode(frames_of({header(MsgType::kAbortRequests),
+                                      packed(std::make_tuple(std::vector<std::string>{"q"}, 1, "future"))}));
+  ASSERT_TRUE(long_abort.ok());
+  EXPECT_EQ(std::get<AbortRequests>(*long_abort).request_ids, std::vector<std::string>{"q"});
+}
+
+TEST(Codec, TypeAndRangeErrors) {
+  // rank does not fit uint32; kind is not a process kind; a string where an int belongs.
+  EXPECT_EQ(decode(frames_of({header(MsgType::kHello), packed(std::make_tuple(1, int64_t{1} << 40))})).status().code(),
+            Code::kCorrupt);
+  EXPECT_EQ(decode(frames_of({header(MsgType::kHello), packed(std::make_tuple(9, 0))})).status().code(),
+            Code::kInvalidArgument);
+  EXPECT_EQ(decode(frames_of({header(MsgType::kHello), packed(std::make_tuple("x", 0))})).status().code(),
+            Code::kCorrupt);
+  EXPECT_EQ(decode(frames_of({header(MsgType::kHello), packed(7)})).status().code(), Code::kCorrupt);
+}
+
+TEST(Codec, ValidationRejectsWhatWouldBreakTheEngine) {
+  auto invalid = [](Message m) { return decode(encode(m)).status().code() == Code::kInvalidArgument; };
+  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0};
+  EXPECT_TRUE(decode(encode(add)).ok());
+  AddRequest bad = add;
+  bad.params.temperature = std::nanf("");
+  EXPECT_TRUE(invalid(bad));
+  bad = add;
+  bad.params.top_p = 0;
+  EXPECT_TRUE(invalid(bad));
+  bad = add;
+  bad.params.min_tokens = 100;
+  EXPECT_TRUE(invalid(bad));
+  bad = add;
+  bad.params.n = 0;
+  EXPECT_TRUE(invalid(bad));
+  bad = add;
+  bad.request_id = "";
+  EXPECT_TRUE(invalid(bad));
+  bad = add;
+  bad.prompt = inline_tokens({});
+  EXPECT_TRUE(invalid(bad));
+  bad = add;
+  bad.prompt.count = 5;
+  EXPECT_TRUE(invalid(bad));
+  bad = add;
+  bad.prompt = TokenIds{DataLocation::kShm, {}, ShmHandle{1, 64, 8, 0}, 0, 2};  // generation 0
+  EXPECT_TRUE(invalid(bad));
+  bad.prompt.location = DataLocation::kFrame;  // kFrame without a frame
+  EXPECT_FALSE(decode(encode(bad)).ok());
+
+  StepPlan plan = std::get<StepPlan>(sample_messages()[8]);
+  StepPlan p = plan;
+  p.requests[0].params_index = 1;
+  EXPECT_TRUE(invalid(p));
+  p = plan;
+  p.total_num_tokens = 5;
+  EXPECT_TRUE(invalid(p));
+  p = plan;
+  p.requests[1].num_tokens = 2;
+  EXPECT_TRUE(invalid(p));
+
+  StepResult r = std::get<StepResult>(sample_messages()[9]);
+  r.samples[0].logprobs->ranks.pop_back();
+  EXPECT_TRUE(invalid(r));
+  EngineOutputs o = std::get<EngineOutputs>(sample_messages()[7]);
+  o.outputs[0].finish_reason = static_cast<FinishReason>(17);
+  EXPECT_TRUE(invalid(o));
+}
+
+// Not a benchmark gate, a sanity bound plus a figure: the engine encodes one StepPlan and
+// decodes one StepResult per step, and the overhead goal is ~10 us at batch 64.
+TEST(Codec, StepPlanOfBatch64IsCheap) {
+  StepPlan plan;
+  plan.step_id = 1;
+  plan.sampling_params.push_back(SamplingParams{});
+  for (uint32_t i = 0; i < 64; ++i) {
+    plan.requests.push_back(ScheduledRequest{"cmpl-0123456789abcdef-" + std::to_string(i), i,
+                                             inline_tokens({static_cast<int32_t>(1000 + i)}), 100 + i, 1,
+                                             {false, {}}, true, -1, 10});
+  }
+  plan.total_num_tokens = 64;
+  constexpr int kIters = 2000;
+  auto t0 = std::chrono::steady_clock::now();
+  size_t bytes = 0;
+  for (int i = 0; i < kIters; ++i) {
+    Frames f = encode(plan);
+    auto back = decode(f);
+    ASSERT_TRUE(back.ok());
+    bytes = f[1].size();
+  }
+  double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / kIters;
+  std::printf("StepPlan batch 64: %zu body bytes, encode+decode %.1f us\n", bytes, us);
+  EXPECT_LT(us, 2000.0);
+}
+
+// Writes the fuzz seed corpus when K2_WRITE_FUZZ_CORPUS names a directory (the checked-in
+// corpus under fuzz_corpus/msgpack_frames was made this way); always checks the seeds decode.
+TEST(Codec, FuzzSeedCorpus) {
+  const char* dir = std::getenv("K2_WRITE_FUZZ_CORPUS");
+  int i = 0;
+  for (const auto& m : sample_messages()) {
+    std::string seed = join_fuzz_input(encode(m, EncodeOptions{8}));
+    auto frames = split_fuzz_input(reinterpret_cast<const uint8_t*>(seed.data()), seed.size());
+    auto back = decode(std::span<const std::string_view>(frames));
+    ASSERT_TRUE(back.ok()) << back.status().to_string();
+    EXPECT_TRUE(*back == m);
+    if (dir != nullptr) {
+      std::ofstream(std::filesystem::path(dir) / ("seed-" + std::to_string(i) + "-" +
+                                                  message_type_name(message_type(m))), std::ios::binary) << seed;
+    }
+    ++i;
+  }
+}
+
+}  // namespace
+}  // namespace k2::protocol

@@ -1,0 +1,49 @@
+#include "enginecore/protocol/token_payload.h"
+
+#include <numeric>
+
+#include <gtest/gtest.h>
+
+#include "enginecore/protocol/codec.h"
+
+namespace k2::protocol {
+namespace {
+
+TEST(TokenPayload, SmallInlineLargeInArenaThroughTheCodec) {
+  auto arena = Arena::create(ArenaOptions{make_run_id(), "prompts", 5, 1 << 20, -1});
+  ASSERT_TRUE(arena.ok());
+  std::vector<int32_t> small{1, 2, 3};
+  std::vector<int32_t> large(5000);
+  std::iota(large.begin(), large.end(), 100);
+
+  auto s = place_tokens(small, &*arena);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->location, DataLocation::kInline);
+  auto l = place_tokens(large, &*arena);
+  ASSERT_TRUE(l.ok());
+  EXPECT_EQ(l->location, DataLocation::kShm);
+  EXPECT_EQ(l->handle.arena_id, 5u);
+
+  AddRequest add{"r", *l, SamplingParams{}, 0, 0, 0};
+  Frames frames = encode(add);
+  EXPECT_LT(frames[1].size(), 200u) << "the prompt does not ride in the message";
+  auto decoded = decode(frames);
+  ASSERT_TRUE(decoded.ok());
+  auto peer = Arena::open(arena->name());
+  ASSERT_TRUE(peer.ok());
+  auto ids = read_tokens(std::get<AddRequest>(*decoded).prompt, &*peer);
+  ASSERT_TRUE(ids.ok()) << ids.status().to_string();
+  EXPECT_EQ(*ids, large);
+  EXPECT_EQ(*read_tokens(*s, nullptr), small);
+  EXPECT_FALSE(read_tokens(*l, nullptr).ok());
+
+  // Once freed, the handle is stale: an error, not the next prompt's tokens.
+  ASSERT_TRUE(arena->free(l->handle).ok());
+  auto other = place_tokens(std::vector<int32_t>(5000, 7), &*arena);
+  ASSERT_TRUE(other.ok());
+  EXPECT_EQ(other->handle.offset, l->handle.offset);
+  EXPECT_FALSE(read_tokens(*l, &*peer).ok());
+}
+
+}  // namespace
+}  // namespace k2::protocol
