@@ -1,0 +1,63 @@
+// FakeExecutor: a stand-in for the workers in scheduler tests. It keeps what a real worker
+// keeps (per request: block table and tokens, rebuilt from the plans' diffs) and a fake KV
+// cache in which every slot holds a fingerprint of the whole prefix up to its token. For each
+// scheduled token it checks that the KV of every earlier position is the right one (so a
+// wrong prefix-cache hit, a stale block or a block written while shared fails the test),
+// then "samples" a deterministic function of the request's context.
+//
+// Test-only; reports problems as GoogleTest failures. Not thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "enginecore/scheduler.h"
+
+namespace k2::engine::testing {
+
+// The "model": the next token given the request id and all its tokens so far.
+using SampleFn = std::function<TokenId(const std::string& request_id, std::span<const TokenId> context)>;
+
+// A token in [first_token, first_token + num_values) that depends on the whole context.
+TokenId hash_next_token(std::span<const TokenId> context, TokenId first_token, int32_t num_values);
+
+// Generates what a request must produce when served alone by a correct engine.
+std::vector<TokenId> reference_outputs(const std::string& request_id, std::span<const TokenId> prompt,
+                                       const StopParams& stop, int32_t max_model_len, const SampleFn& sample);
+
+class FakeExecutor {
+ public:
+  FakeExecutor(const KvCacheConfig& kv_config, SampleFn sample);
+
+  // Runs one plan and returns what workers would return.
+  StepResult execute(const SchedulerOutput& plan);
+
+  int64_t num_tokens_computed() const { return num_tokens_computed_; }
+  int64_t num_prefix_tokens_verified() const { return num_prefix_tokens_verified_; }
+
+ private:
+  struct WorkerRequest {
+    std::vector<BlockId> block_table;
+    std::vector<TokenId> tokens;
+    std::vector<uint64_t> fingerprints;  // fingerprint of tokens[0..i]
+    int32_t num_computed = 0;
+  };
+
+  void apply_plan_state(const SchedulerOutput& plan);
+  size_t slot(const WorkerRequest& w, int32_t position) const;
+  void run_request(const std::string& id, WorkerRequest& w, const ScheduledRequest& s,
+                   const std::unordered_map<BlockId, int32_t>& owners);
+
+  int32_t block_size_;
+  SampleFn sample_;
+  std::vector<uint64_t> kv_;  // fingerprint per slot; 0 = never written
+  std::unordered_map<std::string, WorkerRequest> state_;
+  int64_t num_tokens_computed_ = 0;
+  int64_t num_prefix_tokens_verified_ = 0;
+};
+
+}  // namespace k2::engine::testing
