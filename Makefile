@@ -33,7 +33,7 @@ test-san: deps $(SAN_BUILD)/build.ninja
 	ctest --test-dir $(SAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|fuzz' $(CTEST_ARGS)
 
 serve: build
-	$(BUILD)/frontend/k2serve serve $(DEMO_MODEL) $(SERVE_ARGS)
+	$(BUILD)/bin/k2serve serve $(DEMO_MODEL) $(SERVE_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(SAN_BUILD)
