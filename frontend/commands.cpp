@@ -7,6 +7,7 @@
 #include "enginecore/protocol/option_table.h"
 #include "frontend/chat_template/render_chat_command.h"
 #include "frontend/parsers/parse_output_command.h"
+#include "frontend/serve_command.h"
 #include "frontend/tokenizer/tokenizer_commands.h"
 
 namespace k2 {
@@ -85,6 +86,7 @@ int run_parse_output(const std::vector<std::string>& args) {
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
+      {"serve", "serve a model with the OpenAI-compatible API (vLLM's flags)", serve_command, ""},
       {"golden-check", "check a checkpoint's float32 forward pass against golden logits", nullptr, "k2serve-worker"},
       {"generate", "greedy token ids for a prompt of ids", nullptr, "k2serve-worker"},
       {"tokenize", "JSON lines {\"text\"} -> {\"ids\"}", run_tokenize, ""},

@@ -5,23 +5,46 @@
 
 namespace k2 {
 
-Result<LatentKvCache> LatentKvCache::create(int64_t num_layers, int64_t num_blocks, int64_t block_size,
-                                            int64_t row_dim) {
+namespace {
+
+Status create_check(int64_t num_layers, int64_t num_blocks, int64_t block_size, int64_t row_dim) {
   if (num_layers <= 0 || num_blocks <= 0 || row_dim <= 0) {
     return invalid_argument("kv cache: layers, blocks and row width must be positive");
   }
   if (block_size <= 0 || (block_size & (block_size - 1)) != 0) {
     return invalid_argument("kv cache: block size " + std::to_string(block_size) + " is not a power of two");
   }
-  return LatentKvCache(num_layers, num_blocks, block_size, row_dim);
+  return Status::ok_status();
 }
 
-LatentKvCache::LatentKvCache(int64_t num_layers, int64_t num_blocks, int64_t block_size, int64_t row_dim)
-    : num_layers_(num_layers),
-      num_blocks_(num_blocks),
-      block_size_(block_size),
-      row_dim_(row_dim),
-      data_(static_cast<size_t>(num_layers * num_blocks * block_size * row_dim), 0.0f) {}
+}  // namespace
+
+Result<LatentKvCache> LatentKvCache::create(int64_t num_layers, int64_t num_blocks, int64_t block_size,
+                                            int64_t row_dim) {
+  K2_RETURN_IF_ERROR(create_check(num_layers, num_blocks, block_size, row_dim));
+  return LatentKvCache(num_layers, num_blocks, block_size, row_dim, nullptr);
+}
+
+Result<LatentKvCache> LatentKvCache::create_in(std::span<std::byte> memory, int64_t num_layers, int64_t num_blocks,
+                                               int64_t block_size, int64_t row_dim) {
+  K2_RETURN_IF_ERROR(create_check(num_layers, num_blocks, block_size, row_dim));
+  if (memory.size() < bytes_needed(num_layers, num_blocks, block_size, row_dim))
+    return invalid_argument("kv cache: the memory given is smaller than the cache");
+  if (reinterpret_cast<uintptr_t>(memory.data()) % alignof(float) != 0)
+    return invalid_argument("kv cache: the memory given is not float-aligned");
+  return LatentKvCache(num_layers, num_blocks, block_size, row_dim, reinterpret_cast<float*>(memory.data()));
+}
+
+LatentKvCache::LatentKvCache(int64_t num_layers, int64_t num_blocks, int64_t block_size, int64_t row_dim,
+                             float* external)
+    : num_layers_(num_layers), num_blocks_(num_blocks), block_size_(block_size), row_dim_(row_dim) {
+  if (external != nullptr) {
+    data_ = external;
+  } else {
+    storage_.assign(static_cast<size_t>(num_layers * num_blocks * block_size * row_dim), 0.0f);
+    data_ = storage_.data();
+  }
+}
 
 const float* LatentKvCache::row(int64_t layer, std::span<const int32_t> block_table, int64_t position) const {
   K2_CHECK(layer >= 0 && layer < num_layers_, "kv cache: layer out of range");
@@ -30,7 +53,7 @@ const float* LatentKvCache::row(int64_t layer, std::span<const int32_t> block_ta
   const int32_t block = block_table[static_cast<size_t>(position / block_size_)];
   K2_CHECK(block >= 0 && block < num_blocks_, "kv cache: block id out of range");
   const int64_t index = ((layer * num_blocks_ + block) * block_size_ + position % block_size_) * row_dim_;
-  return data_.data() + index;
+  return data_ + index;
 }
 
 float* LatentKvCache::row(int64_t layer, std::span<const int32_t> block_table, int64_t position) {
@@ -39,7 +62,7 @@ float* LatentKvCache::row(int64_t layer, std::span<const int32_t> block_table, i
 
 ref::PagedLatentView LatentKvCache::layer_view(int64_t layer) const {
   K2_CHECK(layer >= 0 && layer < num_layers_, "kv cache: layer out of range");
-  return ref::PagedLatentView{data_.data() + layer * num_blocks_ * block_size_ * row_dim_, num_blocks_,
+  return ref::PagedLatentView{data_ + layer * num_blocks_ * block_size_ * row_dim_, num_blocks_,
                               block_size_};
 }
 

@@ -1,7 +1,8 @@
 // The paged latent KV cache of the float32 model path, and a minimal block allocator for
 // the worker's own commands (golden-check, generate).
 //
-// LatentKvCache owns one float32 array [layers, num_blocks, block_size, row_dim] with
+// LatentKvCache owns one float32 array [layers, num_blocks, block_size, row_dim] (or views
+// one in caller-owned shared memory) with
 // row_dim = kv_lora_rank + qk_rope_head_dim: per token per layer one row
 // [c_kv (normalised latent) | k_pe (rotated)]. Who owns which block is not its business:
 // the model reads and writes the rows its callers' block tables point at. In serving, the
@@ -11,6 +12,7 @@
 // Neither type is thread-safe; a forward pass uses the cache from one thread.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -24,6 +26,18 @@ class LatentKvCache {
  public:
   // block_size must be a power of two; every count positive.
   static Result<LatentKvCache> create(int64_t num_layers, int64_t num_blocks, int64_t block_size, int64_t row_dim);
+  // The same layout over caller-owned memory (the worker's shared-memory KV segment), which
+  // must hold bytes_needed() bytes, be float-aligned and outlive the cache. Not zeroed here.
+  static Result<LatentKvCache> create_in(std::span<std::byte> memory, int64_t num_layers, int64_t num_blocks,
+                                         int64_t block_size, int64_t row_dim);
+  static uint64_t bytes_needed(int64_t num_layers, int64_t num_blocks, int64_t block_size, int64_t row_dim) {
+    return static_cast<uint64_t>(num_layers * num_blocks * block_size * row_dim) * sizeof(float);
+  }
+
+  LatentKvCache(LatentKvCache&& other) noexcept = default;
+  LatentKvCache& operator=(LatentKvCache&& other) noexcept = default;
+  LatentKvCache(const LatentKvCache&) = delete;
+  LatentKvCache& operator=(const LatentKvCache&) = delete;
 
   int64_t num_layers() const { return num_layers_; }
   int64_t num_blocks() const { return num_blocks_; }
@@ -39,9 +53,10 @@ class LatentKvCache {
   int64_t blocks_for(int64_t tokens) const { return (tokens + block_size_ - 1) / block_size_; }
 
  private:
-  LatentKvCache(int64_t num_layers, int64_t num_blocks, int64_t block_size, int64_t row_dim);
+  LatentKvCache(int64_t num_layers, int64_t num_blocks, int64_t block_size, int64_t row_dim, float* external);
   int64_t num_layers_, num_blocks_, block_size_, row_dim_;
-  std::vector<float> data_;
+  std::vector<float> storage_;  // empty when the memory is external
+  float* data_ = nullptr;       // storage_.data() or the external memory (a moved vector keeps its buffer)
 };
 
 // Hands out block ids 0..num_blocks-1; freed ids are reused (lowest first is not promised).

@@ -1,5 +1,6 @@
 // k2serve-worker: the worker process kind. Its single-process commands (golden-check,
-// generate) are reached through `k2serve <command>`, which execs this binary.
+// generate) are reached through `k2serve <command>`, which execs this binary; `worker` is
+// the serving worker an enginecore spawns (worker_process.h).
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -9,6 +10,7 @@
 #include "enginecore/protocol/option_table.h"
 #include "workers/generate.h"
 #include "workers/golden_check.h"
+#include "workers/worker_process.h"
 
 namespace {
 
@@ -120,9 +122,8 @@ int generate_main(const std::vector<std::string>& args) {
   options.block_size = a.block_size;
   auto ids = k2::generate_greedy(**model, *prompt, options);
   if (!ids.ok()) return fail("generate", ids.status());
-  std::string line;
-  for (size_t i = 0; i < ids->size(); ++i) line += (i ? " " : "") + std::to_string((*ids)[i]);
-  std::printf("%s\n", line.c_str());
+  for (size_t i = 0; i < ids->size(); ++i) std::cout << (i ? " " : "") << (*ids)[i];
+  std::cout << "\n";
   return 0;
 }
 
@@ -134,8 +135,9 @@ int main(int argc, char** argv) {
   const std::string command = argc > 1 ? argv[1] : "";
   if (command == "golden-check") return golden_check_main(args);
   if (command == "generate") return generate_main(args);
+  if (command == "worker") return k2::worker_main(args);
   std::fprintf(stderr,
-               "usage: k2serve-worker <golden-check|generate> [options]\n"
+               "usage: k2serve-worker <golden-check|generate|worker> [options]\n"
                "This is the worker process of k2serve; run 'k2serve --help'.\n");
   return command == "--help" || command == "-h" ? 0 : 2;
 }

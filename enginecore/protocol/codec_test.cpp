@@ -60,8 +60,29 @@ std::vector<Message> sample_messages() {
   StepPlan plan;
   plan.step_id = 99;
   plan.sampling_params = {sample_params()};
-  plan.requests.push_back(ScheduledRequest{"r1", 0, inline_tokens({5, 6, 7}), 16, 3, {true, {1, 2}}, true, 0, 0});
-  plan.requests.push_back(ScheduledRequest{"r2", 1, inline_tokens({9}), 40, 1, {false, {7}}, true, -1, 3});
+  ScheduledRequest r1;
+  r1.request_id = "r1";
+  r1.token_ids = inline_tokens({5, 6, 7});
+  r1.start_position = 16;
+  r1.num_tokens = 3;
+  r1.blocks.block_ids = {1, 2};
+  r1.sample = true;
+  r1.params_index = 0;
+  r1.cached_token_ids = std::vector<int32_t>(16, 4);
+  r1.num_prompt_tokens = 19;
+  plan.requests.push_back(r1);
+  ScheduledRequest r2;
+  r2.request_id = "r2";
+  r2.slot = 1;
+  r2.token_ids = inline_tokens({9});
+  r2.start_position = 40;
+  r2.num_tokens = 1;
+  r2.blocks.replace = false;
+  r2.blocks.block_ids = {7};
+  r2.sample = true;
+  r2.num_output_tokens = 3;
+  r2.num_prompt_tokens = 38;
+  plan.requests.push_back(r2);
   plan.finished_request_ids = {"r0"};
   plan.total_num_tokens = 4;
   out.push_back(plan);
@@ -252,9 +273,17 @@ TEST(Codec, StepPlanOfBatch64IsCheap) {
   plan.step_id = 1;
   plan.sampling_params.push_back(SamplingParams{});
   for (uint32_t i = 0; i < 64; ++i) {
-    plan.requests.push_back(ScheduledRequest{"cmpl-0123456789abcdef-" + std::to_string(i), i,
-                                             inline_tokens({static_cast<int32_t>(1000 + i)}), 100 + i, 1,
-                                             {false, {}}, true, -1, 10});
+    ScheduledRequest r;
+    r.request_id = "cmpl-0123456789abcdef-" + std::to_string(i);
+    r.slot = i;
+    r.token_ids = inline_tokens({static_cast<int32_t>(1000 + i)});
+    r.start_position = 100 + i;
+    r.num_tokens = 1;
+    r.blocks.replace = false;
+    r.sample = true;
+    r.num_output_tokens = 10;
+    r.num_prompt_tokens = 90 + i;
+    plan.requests.push_back(std::move(r));
   }
   plan.total_num_tokens = 64;
   constexpr int kIters = 2000;

@@ -7,6 +7,8 @@
 #include <map>
 #include <sstream>
 
+#include <yaml-cpp/yaml.h>
+
 namespace k2 {
 namespace {
 
@@ -55,14 +57,41 @@ std::string json_scalar_text(const nlohmann::json& v) {
   return v.dump();
 }
 
-Result<nlohmann::json> read_json_file(const std::string& path) {
+// YAML scalars carry no type; the option table converts the text per option, so every
+// scalar becomes a string here.
+nlohmann::json yaml_to_json(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      nlohmann::json j = nlohmann::json::object();
+      for (const auto& kv : node) j[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+      return j;
+    }
+    case YAML::NodeType::Sequence: {
+      nlohmann::json j = nlohmann::json::array();
+      for (const auto& item : node) j.push_back(yaml_to_json(item));
+      return j;
+    }
+    case YAML::NodeType::Scalar: return node.as<std::string>();
+    default: return nullptr;
+  }
+}
+
+// A config file as vLLM takes it: YAML (JSON is a subset of YAML, and is parsed as JSON so
+// its numbers and booleans keep their types).
+Result<nlohmann::json> read_config_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) return io_error("cannot open config file " + path);
   std::stringstream ss;
   ss << in.rdbuf();
   auto j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return invalid_argument("config file " + path + " is not valid JSON");
-  if (!j.is_object()) return invalid_argument("config file " + path + " must hold an object");
+  if (j.is_discarded()) {
+    try {
+      j = yaml_to_json(YAML::Load(ss.str()));
+    } catch (const YAML::Exception& e) {
+      return invalid_argument("config file " + path + " is neither JSON nor YAML: " + e.what());
+    }
+  }
+  if (!j.is_object()) return invalid_argument("config file " + path + " must hold a mapping of option names");
   return j;
 }
 
@@ -168,7 +197,7 @@ Status OptionTableBase::parse(const std::vector<std::string>& args, void* cfg,
     } else {
       continue;
     }
-    K2_ASSIGN_OR_RETURN(auto j, read_json_file(path));
+    K2_ASSIGN_OR_RETURN(auto j, read_config_file(path));
     K2_RETURN_IF_ERROR(apply_json(j, cfg));
   }
   for (size_t i = 0; i < args.size(); ++i) {
@@ -248,7 +277,7 @@ std::string OptionTableBase::help(const void* defaults, const std::string& usage
       out << "\n";
     }
   }
-  out << "\n  --config FILE\n      JSON file of options (keys are option names without dashes); flags given"
+  out << "\n  --config FILE\n      YAML or JSON file of options (keys are option names without dashes); flags given"
          " on the command line override it\n";
   return out.str();
 }

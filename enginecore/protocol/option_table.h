@@ -32,7 +32,7 @@ struct OptionDef {
 class OptionTableBase {
  public:
   // Parses `args` (no program/command name) into cfg. Tokens that are not options are
-  // appended to `positionals` (an error when it is null). `--config FILE` (JSON) is applied
+  // appended to `positionals` (an error when it is null). `--config FILE` (YAML or JSON) is applied
   // first wherever it appears, so flags on the command line win over the file.
   Status parse(const std::vector<std::string>& args, void* cfg, std::vector<std::string>* positionals) const;
   // Applies an object whose keys are option names without dashes ("max-num-seqs" or

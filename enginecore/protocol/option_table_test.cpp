@@ -82,6 +82,24 @@ TEST(OptionTable, JsonConfigAppliesAndFlagsWin) {
   std::remove(path.c_str());
 }
 
+TEST(OptionTable, YamlConfigAsVllmTakesIt) {
+  std::string path = ::testing::TempDir() + "/k2_opts.yaml";
+  std::ofstream(path) << "# vLLM-style config\nport: 7200\nenable-prefix-caching: false\n"
+                         "gpu_memory_utilization: 0.75\nserved-model-name:\n  - a\n  - b\n";
+  Demo d;
+  std::vector<std::string> pos;
+  Status s = demo_table().parse({"--config", path}, d, &pos);
+  ASSERT_TRUE(s.ok()) << s.to_string();
+  EXPECT_EQ(d.port, 7200);
+  EXPECT_FALSE(d.prefix_caching);
+  EXPECT_DOUBLE_EQ(d.utilization, 0.75);
+  EXPECT_EQ(d.names, (std::vector<std::string>{"a", "b"}));
+  std::ofstream(path) << "port: [unclosed\n";
+  Demo e;
+  EXPECT_FALSE(demo_table().parse({"--config", path}, e, &pos).ok());
+  std::remove(path.c_str());
+}
+
 TEST(OptionTable, HelpListsEveryOptionWithDefaults) {
   Demo d;
   std::string h = demo_table().help(d, "k2serve demo [options]");

@@ -1,0 +1,203 @@
+#include "enginecore/engine_core.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace k2::engine {
+namespace {
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+protocol::FinishReason to_protocol(FinishReason r) {
+  switch (r) {
+    case FinishReason::kNone: return protocol::FinishReason::kNone;
+    case FinishReason::kStop: return protocol::FinishReason::kStop;
+    case FinishReason::kLength: return protocol::FinishReason::kLength;
+    case FinishReason::kAbort: return protocol::FinishReason::kAbort;
+  }
+  return protocol::FinishReason::kError;
+}
+
+protocol::RequestOutput error_output(const std::string& request_id) {
+  protocol::RequestOutput out;
+  out.request_id = request_id;
+  out.finish_reason = protocol::FinishReason::kError;
+  return out;
+}
+
+void append_unique(std::vector<int32_t>& to, const std::vector<int32_t>& ids) {
+  for (int32_t id : ids)
+    if (std::find(to.begin(), to.end(), id) == to.end()) to.push_back(id);
+}
+
+}  // namespace
+
+StopParams stop_params_of(const protocol::SamplingParams& params) {
+  StopParams stop;
+  stop.max_tokens = static_cast<int32_t>(std::min<uint32_t>(params.max_tokens, INT32_MAX));
+  stop.min_tokens = static_cast<int32_t>(std::min<uint32_t>(params.min_tokens, INT32_MAX));
+  stop.ignore_eos = params.ignore_eos;
+  stop.eos_token_ids = params.eos_token_ids;
+  stop.stop_token_ids = params.stop_token_ids;
+  return stop;
+}
+
+Result<std::unique_ptr<EngineCore>> EngineCore::create(const EngineCoreConfig& config) {
+  K2_ASSIGN_OR_RETURN(std::unique_ptr<Scheduler> scheduler, Scheduler::create(config.scheduler, config.kv));
+  return std::unique_ptr<EngineCore>(new EngineCore(config, std::move(scheduler)));
+}
+
+EngineCore::EngineCore(const EngineCoreConfig& config, std::unique_ptr<Scheduler> scheduler)
+    : config_(config), scheduler_(std::move(scheduler)), seed_rng_(config.seed) {}
+
+void EngineCore::add_request(const protocol::AddRequest& request) {
+  RequestInfo info{request.params};
+  // The model's stop ids first (eos_token_ids[0] is the EOS proper), then the request's.
+  std::vector<int32_t> eos = config_.eos_token_ids;
+  append_unique(eos, request.params.eos_token_ids);
+  info.params.eos_token_ids = eos;
+  // Every request gets a seed so its draws do not depend on what shares its batch.
+  if (!info.params.seed) info.params.seed = static_cast<int64_t>(seed_rng_() >> 1);
+
+  RequestParams params;
+  params.request_id = request.request_id;
+  params.prompt_token_ids = request.prompt.ids;
+  params.stop = stop_params_of(info.params);
+  params.priority = request.priority;
+  params.skip_prefix_cache = info.params.prompt_logprobs.has_value();
+  if (request.prompt.location != protocol::DataLocation::kInline || requests_.contains(request.request_id)) {
+    pending_.push_back(error_output(request.request_id));
+    spdlog::warn("request {}: refused (prompt not inline or duplicate id)", request.request_id);
+    return;
+  }
+  Status s = scheduler_->add_request(std::move(params));
+  if (!s.ok()) {
+    spdlog::warn("request {}: refused: {}", request.request_id, s.to_string());
+    pending_.push_back(error_output(request.request_id));
+    return;
+  }
+  requests_.emplace(request.request_id, std::move(info));
+}
+
+void EngineCore::abort(const std::vector<std::string>& request_ids) {
+  for (const auto& id : request_ids) scheduler_->abort(id);
+  collect_scheduler_outputs();
+}
+
+void EngineCore::utility(const protocol::Utility& call) {
+  protocol::UtilityOutput out;
+  out.call_id = call.call_id;
+  if (call.method == "reset_prefix_cache") {
+    out.result_json = scheduler_->reset_prefix_cache() ? "true" : "false";
+  } else if (call.method == "is_sleeping") {
+    out.result_json = "false";
+  } else {
+    out.failure_message = "unknown utility method '" + call.method + "'";
+  }
+  pending_utility_.push_back(std::move(out));
+}
+
+std::optional<protocol::StepPlan> EngineCore::plan_step() {
+  K2_CHECK(!in_flight_, "engine core: plan_step() while a step is in flight");
+  SchedulerOutput out = scheduler_->schedule();
+  if (out.empty()) return std::nullopt;
+  protocol::StepPlan plan;
+  plan.step_id = out.step_id;
+  plan.total_num_tokens = static_cast<uint32_t>(out.num_scheduled_tokens);
+  plan.finished_request_ids = out.preempted_request_ids;
+  plan.finished_request_ids.insert(plan.finished_request_ids.end(), out.finished_request_ids.begin(),
+                                   out.finished_request_ids.end());
+  for (size_t i = 0; i < out.requests.size(); ++i) {
+    const ScheduledRequest& s = out.requests[i];
+    const Request* request = scheduler_->find_request(s.request_id);
+    K2_CHECK(request != nullptr, "engine core: a scheduled request is unknown");
+    protocol::ScheduledRequest r;
+    r.request_id = s.request_id;
+    r.slot = static_cast<uint32_t>(i);
+    r.token_ids = protocol::inline_tokens(s.token_ids);
+    r.start_position = static_cast<uint32_t>(s.start_position);
+    r.num_tokens = static_cast<uint32_t>(s.token_ids.size());
+    r.blocks.replace = s.is_new;
+    r.blocks.block_ids.assign(s.new_block_ids.begin(), s.new_block_ids.end());
+    r.sample = s.needs_sample;
+    r.num_output_tokens = static_cast<uint32_t>(request->num_output_tokens());
+    r.num_prompt_tokens = static_cast<uint32_t>(s.num_prompt_tokens);
+    if (s.is_new) {
+      r.cached_token_ids = s.cached_token_ids;
+      r.params_index = static_cast<int32_t>(plan.sampling_params.size());
+      plan.sampling_params.push_back(requests_.at(s.request_id).params);
+    }
+    plan.requests.push_back(std::move(r));
+  }
+  in_flight_ = std::move(out);
+  return plan;
+}
+
+Status EngineCore::finish_step(const protocol::StepResult& result) {
+  K2_CHECK(in_flight_.has_value(), "engine core: finish_step() with no step in flight");
+  if (!result.error.empty()) return internal_error("worker " + std::to_string(result.worker_rank) + ": " + result.error);
+  if (result.step_id != in_flight_->step_id)
+    return internal_error("step result for step " + std::to_string(result.step_id) + ", expected " +
+                          std::to_string(in_flight_->step_id));
+  StepResult step;
+  step.step_id = result.step_id;
+  step.sampled_token_ids.resize(in_flight_->requests.size());
+  step_logprobs_.clear();
+  for (const auto& sample : result.samples) {
+    if (sample.slot >= in_flight_->requests.size()) return internal_error("step result names an unknown slot");
+    step.sampled_token_ids[sample.slot] = sample.token_ids;
+    if (sample.logprobs) step_logprobs_[in_flight_->requests[sample.slot].request_id] = *sample.logprobs;
+  }
+  Status s = scheduler_->update_from_output(*in_flight_, step);
+  if (!s.ok()) return s;
+  in_flight_.reset();
+  ++steps_;
+  collect_scheduler_outputs();
+  step_logprobs_.clear();
+  return Status::ok_status();
+}
+
+void EngineCore::collect_scheduler_outputs() {
+  for (RequestOutput& o : scheduler_->take_outputs()) {
+    protocol::RequestOutput p;
+    p.request_id = o.request_id;
+    p.new_token_ids = std::move(o.new_token_ids);
+    p.finish_reason = to_protocol(o.finish_reason);
+    p.stop_token = o.stop_token;
+    p.num_cached_tokens = static_cast<uint32_t>(std::max(o.num_cached_tokens, 0));
+    if (auto it = step_logprobs_.find(o.request_id); it != step_logprobs_.end() && !p.new_token_ids.empty())
+      p.new_logprobs = std::move(it->second);
+    if (o.finished()) requests_.erase(o.request_id);
+    pending_.push_back(std::move(p));
+  }
+}
+
+protocol::EngineOutputs EngineCore::take_outputs() {
+  protocol::EngineOutputs out;
+  out.engine_index = config_.engine_index;
+  out.outputs = std::move(pending_);
+  pending_.clear();
+  for (const auto& o : out.outputs)
+    if (o.finish_reason != protocol::FinishReason::kNone) out.finished_requests.push_back(o.request_id);
+  if (!pending_utility_.empty()) {
+    out.utility_output = std::move(pending_utility_.front());
+    pending_utility_.erase(pending_utility_.begin());
+  }
+  const SchedulerStats st = scheduler_->stats();
+  out.scheduler_stats = protocol::SchedulerStats{
+      .num_running = static_cast<uint32_t>(st.num_running),
+      .num_waiting = static_cast<uint32_t>(st.num_waiting),
+      .kv_cache_usage = static_cast<float>(st.kv_cache_usage),
+      .prefix_cache_queries = static_cast<uint64_t>(st.prefix_cache_queries),
+      .prefix_cache_hits = static_cast<uint64_t>(st.prefix_cache_hits),
+      .num_preemptions = static_cast<uint64_t>(st.num_preemptions),
+      .step = steps_};
+  out.timestamp = now_seconds();
+  return out;
+}
+
+}  // namespace k2::engine

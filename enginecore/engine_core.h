@@ -1,0 +1,87 @@
+// EngineCore: the enginecore's work without its transport (vLLM V1's EngineCore).
+//
+// It turns protocol messages from the frontend into scheduler calls, each scheduler step
+// into the StepPlan the workers execute, and the workers' StepResult back into scheduler
+// updates and the EngineOutputs the frontend receives. The process loop (engine_loop.h)
+// moves these messages over ZeroMQ and the shm ring; tests drive the same object with an
+// in-process model runner, so both paths run identical engine code.
+//
+// Owns the Scheduler and the per-request sampling parameters. Not thread-safe: the engine
+// loop's one thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "enginecore/protocol/messages.h"
+#include "enginecore/scheduler.h"
+#include "shm/status.h"
+
+namespace k2::engine {
+
+struct EngineCoreConfig {
+  SchedulerConfig scheduler;
+  KvCacheConfig kv;
+  // The model's stop ids: eos_token_ids[0] is the EOS proper, the rest (generation_config's,
+  // <|im_end|>) are reported as stop tokens (see StopParams). Merged into every request.
+  std::vector<int32_t> eos_token_ids;
+  uint64_t seed = 0;  // --seed: seeds for requests that bring none are drawn from it
+  uint32_t engine_index = 0;
+};
+
+class EngineCore {
+ public:
+  static Result<std::unique_ptr<EngineCore>> create(const EngineCoreConfig& config);
+
+  // Queues a request. A request the scheduler refuses (prompt too long for max_model_len,
+  // longer than the whole KV cache, duplicate id) is not an engine error: it gets a final
+  // kError output, returned by the next take_outputs()/finish_step().
+  void add_request(const protocol::AddRequest& request);
+  void abort(const std::vector<std::string>& request_ids);
+  // Runs an RPC (reset_prefix_cache, ...); its answer rides in a later take_outputs().
+  void utility(const protocol::Utility& call);
+
+  // Schedules one step. nullopt when there is nothing to run (then no step is in flight).
+  std::optional<protocol::StepPlan> plan_step();
+  // Applies the workers' result for the plan in flight. An error (a result that does not
+  // match the plan, a worker-reported failure) is fatal for the engine.
+  Status finish_step(const protocol::StepResult& result);
+
+  // Outputs queued since the last call, with the scheduler stats.
+  protocol::EngineOutputs take_outputs();
+  bool has_outputs() const { return !pending_.empty() || !pending_utility_.empty(); }
+
+  bool has_unfinished_requests() const { return scheduler_->has_unfinished_requests(); }
+  bool step_in_flight() const { return in_flight_.has_value(); }
+  const Scheduler& scheduler() const { return *scheduler_; }
+  const EngineCoreConfig& config() const { return config_; }
+
+ private:
+  struct RequestInfo {
+    protocol::SamplingParams params;  // seed always set, eos ids merged
+  };
+
+  EngineCore(const EngineCoreConfig& config, std::unique_ptr<Scheduler> scheduler);
+  void collect_scheduler_outputs();
+
+  EngineCoreConfig config_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unordered_map<std::string, RequestInfo> requests_;
+  std::optional<SchedulerOutput> in_flight_;
+  // Logprobs the workers returned for a request in the step in flight, by request id.
+  std::unordered_map<std::string, protocol::TokenLogprobs> step_logprobs_;
+  std::vector<protocol::RequestOutput> pending_;
+  std::vector<protocol::UtilityOutput> pending_utility_;
+  std::mt19937_64 seed_rng_;
+  uint64_t steps_ = 0;
+};
+
+// The scheduler's view of a request's stop rules from the wire's sampling parameters.
+StopParams stop_params_of(const protocol::SamplingParams& params);
+
+}  // namespace k2::engine

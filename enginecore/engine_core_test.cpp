@@ -1,0 +1,154 @@
+#include "enginecore/engine_core.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "enginecore/stop_ids.h"
+
+namespace k2::engine {
+namespace {
+
+EngineCoreConfig small_config() {
+  EngineCoreConfig c;
+  c.kv.block_size = 4;
+  c.kv.num_blocks = 64;
+  c.scheduler.max_model_len = 64;
+  c.scheduler.max_num_batched_tokens = 32;
+  c.eos_token_ids = {100, 101};
+  c.seed = 7;
+  return c;
+}
+
+protocol::AddRequest request(const std::string& id, std::vector<int32_t> prompt, uint32_t max_tokens = 4) {
+  protocol::AddRequest r;
+  r.request_id = id;
+  r.prompt = protocol::inline_tokens(std::move(prompt));
+  r.params.max_tokens = max_tokens;
+  return r;
+}
+
+// A worker that samples `token` for every request that needs a sample.
+protocol::StepResult answer(const protocol::StepPlan& plan, int32_t token, bool logprobs = false) {
+  protocol::StepResult r;
+  r.step_id = plan.step_id;
+  for (const auto& s : plan.requests) {
+    if (!s.sample) continue;
+    protocol::SampledRequest sr;
+    sr.slot = s.slot;
+    sr.token_ids = {token};
+    if (logprobs) sr.logprobs = protocol::TokenLogprobs{1, 2, {token, 3}, {-0.5f, -1.5f}, {1}};
+    r.samples.push_back(sr);
+  }
+  return r;
+}
+
+TEST(EngineCore, AssignsSeedsAndMergesStopIds) {
+  auto core = EngineCore::create(small_config());
+  ASSERT_TRUE(core.ok());
+  auto r = request("a", {1, 2, 3});
+  r.params.eos_token_ids = {101, 102};
+  (*core)->add_request(r);
+  auto plan = (*core)->plan_step();
+  ASSERT_TRUE(plan);
+  ASSERT_EQ(plan->sampling_params.size(), 1u);
+  EXPECT_TRUE(plan->sampling_params[0].seed.has_value());
+  EXPECT_EQ(plan->sampling_params[0].eos_token_ids, (std::vector<int32_t>{100, 101, 102}));
+  ASSERT_EQ(plan->requests.size(), 1u);
+  EXPECT_TRUE(plan->requests[0].blocks.replace);
+  EXPECT_EQ(plan->requests[0].num_prompt_tokens, 3u);
+  EXPECT_TRUE(plan->requests[0].sample);
+}
+
+TEST(EngineCore, SecondaryEosStopsWithAStopTokenAndLogprobsRideAlong) {
+  auto core = EngineCore::create(small_config());
+  ASSERT_TRUE(core.ok());
+  (*core)->add_request(request("a", {1, 2, 3}));
+  auto plan = (*core)->plan_step();
+  ASSERT_TRUE((*core)->finish_step(answer(*plan, 5, true)).ok());
+  auto out = (*core)->take_outputs();
+  ASSERT_EQ(out.outputs.size(), 1u);
+  EXPECT_EQ(out.outputs[0].new_token_ids, std::vector<int32_t>{5});
+  ASSERT_TRUE(out.outputs[0].new_logprobs);
+  EXPECT_EQ(out.outputs[0].new_logprobs->width, 2u);
+  ASSERT_TRUE(out.scheduler_stats);
+  EXPECT_EQ(out.scheduler_stats->num_running, 1u);
+
+  plan = (*core)->plan_step();
+  ASSERT_TRUE(plan);
+  EXPECT_FALSE(plan->requests[0].blocks.replace);
+  EXPECT_EQ(plan->requests[0].num_output_tokens, 1u);
+  ASSERT_TRUE((*core)->finish_step(answer(*plan, 101)).ok());
+  out = (*core)->take_outputs();
+  ASSERT_EQ(out.outputs.size(), 1u);
+  EXPECT_EQ(out.outputs[0].finish_reason, protocol::FinishReason::kStop);
+  EXPECT_EQ(out.outputs[0].stop_token, 101);
+  EXPECT_EQ(out.finished_requests, std::vector<std::string>{"a"});
+  EXPECT_FALSE((*core)->has_unfinished_requests());
+}
+
+TEST(EngineCore, RefusedRequestsEndWithAnError) {
+  auto core = EngineCore::create(small_config());
+  ASSERT_TRUE(core.ok());
+  (*core)->add_request(request("long", std::vector<int32_t>(80, 1)));
+  (*core)->add_request(request("ok", {1}));
+  (*core)->add_request(request("ok", {1}));
+  auto out = (*core)->take_outputs();
+  ASSERT_EQ(out.outputs.size(), 2u);
+  EXPECT_EQ(out.outputs[0].request_id, "long");
+  EXPECT_EQ(out.outputs[0].finish_reason, protocol::FinishReason::kError);
+  EXPECT_EQ(out.outputs[1].finish_reason, protocol::FinishReason::kError);
+  EXPECT_TRUE((*core)->has_unfinished_requests());
+}
+
+TEST(EngineCore, AbortAndUtility) {
+  auto core = EngineCore::create(small_config());
+  ASSERT_TRUE(core.ok());
+  (*core)->add_request(request("a", {1, 2}));
+  (*core)->abort({"a", "unknown"});
+  (*core)->utility(protocol::Utility{0, 9, "reset_prefix_cache", ""});
+  (*core)->utility(protocol::Utility{0, 10, "no_such_method", ""});
+  ASSERT_TRUE((*core)->has_outputs());
+  auto out = (*core)->take_outputs();
+  ASSERT_EQ(out.outputs.size(), 1u);
+  EXPECT_EQ(out.outputs[0].finish_reason, protocol::FinishReason::kAbort);
+  ASSERT_TRUE(out.utility_output);
+  EXPECT_EQ(out.utility_output->call_id, 9u);
+  EXPECT_EQ(out.utility_output->result_json, "true");
+  out = (*core)->take_outputs();
+  ASSERT_TRUE(out.utility_output && out.utility_output->failure_message);
+  EXPECT_FALSE((*core)->has_outputs());
+  EXPECT_FALSE((*core)->plan_step());
+}
+
+TEST(EngineCore, MismatchedResultIsAnError) {
+  auto core = EngineCore::create(small_config());
+  ASSERT_TRUE(core.ok());
+  (*core)->add_request(request("a", {1, 2}));
+  auto plan = (*core)->plan_step();
+  auto result = answer(*plan, 5);
+  result.step_id += 1;
+  EXPECT_FALSE((*core)->finish_step(result).ok());
+  result = answer(*plan, 5);
+  result.error = "boom";
+  EXPECT_FALSE((*core)->finish_step(result).ok());
+  EXPECT_TRUE((*core)->finish_step(answer(*plan, 5)).ok());
+}
+
+TEST(StopIds, TokenizerEosFirstThenConfigGenerationConfigAndImEnd) {
+  const std::string dir = std::string(K2_TEST_DATA_DIR) + "/models/demo-trained";
+  // The expected ids from an independent file: special_tokens.json names [EOS] and <|im_end|>.
+  std::ifstream in(dir + "/special_tokens.json");
+  const nlohmann::json special = nlohmann::json::parse(in);
+  const int32_t eos = special.at("eos_token_id").get<int32_t>();
+  const int32_t im_end = special.at("im_end_token_id").get<int32_t>();
+  ASSERT_NE(eos, im_end);
+  EXPECT_EQ(model_stop_ids(dir, dir, {im_end}), (std::vector<int32_t>{eos, im_end}));
+  // A directory without tokenizer or generation config: just config.json's ids.
+  const std::string tiny = std::string(K2_TEST_DATA_DIR) + "/models/tiny-bf16";
+  EXPECT_EQ(model_stop_ids(tiny, tiny, {42}), (std::vector<int32_t>{42}));
+}
+
+}  // namespace
+}  // namespace k2::engine

@@ -1,0 +1,391 @@
+#include "enginecore/engine_loop.h"
+
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <spdlog/spdlog.h>
+
+#include "enginecore/engine_core.h"
+#include "enginecore/protocol/child_process.h"
+#include "enginecore/protocol/engine_config.h"
+#include "enginecore/protocol/option_table.h"
+#include "enginecore/protocol/zmq_channel.h"
+#include "enginecore/stop_ids.h"
+#include "shm/ring.h"
+#include "shm/segment.h"
+
+namespace k2::engine {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kRingSlotBytes = size_t{8} << 20;  // a plan carries chunk and cached-prefix ids
+constexpr uint32_t kRingSlots = 4;
+constexpr auto kStepTimeout = std::chrono::minutes(30);
+constexpr auto kIdlePoll = 1000ms;
+constexpr int kDefaultMaxBatchedTokens = 2048;  // vLLM's default for an API server
+
+struct EngineArgs {
+  std::string handshake;
+  int64_t rank = 0;
+  int64_t parent_pid = 0;
+  std::string worker_binary;
+};
+
+const OptionTable<EngineArgs>& engine_table() {
+  static const auto table = [] {
+    OptionTable<EngineArgs> t;
+    t.add("--handshake", &EngineArgs::handshake, "the frontend's input ROUTER address")
+        .add("--rank", &EngineArgs::rank, "data-parallel rank")
+        .add("--parent-pid", &EngineArgs::parent_pid, "the frontend's pid")
+        .add("--worker-binary", &EngineArgs::worker_binary, "k2serve-worker (default: next to this binary)");
+    return t;
+  }();
+  return table;
+}
+
+// What the workers told us in their READY messages.
+struct WorkerFacts {
+  int64_t num_blocks = 0;
+  std::vector<int64_t> eos_ids;
+  int64_t max_position_embeddings = 0;
+  std::vector<std::string> segments;
+};
+
+class EngineProcess {
+ public:
+  explicit EngineProcess(EngineArgs args) : args_(std::move(args)), rank_(static_cast<uint32_t>(args_.rank)) {}
+  ~EngineProcess() {
+    shutdown_workers();
+    if (signal_fd_ >= 0) ::close(signal_fd_);
+  }
+
+  Status start();
+  int run();
+
+ private:
+  Status connect_frontend();
+  Status start_workers();
+  Result<WorkerFacts> handshake_workers(zmq::socket_t& router);
+  Status build_core(const WorkerFacts& facts, protocol::ReadyMsg& ready);
+  Status poll_events(std::chrono::milliseconds timeout, zmq::socket_t* socket, bool* readable);
+  Status drain_input();
+  Status run_step(const protocol::StepPlan& plan);
+  Status write_plan(const protocol::StepPlan& plan);
+  Result<protocol::StepResult> wait_results(uint64_t step_id);
+  Status send_outputs();
+  void shutdown_workers();
+
+  EngineArgs args_;
+  uint32_t rank_;
+  EngineConfig config_;
+  std::string run_id_;
+  std::optional<protocol::RunDir> run_dir_;
+  zmq::context_t context_{1};
+  std::optional<zmq::socket_t> input_, output_, results_;
+  std::optional<RingWriter> ring_;
+  std::vector<ChildProcess> workers_;
+  std::vector<pid_t> worker_pids_;
+  std::unique_ptr<EngineCore> core_;
+  int signal_fd_ = -1;
+  bool stop_ = false;
+};
+
+Status EngineProcess::start() {
+  // Signals become readable events. Blocked before the first socket is made, which is when
+  // the zmq context starts its threads, so those inherit the mask.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal_fd_ = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (signal_fd_ < 0) return io_error(std::string("signalfd: ") + std::strerror(errno));
+  if (auto removed = cleanup_stale_segments(); removed.ok() && *removed > 0)
+    spdlog::info("removed {} shm segments of dead processes", *removed);
+  K2_RETURN_IF_ERROR(connect_frontend());
+  return Status::ok_status();
+}
+
+Status EngineProcess::connect_frontend() {
+  protocol::SocketOptions dealer_options;
+  dealer_options.routing_id = protocol::rank_identity(rank_);
+  K2_ASSIGN_OR_RETURN(zmq::socket_t dealer, protocol::make_socket(context_, zmq::socket_type::dealer, dealer_options));
+  K2_RETURN_IF_ERROR(protocol::connect_endpoint(dealer, args_.handshake));
+  input_.emplace(std::move(dealer));
+  protocol::Hello hello;
+  hello.kind = protocol::ProcessKind::kEngineCore;
+  hello.rank = rank_;
+  hello.pid = ::getpid();
+  K2_ASSIGN_OR_RETURN(protocol::EngineConfigMsg msg, protocol::handshake_hello(*input_, hello, std::chrono::minutes(5)));
+  nlohmann::json j = nlohmann::json::parse(msg.config_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return invalid_argument("the frontend sent a config that is not JSON");
+  K2_RETURN_IF_ERROR(engine_config_table().apply_json(j, config_));
+  if (msg.output_addresses.empty()) return invalid_argument("the frontend sent no output address");
+  run_id_ = msg.run_id;
+  protocol::SocketOptions push_options;
+  push_options.linger_ms = 4000;  // EngineDead must get out before the process exits
+  K2_ASSIGN_OR_RETURN(zmq::socket_t push, protocol::make_socket(context_, zmq::socket_type::push, push_options));
+  K2_RETURN_IF_ERROR(protocol::connect_endpoint(push, msg.output_addresses[0]));
+  output_.emplace(std::move(push));
+  if (config_.tensor_parallel_size != 1)
+    return unimplemented("--tensor-parallel-size " + std::to_string(config_.tensor_parallel_size) +
+                         " is not implemented yet (one worker per enginecore)");
+  K2_RETURN_IF_ERROR(start_workers());
+  return Status::ok_status();
+}
+
+Status EngineProcess::start_workers() {
+  const uint32_t num_workers = static_cast<uint32_t>(config_.tensor_parallel_size);
+  K2_ASSIGN_OR_RETURN(protocol::RunDir dir, protocol::RunDir::create());
+  run_dir_.emplace(std::move(dir));
+  K2_ASSIGN_OR_RETURN(std::string hs_addr, run_dir_->ipc_address("workers"));
+  K2_ASSIGN_OR_RETURN(std::string results_addr, run_dir_->ipc_address("results"));
+  K2_ASSIGN_OR_RETURN(zmq::socket_t router, protocol::make_socket(context_, zmq::socket_type::router));
+  K2_RETURN_IF_ERROR(protocol::bind_endpoint(router, hs_addr));
+  K2_ASSIGN_OR_RETURN(zmq::socket_t pull, protocol::make_socket(context_, zmq::socket_type::pull));
+  K2_RETURN_IF_ERROR(protocol::bind_endpoint(pull, results_addr));
+  results_.emplace(std::move(pull));
+  RingOptions ring_options;
+  ring_options.run_id = run_id_;
+  ring_options.name = "plans-e" + std::to_string(rank_);
+  ring_options.num_slots = kRingSlots;
+  ring_options.slot_bytes = kRingSlotBytes;
+  ring_options.num_readers = num_workers;
+  K2_ASSIGN_OR_RETURN(RingWriter ring, RingWriter::create(ring_options));
+  ring_.emplace(std::move(ring));
+  const std::filesystem::path binary =
+      args_.worker_binary.empty() ? self_exe_dir() / "k2serve-worker" : std::filesystem::path(args_.worker_binary);
+  for (uint32_t r = 0; r < num_workers; ++r) {
+    K2_ASSIGN_OR_RETURN(ChildProcess child,
+                        ChildProcess::spawn(binary, {"worker", "--handshake", hs_addr, "--rank", std::to_string(r),
+                                                     "--parent-pid", std::to_string(::getpid())}));
+    worker_pids_.push_back(child.pid());
+    workers_.push_back(std::move(child));
+  }
+  K2_ASSIGN_OR_RETURN(WorkerFacts facts, handshake_workers(router));
+  protocol::ReadyMsg ready;
+  K2_RETURN_IF_ERROR(build_core(facts, ready));
+  return protocol::handshake_ready(*input_, ready);
+}
+
+Result<WorkerFacts> EngineProcess::handshake_workers(zmq::socket_t& router) {
+  K2_ASSIGN_OR_RETURN(std::string results_addr, run_dir_->ipc_address("results"));
+  protocol::HandshakeOptions options;
+  options.expected_peers = static_cast<uint32_t>(workers_.size());
+  options.expected_kind = protocol::ProcessKind::kWorker;
+  options.peers_alive = [this]() -> Status {
+    for (auto& w : workers_)
+      if (auto st = w.try_wait()) return unavailable("worker pid " + std::to_string(w.pid()) + " exited during startup (" + describe_wait_status(*st) + ")");
+    return Status::ok_status();
+  };
+  auto config_for = [&](const protocol::Hello& hello) -> Result<protocol::EngineConfigMsg> {
+    return protocol::EngineConfigMsg{engine_config_table().to_json(config_).dump(), run_id_, {ring_->name()},
+                                     {results_addr}, hello.rank};
+  };
+  K2_ASSIGN_OR_RETURN(std::vector<protocol::HandshakePeer> peers, protocol::handshake_serve(router, options, config_for));
+  WorkerFacts facts;
+  facts.num_blocks = INT64_MAX;
+  for (const auto& p : peers) {
+    facts.num_blocks = std::min<int64_t>(facts.num_blocks, static_cast<int64_t>(p.ready.num_kv_blocks));
+    facts.segments.insert(facts.segments.end(), p.ready.shm_segments.begin(), p.ready.shm_segments.end());
+  }
+  nlohmann::json j = nlohmann::json::parse(peers[0].ready.config_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("max_position_embeddings"))
+    return corrupt("worker 0 sent no model facts in READY");
+  if (j.contains("eos_token_ids") && j["eos_token_ids"].is_array())
+    for (const auto& e : j["eos_token_ids"])
+      if (e.is_number_integer()) facts.eos_ids.push_back(e.get<int64_t>());
+  facts.max_position_embeddings = j["max_position_embeddings"].get<int64_t>();
+  return facts;
+}
+
+Status EngineProcess::build_core(const WorkerFacts& facts, protocol::ReadyMsg& ready) {
+  const int64_t max_model_len = config_.max_model_len.value_or(facts.max_position_embeddings);
+  if (max_model_len <= 0 || max_model_len > facts.max_position_embeddings)
+    return invalid_argument("--max-model-len " + std::to_string(max_model_len) +
+                            " exceeds the model's max_position_embeddings " +
+                            std::to_string(facts.max_position_embeddings));
+  EngineCoreConfig cc;
+  cc.scheduler.max_model_len = static_cast<int32_t>(max_model_len);
+  cc.scheduler.max_num_seqs = static_cast<int32_t>(config_.max_num_seqs);
+  cc.scheduler.enable_chunked_prefill = config_.enable_chunked_prefill;
+  int64_t batched = config_.max_num_batched_tokens.value_or(
+      config_.enable_chunked_prefill ? kDefaultMaxBatchedTokens : std::max<int64_t>(kDefaultMaxBatchedTokens, max_model_len));
+  cc.scheduler.max_num_batched_tokens = static_cast<int32_t>(std::min<int64_t>(batched, INT32_MAX));
+  cc.kv.block_size = static_cast<int32_t>(config_.block_size);
+  cc.kv.num_blocks = static_cast<int32_t>(std::min<int64_t>(facts.num_blocks, INT32_MAX));
+  cc.kv.enable_prefix_caching = config_.enable_prefix_caching;
+  cc.kv.hash_seed = static_cast<uint64_t>(config_.seed);
+  const std::string tokenizer = config_.tokenizer.empty() ? config_.model : config_.tokenizer;
+  cc.eos_token_ids = model_stop_ids(config_.model, tokenizer, facts.eos_ids);
+  cc.seed = static_cast<uint64_t>(config_.seed);
+  cc.engine_index = rank_;
+  K2_ASSIGN_OR_RETURN(core_, EngineCore::create(cc));
+  nlohmann::json extra = {{"worker_pids", worker_pids_}, {"eos_token_ids", cc.eos_token_ids}, {"pid", ::getpid()}};
+  ready.rank = rank_;
+  ready.num_kv_blocks = static_cast<uint64_t>(cc.kv.num_blocks);
+  ready.block_size = static_cast<uint32_t>(cc.kv.block_size);
+  ready.max_model_len = static_cast<uint32_t>(max_model_len);
+  ready.max_num_seqs = static_cast<uint32_t>(cc.scheduler.max_num_seqs);
+  ready.max_num_batched_tokens = static_cast<uint32_t>(cc.scheduler.max_num_batched_tokens);
+  ready.config_json = extra.dump();
+  ready.shm_segments = facts.segments;
+  ready.shm_segments.push_back(ring_->name());
+  spdlog::info("enginecore {}: ready: {} KV blocks of {}, max_model_len {}, max_num_seqs {}, "
+               "max_num_batched_tokens {}, stop ids {}", rank_, cc.kv.num_blocks, cc.kv.block_size, max_model_len,
+               cc.scheduler.max_num_seqs, cc.scheduler.max_num_batched_tokens, extra["eos_token_ids"].dump());
+  return Status::ok_status();
+}
+
+// Waits up to `timeout` for `socket` input, a signal or a worker exit. A worker exit is an
+// error; a signal sets stop_.
+Status EngineProcess::poll_events(std::chrono::milliseconds timeout, zmq::socket_t* socket, bool* readable) {
+  std::vector<zmq::pollitem_t> items;
+  if (socket) items.push_back({socket->handle(), 0, ZMQ_POLLIN, 0});
+  items.push_back({nullptr, signal_fd_, ZMQ_POLLIN, 0});
+  for (auto& w : workers_)
+    if (w.pidfd() >= 0) items.push_back({nullptr, w.pidfd(), ZMQ_POLLIN, 0});
+  try {
+    zmq::poll(items.data(), items.size(), timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() != EINTR) return io_error(std::string("poll: ") + e.what());
+  }
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    if (auto st = workers_[i].try_wait())
+      return unavailable("worker " + std::to_string(i) + " (pid " + std::to_string(workers_[i].pid()) + ") died: " +
+                         describe_wait_status(*st));
+  }
+  signalfd_siginfo info;
+  while (::read(signal_fd_, &info, sizeof(info)) == static_cast<ssize_t>(sizeof(info))) {
+    spdlog::info("enginecore {}: signal {}, shutting down", rank_, info.ssi_signo);
+    stop_ = true;
+  }
+  if (readable) *readable = socket && (items[0].revents & ZMQ_POLLIN);
+  return Status::ok_status();
+}
+
+Status EngineProcess::drain_input() {
+  while (true) {
+    K2_ASSIGN_OR_RETURN(std::optional<protocol::Received> got, protocol::receive_valid(*input_, 0ms, /*routed=*/false));
+    if (!got) return Status::ok_status();
+    if (auto* add = std::get_if<protocol::AddRequest>(&got->message)) {
+      core_->add_request(*add);
+    } else if (auto* abort = std::get_if<protocol::AbortRequests>(&got->message)) {
+      core_->abort(abort->request_ids);
+    } else if (auto* call = std::get_if<protocol::Utility>(&got->message)) {
+      core_->utility(*call);
+    } else {
+      spdlog::warn("enginecore {}: dropped an unexpected {}", rank_,
+                   protocol::message_type_name(protocol::message_type(got->message)));
+    }
+  }
+}
+
+Status EngineProcess::write_plan(const protocol::StepPlan& plan) {
+  protocol::Frames frames = protocol::encode(plan);
+  if (frames.size() != 2) return internal_error("a step plan encoded to " + std::to_string(frames.size()) + " frames");
+  const size_t bytes = frames[0].size() + frames[1].size();
+  if (bytes > ring_->slot_bytes())
+    return out_of_range("step plan of " + std::to_string(bytes) + " bytes exceeds the ring slot");
+  K2_ASSIGN_OR_RETURN(std::span<std::byte> slot, ring_->reserve(std::chrono::duration_cast<std::chrono::nanoseconds>(kStepTimeout)));
+  std::memcpy(slot.data(), frames[0].data(), frames[0].size());
+  std::memcpy(slot.data() + frames[0].size(), frames[1].data(), frames[1].size());
+  return ring_->commit(bytes);
+}
+
+Result<protocol::StepResult> EngineProcess::wait_results(uint64_t step_id) {
+  const auto deadline = Clock::now() + kStepTimeout;
+  std::optional<protocol::StepResult> first;
+  size_t received = 0;
+  while (received < workers_.size()) {
+    if (Clock::now() > deadline) return unavailable("the workers did not finish step " + std::to_string(step_id) + " in time");
+    bool readable = false;
+    K2_RETURN_IF_ERROR(poll_events(100ms, &*results_, &readable));
+    if (!readable) continue;
+    K2_ASSIGN_OR_RETURN(std::optional<protocol::Received> got, protocol::receive_valid(*results_, 0ms, false));
+    if (!got) continue;
+    auto* result = std::get_if<protocol::StepResult>(&got->message);
+    if (result == nullptr || (result->step_id != step_id && result->error.empty())) {
+      spdlog::warn("enginecore {}: dropped a stray message from a worker", rank_);
+      continue;
+    }
+    if (!result->error.empty()) return internal_error("worker " + std::to_string(result->worker_rank) + ": " + result->error);
+    if (result->worker_rank == 0 || !first) first = std::move(*result);
+    ++received;
+  }
+  return std::move(*first);
+}
+
+Status EngineProcess::run_step(const protocol::StepPlan& plan) {
+  K2_RETURN_IF_ERROR(write_plan(plan));
+  K2_ASSIGN_OR_RETURN(protocol::StepResult result, wait_results(plan.step_id));
+  return core_->finish_step(result);
+}
+
+Status EngineProcess::send_outputs() {
+  while (core_->has_outputs()) K2_RETURN_IF_ERROR(protocol::send(*output_, core_->take_outputs()));
+  return Status::ok_status();
+}
+
+int EngineProcess::run() {
+  Status s;
+  bool stalled = false;  // requests exist but none could be scheduled: do not spin
+  while (s.ok() && !stop_) {
+    const bool idle = !core_->has_unfinished_requests();
+    bool readable = false;
+    s = poll_events(idle ? kIdlePoll : stalled ? 10ms : 0ms, &*input_, &readable);
+    if (s.ok() && readable) s = drain_input();
+    if (s.ok()) s = send_outputs();
+    if (!s.ok() || stop_) break;
+    std::optional<protocol::StepPlan> plan = core_->plan_step();
+    stalled = !plan;
+    if (plan) s = run_step(*plan);
+    if (s.ok()) s = send_outputs();
+  }
+  if (s.ok()) return 0;
+  spdlog::error("enginecore {}: {}", rank_, s.to_string());
+  (void)protocol::send(*output_, protocol::EngineDead{s.to_string()});
+  return 1;
+}
+
+void EngineProcess::shutdown_workers() {
+  if (ring_) ring_->close();
+  for (auto& w : workers_) {
+    int st = w.terminate(3000ms);
+    if (WIFSIGNALED(st) || WEXITSTATUS(st) != 0)
+      spdlog::info("enginecore {}: worker pid {} ended with {}", rank_, w.pid(), describe_wait_status(st));
+  }
+  for (pid_t pid : worker_pids_) (void)remove_segments_of(pid);
+  workers_.clear();
+  ring_.reset();
+}
+
+}  // namespace
+
+int enginecore_main(const std::vector<std::string>& args) {
+  EngineArgs a;
+  std::vector<std::string> positionals;
+  Status s = engine_table().parse(args, a, &positionals);
+  if (s.ok() && (a.handshake.empty() || a.rank < 0 || a.parent_pid <= 0))
+    s = invalid_argument("k2serve-enginecore needs --handshake, --rank and --parent-pid (k2serve starts it)");
+  if (s.ok()) s = die_with_parent(static_cast<pid_t>(a.parent_pid));
+  if (!s.ok()) {
+    spdlog::error("enginecore: {}", s.to_string());
+    return 2;
+  }
+  EngineProcess engine(std::move(a));
+  s = engine.start();
+  if (!s.ok()) {
+    spdlog::error("enginecore: startup failed: {}", s.to_string());
+    return 1;
+  }
+  return engine.run();
+}
+
+}  // namespace k2::engine

@@ -1,0 +1,115 @@
+// The frontend's view of the engine: submit a tokenized request, receive its outputs.
+//
+// The OpenAI layer programs only against EngineClient. The real implementation (the
+// ZeroMQ client to the enginecore processes) lives with the lead; FakeEngineClient
+// (fake_engine_client.h) drives the whole HTTP stack in tests without a model.
+//
+// Division of work (as vLLM V1): the engine applies the stop checks that need token ids
+// (EOS / stop_token_ids / ignore_eos / min_tokens / max_tokens / max_model_len) and samples;
+// the frontend detokenizes, matches stop strings, parses reasoning and tool calls and turns
+// logprob ids into strings.
+//
+// Threading contract for implementations:
+//  - add_request, abort, healthy and stats may be called from any thread at any time.
+//  - on_output is called from engine-owned threads, never concurrently for one request,
+//    in order. Every accepted request gets exactly one call with
+//    finish_reason != kNone, and none after it. On abort the final call has kAbort (unless
+//    the request had already finished); when the engine dies every in-flight request gets
+//    a final call with kError and a message, and healthy() turns false.
+//  - on_output must be cheap and must not block: the frontend only queues the output and
+//    wakes an HTTP thread. It may call abort() for the same request.
+//  - add_request that returns an error never calls on_output.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "shm/status.h"
+
+namespace k2::openai {
+
+// vLLM's SamplingParams, the fields the engine uses (stop strings stay in the frontend).
+struct SamplingParams {
+  int32_t n = 1;  // always 1 per engine request; n > 1 is n requests (see GenerateRequest)
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int32_t top_k = 0;  // 0 or -1: disabled
+  double min_p = 0.0;
+  double presence_penalty = 0.0;
+  double frequency_penalty = 0.0;
+  double repetition_penalty = 1.0;
+  std::optional<int64_t> seed;
+  int32_t max_tokens = 16;
+  int32_t min_tokens = 0;
+  bool ignore_eos = false;
+  std::vector<int32_t> stop_token_ids;  // in addition to the model's EOS ids
+  std::map<int32_t, double> logit_bias;
+  std::optional<std::vector<int32_t>> allowed_token_ids;
+  std::optional<int32_t> logprobs;         // top-k count per generated token (0: sampled only)
+  std::optional<int32_t> prompt_logprobs;  // top-k count per prompt token
+};
+
+struct GenerateRequest {
+  std::string request_id;  // unique among in-flight requests
+  std::vector<int32_t> prompt_ids;
+  SamplingParams sampling;
+  std::optional<std::string> cache_salt;
+  int32_t priority = 0;
+};
+
+struct TokenLogprob {
+  int32_t token_id = 0;
+  float logprob = 0;
+  int32_t rank = 1;  // 1-based rank in the distribution
+};
+
+// Logprobs of one position: the token actually there (sampled, or the prompt's) and the
+// top-k alternatives, best first.
+struct PositionLogprobs {
+  TokenLogprob chosen;
+  std::vector<TokenLogprob> top;
+};
+
+enum class FinishReason { kNone, kStop, kLength, kAbort, kError };
+const char* finish_reason_name(FinishReason r);  // "stop", "length", "abort", "error", ""
+
+struct EngineOutput {
+  std::vector<int32_t> new_token_ids;
+  std::vector<PositionLogprobs> logprobs;  // one per new token when logprobs were asked for
+  // Present once (in the first output) when prompt_logprobs were asked for: one entry per
+  // prompt token after the first.
+  std::optional<std::vector<PositionLogprobs>> prompt_logprobs;
+  FinishReason finish_reason = FinishReason::kNone;
+  // With kStop: the stop token (EOS or one of stop_token_ids) that ended it; it is the
+  // last of new_token_ids.
+  std::optional<int32_t> stop_token_id;
+  int32_t num_cached_tokens = 0;  // prompt tokens served from the prefix cache
+  std::string error;              // with kError
+  bool finished() const { return finish_reason != FinishReason::kNone; }
+};
+
+struct EngineStats {
+  int64_t num_running = 0;
+  int64_t num_waiting = 0;
+  double kv_cache_usage = 0;  // 0..1
+  uint64_t prefix_cache_queries = 0;  // tokens queried, cumulative
+  uint64_t prefix_cache_hits = 0;     // tokens hit, cumulative
+  uint64_t num_preemptions = 0;       // cumulative
+};
+
+using OutputCallback = std::function<void(EngineOutput)>;
+
+class EngineClient {
+ public:
+  virtual ~EngineClient();
+  virtual Status add_request(GenerateRequest request, OutputCallback on_output) = 0;
+  virtual void abort(const std::string& request_id) = 0;
+  virtual bool healthy() const = 0;
+  virtual EngineStats stats() const = 0;
+};
+
+}  // namespace k2::openai

@@ -1,0 +1,121 @@
+#include "workers/model_runner.h"
+
+#include <algorithm>
+
+namespace k2 {
+
+SamplingParams to_sampler_params(const protocol::SamplingParams& p) {
+  SamplingParams s;
+  s.temperature = p.temperature;
+  s.top_p = p.top_p;
+  s.top_k = p.top_k;
+  s.min_p = p.min_p;
+  s.presence_penalty = p.presence_penalty;
+  s.frequency_penalty = p.frequency_penalty;
+  s.repetition_penalty = p.repetition_penalty;
+  for (const auto& b : p.logit_bias) s.logit_bias[b.token_id] += b.bias;
+  s.seed = static_cast<uint64_t>(p.seed.value_or(0));
+  s.logprobs = p.logprobs ? static_cast<int64_t>(*p.logprobs) : -1;
+  s.min_tokens = p.min_tokens;
+  // As vLLM's min_tokens processor: every stop id, eos ids unless ignore_eos.
+  s.stop_token_ids_for_min_tokens = p.stop_token_ids;
+  if (!p.ignore_eos)
+    s.stop_token_ids_for_min_tokens.insert(s.stop_token_ids_for_min_tokens.end(), p.eos_token_ids.begin(),
+                                           p.eos_token_ids.end());
+  return s;
+}
+
+ModelRunner::ModelRunner(const DeepSeekV3& model, LatentKvCache& cache, uint32_t worker_rank)
+    : model_(model), cache_(cache), rank_(worker_rank) {}
+
+Status ModelRunner::apply(const protocol::StepPlan& plan, const protocol::ScheduledRequest& r) {
+  if (r.token_ids.location != protocol::DataLocation::kInline)
+    return invalid_argument("request " + r.request_id + ": token ids are not inline");
+  if (r.blocks.replace) {
+    if (r.params_index < 0 || static_cast<size_t>(r.params_index) >= plan.sampling_params.size())
+      return invalid_argument("request " + r.request_id + ": new without sampling parameters");
+    if (r.cached_token_ids.size() != r.start_position)
+      return invalid_argument("request " + r.request_id + ": cached prefix does not reach its start position");
+    RequestState state;
+    state.tokens = r.cached_token_ids;
+    state.num_prompt_tokens = r.num_prompt_tokens;
+    const protocol::SamplingParams& wire = plan.sampling_params[static_cast<size_t>(r.params_index)];
+    state.params = to_sampler_params(wire);
+    requests_[r.request_id] = std::move(state);
+  }
+  auto it = requests_.find(r.request_id);
+  if (it == requests_.end()) return invalid_argument("request " + r.request_id + " is unknown to worker");
+  RequestState& state = it->second;
+  if (r.params_index >= 0 && !r.blocks.replace)
+    state.params = to_sampler_params(plan.sampling_params[static_cast<size_t>(r.params_index)]);
+  if (state.tokens.size() != r.start_position)
+    return invalid_argument("request " + r.request_id + ": starts at " + std::to_string(r.start_position) +
+                            " but the worker has seen " + std::to_string(state.tokens.size()) + " tokens");
+  state.block_table.insert(state.block_table.end(), r.blocks.block_ids.begin(), r.blocks.block_ids.end());
+  state.tokens.insert(state.tokens.end(), r.token_ids.ids.begin(), r.token_ids.ids.end());
+  if (cache_.blocks_for(static_cast<int64_t>(state.tokens.size())) > static_cast<int64_t>(state.block_table.size()))
+    return invalid_argument("request " + r.request_id + ": block table too short");
+  return Status::ok_status();
+}
+
+protocol::SampledRequest ModelRunner::sample(const protocol::ScheduledRequest& r, RequestState& state,
+                                             std::span<float> logits) {
+  const size_t prompt = std::min<size_t>(state.num_prompt_tokens, state.tokens.size());
+  SequenceHistory history{std::span<const int32_t>(state.tokens).first(prompt),
+                          std::span<const int32_t>(state.tokens).subspan(prompt)};
+  SampleResult result = sampler_.sample(logits, state.params, history);
+  protocol::SampledRequest out;
+  out.slot = r.slot;
+  out.token_ids = {result.token};
+  if (state.params.logprobs >= 0) {
+    protocol::TokenLogprobs lp;
+    lp.num_positions = 1;
+    lp.width = static_cast<uint32_t>(1 + result.top.size());
+    lp.token_ids.push_back(result.sampled.token);
+    lp.logprobs.push_back(result.sampled.logprob);
+    lp.ranks.push_back(static_cast<int32_t>(result.sampled.rank));
+    for (const TokenLogprob& t : result.top) {
+      lp.token_ids.push_back(t.token);
+      lp.logprobs.push_back(t.logprob);
+    }
+    out.logprobs = std::move(lp);
+  }
+  return out;
+}
+
+Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan) {
+  protocol::StepResult result;
+  result.step_id = plan.step_id;
+  result.worker_rank = rank_;
+  for (const auto& id : plan.finished_request_ids) requests_.erase(id);
+  if (plan.requests.empty()) return result;
+
+  std::vector<RequestState*> states;
+  ForwardBatch batch;
+  batch.logit_rows = LogitRows::kLastPerSequence;
+  for (const auto& r : plan.requests) {
+    K2_RETURN_IF_ERROR(apply(plan, r));
+    RequestState& state = requests_.at(r.request_id);
+    states.push_back(&state);
+    if (r.num_tokens == 0) return invalid_argument("request " + r.request_id + ": no tokens scheduled");
+  }
+  for (size_t i = 0; i < plan.requests.size(); ++i) {
+    const auto& r = plan.requests[i];
+    batch.sequences.push_back(SequenceChunk{std::span<const int32_t>(r.token_ids.ids), r.start_position,
+                                            std::span<const int32_t>(states[i]->block_table)});
+  }
+  K2_ASSIGN_OR_RETURN(Logits logits, model_.forward(batch, cache_));
+  if (logits.rows != static_cast<int64_t>(plan.requests.size()))
+    return internal_error("model returned " + std::to_string(logits.rows) + " logit rows for " +
+                          std::to_string(plan.requests.size()) + " sequences");
+  for (size_t i = 0; i < plan.requests.size(); ++i) {
+    const auto& r = plan.requests[i];
+    if (!r.sample) continue;
+    std::span<float> row(logits.data.data() + static_cast<int64_t>(i) * logits.vocab,
+                         static_cast<size_t>(logits.vocab));
+    result.samples.push_back(sample(r, *states[i], row));
+  }
+  return result;
+}
+
+}  // namespace k2

@@ -1,0 +1,60 @@
+// ModelRunner: executes the enginecore's StepPlans on one worker (vLLM V1's GPUModelRunner).
+//
+// It keeps, per request id, what the plans told it: the block table, every token id seen
+// (prompt then outputs), the sampling parameters and the prompt length. A plan's new or
+// resumed requests (blocks.replace) start their state afresh, finished and preempted ids
+// are dropped. Each step runs all scheduled chunks (prefill, chunked prefill and decode
+// mixed) as one varlen forward call, then samples the requests whose chunk reached their
+// end, with per-request seeds so draws do not depend on the batch.
+//
+// Holds references to the model and the KV cache (the caller owns both and keeps them
+// alive). Not thread-safe: the worker's one loop thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "enginecore/protocol/messages.h"
+#include "shm/status.h"
+#include "workers/kv_cache.h"
+#include "workers/models/deepseek_v3.h"
+#include "workers/sampling/sampler.h"
+
+namespace k2 {
+
+class ModelRunner {
+ public:
+  ModelRunner(const DeepSeekV3& model, LatentKvCache& cache, uint32_t worker_rank = 0);
+
+  // Runs one plan. An inconsistent plan (unknown request, block table too short, token
+  // history that does not line up) or a failed forward is an error value; the per-request
+  // state may then be partly updated, so the engine treats it as fatal.
+  Result<protocol::StepResult> execute(const protocol::StepPlan& plan);
+
+  size_t num_requests() const { return requests_.size(); }
+
+ private:
+  struct RequestState {
+    std::vector<int32_t> block_table;
+    std::vector<int32_t> tokens;  // prompt then outputs, as far as the plans have shown them
+    uint32_t num_prompt_tokens = 0;
+    SamplingParams params;
+  };
+
+  Status apply(const protocol::StepPlan& plan, const protocol::ScheduledRequest& r);
+  protocol::SampledRequest sample(const protocol::ScheduledRequest& r, RequestState& state, std::span<float> logits);
+
+  const DeepSeekV3& model_;
+  LatentKvCache& cache_;
+  uint32_t rank_;
+  std::unordered_map<std::string, RequestState> requests_;
+  Sampler sampler_;
+};
+
+// The sampler's parameters for a request's wire parameters (seed must be set by the engine;
+// an unset seed samples as seed 0).
+SamplingParams to_sampler_params(const protocol::SamplingParams& params);
+
+}  // namespace k2
