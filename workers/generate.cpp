@@ -8,8 +8,9 @@
 
 namespace k2 {
 
-Result<std::unique_ptr<DeepSeekV3>> load_model(const std::filesystem::path& dir, ProgressStyle progress) {
+Result<std::unique_ptr<DeepSeekV3>> load_model(const std::filesystem::path& dir, ProgressStyle progress, bool dummy) {
   K2_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::from_dir(dir));
+  if (dummy) return DeepSeekV3::load_dummy(config);
   K2_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(dir, config));
   return DeepSeekV3::load(checkpoint, config, progress);
 }

@@ -74,8 +74,7 @@ Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, WorkerSt
   } else if (cfg.dtype != "float32" && cfg.dtype != "float") {
     return unimplemented("--dtype " + cfg.dtype + " is not implemented yet; use float32 (or auto)");
   }
-  if (cfg.load_format == "dummy") return unimplemented("--load-format dummy is not implemented yet");
-  K2_ASSIGN_OR_RETURN(w.model, load_model(cfg.model));
+  K2_ASSIGN_OR_RETURN(w.model, load_model(cfg.model, ProgressStyle::kAuto, cfg.load_format == "dummy"));
   const ModelConfig& mc = w.model->config();
   const int64_t row_dim = w.model->cache_row_dim();
   KvSizingInput in;

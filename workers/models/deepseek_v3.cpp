@@ -9,14 +9,24 @@ namespace k2 {
 
 Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::load(const Checkpoint& checkpoint, const ModelConfig& config,
                                                      ProgressStyle progress_style) {
+  ProgressReporter progress("loading " + checkpoint.dir().string(), checkpoint.total_bytes(), progress_style);
+  WeightLoader w(checkpoint, &progress);
+  K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m, build(w, config));
+  progress.finish();
+  return m;
+}
+
+Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::load_dummy(const ModelConfig& config, uint64_t seed) {
+  WeightLoader w(seed);
+  return build(w, config);
+}
+
+Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::build(WeightLoader& w, const ModelConfig& config) {
   const ModelConfig& c = config;
   if (c.tie_word_embeddings) return unimplemented("config tie_word_embeddings true is not supported");
   std::unique_ptr<DeepSeekV3> m(new DeepSeekV3());
   m->config_ = c;
   K2_ASSIGN_OR_RETURN(m->mla_, MlaParams::from_config(c));
-
-  ProgressReporter progress("loading " + checkpoint.dir().string(), checkpoint.total_bytes(), progress_style);
-  WeightLoader w(checkpoint, &progress);
   K2_ASSIGN_OR_RETURN(m->embed_, w.tensor("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string prefix = "model.layers." + std::to_string(l) + ".";
@@ -35,7 +45,6 @@ Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::load(const Checkpoint& checkpoin
   }
   K2_ASSIGN_OR_RETURN(m->norm_, w.tensor("model.norm.weight", {c.hidden_size}));
   K2_ASSIGN_OR_RETURN(m->lm_head_, w.linear("lm_head", c.vocab_size, c.hidden_size));
-  progress.finish();
   return m;
 }
 

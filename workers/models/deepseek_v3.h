@@ -20,6 +20,7 @@
 #include "workers/models/forward_batch.h"
 #include "workers/models/mla_attention.h"
 #include "workers/models/moe.h"
+#include "workers/models/weight_loader.h"
 
 namespace k2 {
 
@@ -28,6 +29,8 @@ class DeepSeekV3 {
   // Reads every weight the config names from `checkpoint` (its tensor prefix already set).
   static Result<std::unique_ptr<DeepSeekV3>> load(const Checkpoint& checkpoint, const ModelConfig& config,
                                                   ProgressStyle progress = ProgressStyle::kAuto);
+  // The same model with deterministic random weights (--load-format dummy): no checkpoint read.
+  static Result<std::unique_ptr<DeepSeekV3>> load_dummy(const ModelConfig& config, uint64_t seed = 0);
 
   const ModelConfig& config() const { return config_; }
   const MlaParams& attention_params() const { return mla_; }
@@ -40,6 +43,8 @@ class DeepSeekV3 {
   Result<Logits> forward(const ForwardBatch& batch, LatentKvCache& cache, ForwardTrace* trace = nullptr) const;
 
  private:
+  static Result<std::unique_ptr<DeepSeekV3>> build(WeightLoader& weights, const ModelConfig& config);
+
   struct Layer {
     TensorF32 input_norm, post_norm;  // [hidden]
     MlaLayer attention;

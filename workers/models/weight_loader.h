@@ -1,5 +1,8 @@
 // WeightLoader: reads the float32 weights of a model from a Checkpoint, checks every shape
-// against what the config says it must be, and reports progress in checkpoint bytes.
+// against what the config says it must be, and reports progress in checkpoint bytes. Without
+// a checkpoint it makes dummy weights (vLLM's --load-format dummy): deterministic random
+// values in the shapes the config implies, norms at one and router biases at zero, so a
+// model of any size can be run without its files.
 //
 // Borrows the Checkpoint and the ProgressReporter (both must outlive it). Not thread-safe.
 #pragma once
@@ -16,7 +19,9 @@ namespace k2 {
 class WeightLoader {
  public:
   WeightLoader(const Checkpoint& checkpoint, ProgressReporter* progress)
-      : checkpoint_(checkpoint), progress_(progress) {}
+      : checkpoint_(&checkpoint), progress_(progress) {}
+  // Dummy weights, drawn from `seed`.
+  explicit WeightLoader(uint64_t seed) : seed_(seed) {}
 
   // A Linear's weight [out, in] (BF16, FP8 block or INT4 pack-quantized; `module` without
   // ".weight").
@@ -26,9 +31,11 @@ class WeightLoader {
 
  private:
   void account(const std::string& name);
+  TensorF32 dummy(const std::string& name, std::vector<int64_t> shape) const;
 
-  const Checkpoint& checkpoint_;
-  ProgressReporter* progress_;
+  const Checkpoint* checkpoint_ = nullptr;
+  ProgressReporter* progress_ = nullptr;
+  uint64_t seed_ = 0;
 };
 
 }  // namespace k2
