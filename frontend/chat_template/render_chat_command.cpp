@@ -9,9 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "frontend/chat_template/chat.h"
-#ifdef K2_CHAT_TEMPLATE_HAVE_TOKENIZER
 #include "frontend/tokenizer/tokenizer.h"
-#endif
 
 namespace k2 {
 namespace {
@@ -64,13 +62,11 @@ int render_chat_command(const std::string& tokenizer_dir, const std::optional<st
     out << error_line(tokens.status().to_string()) << "\n";
     return 2;
   }
-#ifdef K2_CHAT_TEMPLATE_HAVE_TOKENIZER
   auto tokenizer = Tokenizer::load(tokenizer_dir);
   if (!tokenizer.ok()) {
     out << error_line(tokenizer.status().to_string()) << "\n";
     return 2;
   }
-#endif
   int rc = 0;
   std::string line;
   while (std::getline(in, line)) {
@@ -86,9 +82,7 @@ int render_chat_command(const std::string& tokenizer_dir, const std::optional<st
     }
     json result = json::object();
     result["rendered"] = *rendered;
-#ifdef K2_CHAT_TEMPLATE_HAVE_TOKENIZER
     result["ids"] = (*tokenizer)->encode(*rendered, true);
-#endif
     out << result.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
   }
   return rc;

@@ -6,9 +6,8 @@
 //   out: {"rendered": "...", "ids": [...]}  or  {"error": "..."}
 //
 // The template is FILE when given, else the tokenizer directory's chat_template.jinja (or
-// tokenizer_config.json's chat_template). `ids` come from the Kimi tokenizer of DIR when
-// this build links k2_tokenizer (K2_CHAT_TEMPLATE_HAVE_TOKENIZER); without it they are
-// left out. A bad line gets an error line and the next line is read. Stateless; safe to
+// tokenizer_config.json's chat_template). `ids` come from the Kimi tokenizer of DIR.
+// A bad line gets an error line and the next line is read. Stateless; safe to
 // call from several threads on different streams.
 #pragma once
 

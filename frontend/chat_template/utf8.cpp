@@ -40,23 +40,6 @@ char32_t next_code_point(std::string_view s, size_t& pos) {
   return cp;
 }
 
-void append_utf8(std::string& out, char32_t cp) {
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | ((cp >> 18) & 0x07)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-}
 
 std::vector<size_t> code_point_offsets(std::string_view s) {
   std::vector<size_t> offsets;
@@ -80,17 +63,6 @@ size_t code_point_count(std::string_view s) {
   return n;
 }
 
-bool py_isspace(char32_t cp) {
-  if (cp >= 0x09 && cp <= 0x0D) return true;
-  if (cp >= 0x1C && cp <= 0x20) return true;
-  switch (cp) {
-    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029:
-    case 0x202F: case 0x205F: case 0x3000:
-      return true;
-    default:
-      return cp >= 0x2000 && cp <= 0x200A;
-  }
-}
 
 namespace {
 
@@ -127,7 +99,7 @@ std::string_view strip_if(std::string_view s, bool left, bool right, Pred pred) 
 }  // namespace
 
 std::string_view py_strip(std::string_view s, bool left, bool right) {
-  return strip_if(s, left, right, [](char32_t cp) { return py_isspace(cp); });
+  return strip_if(s, left, right, [](char32_t cp) { return tok::python_isspace(cp); });
 }
 
 std::string_view py_strip_chars(std::string_view s, std::string_view chars, bool left, bool right) {
