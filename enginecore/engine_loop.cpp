@@ -4,6 +4,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -59,7 +62,10 @@ struct WorkerFacts {
 
 class EngineProcess {
  public:
-  explicit EngineProcess(EngineArgs args) : args_(std::move(args)), rank_(static_cast<uint32_t>(args_.rank)) {}
+  explicit EngineProcess(EngineArgs args) : args_(std::move(args)), rank_(static_cast<uint32_t>(args_.rank)) {
+    const char* timing = std::getenv("K2_STEP_TIMING");
+    if (timing != nullptr && *timing != '\0' && std::strcmp(timing, "0") != 0) step_timing_.emplace();
+  }
   ~EngineProcess() {
     shutdown_workers();
     if (signal_fd_ >= 0) ::close(signal_fd_);
@@ -75,7 +81,8 @@ class EngineProcess {
   Status build_core(const WorkerFacts& facts, protocol::ReadyMsg& ready);
   Status poll_events(std::chrono::milliseconds timeout, zmq::socket_t* socket, bool* readable);
   Status drain_input();
-  Status run_step(const protocol::StepPlan& plan);
+  Status run_step(const protocol::StepPlan& plan, StepTimingLog::Marks& marks);
+  void log_step_timing();
   Status write_plan(const protocol::StepPlan& plan);
   Result<protocol::StepResult> wait_results(uint64_t step_id);
   Status send_outputs();
@@ -94,6 +101,7 @@ class EngineProcess {
   std::unique_ptr<EngineCore> core_;
   int signal_fd_ = -1;
   bool stop_ = false;
+  std::optional<StepTimingLog> step_timing_;  // K2_STEP_TIMING set
 };
 
 Status EngineProcess::start() {
@@ -322,10 +330,16 @@ Result<protocol::StepResult> EngineProcess::wait_results(uint64_t step_id) {
   return std::move(*first);
 }
 
-Status EngineProcess::run_step(const protocol::StepPlan& plan) {
+Status EngineProcess::run_step(const protocol::StepPlan& plan, StepTimingLog::Marks& marks) {
   K2_RETURN_IF_ERROR(write_plan(plan));
+  marks.written = Clock::now();
   K2_ASSIGN_OR_RETURN(protocol::StepResult result, wait_results(plan.step_id));
+  marks.received = Clock::now();
   return core_->finish_step(result);
+}
+
+void EngineProcess::log_step_timing() {
+  for (const std::string& line : step_timing_->drain_lines()) spdlog::info("enginecore {}: {}", rank_, line);
 }
 
 Status EngineProcess::send_outputs() {
@@ -338,15 +352,26 @@ int EngineProcess::run() {
   bool stalled = false;  // requests exist but none could be scheduled: do not spin
   while (s.ok() && !stop_) {
     const bool idle = !core_->has_unfinished_requests();
+    if (idle && step_timing_) log_step_timing();
+    StepTimingLog::Marks marks;
+    marks.start = Clock::now();
     bool readable = false;
-    s = poll_events(idle ? kIdlePoll : stalled ? 10ms : 0ms, &*input_, &readable);
+    const auto wait = idle ? kIdlePoll : stalled ? 10ms : 0ms;
+    s = poll_events(wait, &*input_, &readable);
+    if (wait.count() > 0) marks.start = Clock::now();  // time blocked waiting is not overhead
     if (s.ok() && readable) s = drain_input();
     if (s.ok()) s = send_outputs();
     if (!s.ok() || stop_) break;
+    marks.inputs_done = Clock::now();
     std::optional<protocol::StepPlan> plan = core_->plan_step();
+    marks.planned = Clock::now();
     stalled = !plan;
-    if (plan) s = run_step(*plan);
+    if (plan) s = run_step(*plan, marks);
     if (s.ok()) s = send_outputs();
+    if (plan && s.ok() && step_timing_) {
+      marks.updated = Clock::now();
+      step_timing_->add(plan->requests.size(), marks);
+    }
   }
   if (s.ok()) return 0;
   spdlog::error("enginecore {}: {}", rank_, s.to_string());
@@ -367,6 +392,39 @@ void EngineProcess::shutdown_workers() {
 }
 
 }  // namespace
+
+void StepTimingLog::add(size_t batch, const Marks& m) {
+  auto us = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::micro>(b - a).count(); };
+  Totals& t = by_batch_[batch];
+  ++t.steps;
+  t.input_us += us(m.start, m.inputs_done);
+  t.schedule_us += us(m.inputs_done, m.planned);
+  t.write_us += us(m.planned, m.written);
+  t.wait_us += us(m.written, m.received);
+  t.update_us += us(m.received, m.updated);
+  t.step_us.push_back(us(m.start, m.updated));
+  t.overhead_us.push_back(t.step_us.back() - us(m.written, m.received));
+}
+
+std::vector<std::string> StepTimingLog::drain_lines() {
+  auto median = [](std::vector<double>& v) {
+    std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(v.size() / 2), v.end());
+    return v[v.size() / 2];
+  };
+  std::vector<std::string> lines;
+  for (auto& [batch, t] : by_batch_) {
+    const double n = static_cast<double>(t.steps);
+    char buf[320];
+    std::snprintf(buf, sizeof(buf),
+                  "step timing: batch=%zu steps=%llu input_us=%.2f schedule_us=%.2f write_us=%.2f wait_us=%.2f "
+                  "update_us=%.2f overhead_p50_us=%.2f step_p50_us=%.2f",
+                  batch, static_cast<unsigned long long>(t.steps), t.input_us / n, t.schedule_us / n, t.write_us / n,
+                  t.wait_us / n, t.update_us / n, median(t.overhead_us), median(t.step_us));
+    lines.emplace_back(buf);
+  }
+  by_batch_.clear();
+  return lines;
+}
 
 int enginecore_main(const std::vector<std::string>& args) {
   EngineArgs a;

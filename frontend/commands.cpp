@@ -4,6 +4,7 @@
 #include <optional>
 #include <sstream>
 
+#include "bench/accuracy/bench_accuracy.h"
 #include "enginecore/protocol/option_table.h"
 #include "frontend/chat_template/render_chat_command.h"
 #include "frontend/parsers/parse_output_command.h"
@@ -82,6 +83,21 @@ int run_parse_output(const std::vector<std::string>& args) {
   return parsers::parse_output_command(o.tokenizer, std::cin, std::cout);
 }
 
+// `k2serve bench <kind>`: the benchmarks and evaluators that drive a running server.
+int run_bench(const std::vector<std::string>& args) {
+  static const std::vector<std::pair<std::string, std::function<int(const std::vector<std::string>&)>>> kinds = {
+      {"accuracy", bench_accuracy_command},
+  };
+  const std::string kind = args.empty() ? "" : args[0];
+  for (const auto& [name, run] : kinds)
+    if (name == kind) return run(std::vector<std::string>(args.begin() + 1, args.end()));
+  std::ostream& out = (kind == "--help" || kind == "-h") ? std::cout : std::cerr;
+  out << "usage: k2serve bench <kind> [options]\n\nkinds:\n";
+  for (const auto& [name, run] : kinds) out << "  " << name << "\n";
+  out << "\nRun 'k2serve bench <kind> --help' for its options.\n";
+  return &out == &std::cout ? 0 : 2;
+}
+
 }  // namespace
 
 const std::vector<Command>& commands() {
@@ -93,6 +109,7 @@ const std::vector<Command>& commands() {
       {"detokenize", "JSON lines {\"ids\"} -> {\"text\"}", run_detokenize, ""},
       {"render-chat", "JSON lines {messages, tools, kwargs} -> {\"rendered\", \"ids\"}", run_render_chat, ""},
       {"parse-output", "JSON lines {model_output, request} -> reasoning, content, tool calls", run_parse_output, ""},
+      {"bench", "drive an OpenAI-compatible server: accuracy", run_bench, ""},
   };
   return table;
 }

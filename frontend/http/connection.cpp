@@ -1,5 +1,9 @@
 #include "frontend/http/connection.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+
 #include <spdlog/spdlog.h>
 
 #include <cctype>
@@ -165,13 +169,26 @@ void Connection::on_watch(beast::error_code ec) {
     read_after_watch_ = false;
     return do_read();
   }
-  if (!current_) return;
-  beast::error_code aec;
-  size_t available = ec ? 0 : stream_.socket().available(aec);
-  if (ec || aec || available == 0) {
-    spdlog::info("[{}] client disconnected", current_->request_id());
-    cancel_and_close();
+  if (!current_ || ec == net::error::operation_aborted) return;  // cancelled by us, not by the client
+  if (!ec && !peer_closed()) {
+    // Readable but not at EOF: a pipelined request (leave it for the next read) or a
+    // spurious wake-up of the edge-triggered reactor (watch again).
+    beast::error_code aec;
+    if (stream_.socket().available(aec) == 0 && !aec) start_watch();
+    return;
   }
+  spdlog::info("[{}] client disconnected", current_->request_id());
+  cancel_and_close();
+}
+
+// True only when the peer has really closed: a readiness event alone can be stale, so ask
+// the kernel without consuming anything.
+bool Connection::peer_closed() {
+  char byte;
+  const ssize_t n = ::recv(stream_.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0) return false;
+  if (n == 0) return true;
+  return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
 void Connection::post_respond(std::shared_ptr<Exchange> ex, HttpResponse response) {

@@ -75,6 +75,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void start_watch();
   void on_watch(beast::error_code ec);
+  bool peer_closed();
 
   void do_respond(const std::shared_ptr<Exchange>& ex, HttpResponse response);
   void write_full(int status, bool close_after);

@@ -1,0 +1,42 @@
+// The CPU kernel table: one struct of function pointers per instruction-set level, chosen
+// once per process (cpu_ops()) from active_isa(). Callers hold the table by reference and
+// call through it; nothing is re-detected per call.
+//
+// Kernels are pure functions: they read x and the packed weights, write y, and use only a
+// per-thread scratch buffer, so distinct threads may call them concurrently on disjoint y.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/packed.h"
+
+namespace k2::cpu {
+
+// y[r, o] = sum_k x[r, k] * W[o, k] for r < rows, o < w.out, with x rounded to bf16 and
+// fp32 accumulation. x: [rows, w.in] (row stride x_stride), y: [rows, w.out] (y_stride).
+// Any rows >= 0 works; the fast paths are tuned for rows <= 16 (decode).
+using LinearBf16Fn = void (*)(const float* x, int64_t x_stride, int64_t rows, const Bf16Weights& w, float* y,
+                              int64_t y_stride);
+// Same contract with int8 weights; x is quantised per row to int8 (symmetric, max|x|/127),
+// the products summed exactly in int32 and scaled once per output.
+using LinearInt8Fn = void (*)(const float* x, int64_t x_stride, int64_t rows, const Int8Weights& w, float* y,
+                              int64_t y_stride);
+
+struct CpuOps {
+  Isa isa = Isa::kScalar;
+  const char* linear_bf16_name = "";
+  const char* linear_int8_name = "";
+  LinearBf16Fn linear_bf16 = nullptr;
+  LinearInt8Fn linear_int8 = nullptr;
+};
+
+// The table for active_isa(), built on first use.
+const CpuOps& cpu_ops();
+
+// The table for a given level (for tests and benchmarks). The caller makes sure the CPU
+// supports `isa` (isa <= best_isa(detect_features())); levels without a kernel of their own
+// fall back to the next lower one (avx512 uses the AVX2 kernels; amx the AVX-512 ones).
+CpuOps cpu_ops_for(Isa isa);
+
+}  // namespace k2::cpu

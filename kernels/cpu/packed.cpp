@@ -1,0 +1,146 @@
+#include "kernels/cpu/packed.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/check.h"
+
+namespace k2::cpu {
+namespace {
+
+constexpr size_t kAlign = 64;
+
+size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+int8_t quantize_one(float v, float inv_scale) {
+  const float q = std::nearbyint(v * inv_scale);  // default rounding mode: half to even
+  return static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+}
+
+}  // namespace
+
+void AlignedFree::operator()(void* p) const noexcept { std::free(p); }
+
+AlignedBytes aligned_bytes(size_t n) {
+  const size_t size = round_up(std::max<size_t>(n, 1), kAlign);
+  void* p = std::aligned_alloc(kAlign, size);
+  K2_KERNEL_CHECK(p != nullptr, "aligned_bytes: out of memory");
+  std::memset(p, 0, size);
+  return AlignedBytes(static_cast<std::byte*>(p));
+}
+
+uint16_t to_bf16(float f) {
+  const uint32_t u = std::bit_cast<uint32_t>(f);
+  if (std::isnan(f)) return static_cast<uint16_t>((u >> 16) | 0x40);  // keep it a (quiet) NaN
+  const uint32_t rounding = 0x7fff + ((u >> 16) & 1);
+  return static_cast<uint16_t>((u + rounding) >> 16);
+}
+
+float from_bf16(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
+
+Bf16Weights slice_blocks(const Bf16Weights& w, int64_t first, int64_t count) {
+  K2_KERNEL_CHECK(first >= 0 && count >= 0 && first + count <= w.n_blocks(), "slice_blocks: out of range");
+  Bf16Weights s = w;
+  s.data = w.data + first * w.block_elems();
+  s.out = std::min(count * kBlockN, w.out - first * kBlockN);
+  return s;
+}
+
+Int8Weights slice_blocks(const Int8Weights& w, int64_t first, int64_t count) {
+  K2_KERNEL_CHECK(first >= 0 && count >= 0 && first + count <= w.n_blocks(), "slice_blocks: out of range");
+  Int8Weights s = w;
+  s.data = w.data + first * w.block_bytes();
+  s.scales = w.scales + first * kBlockN;
+  s.row_sums = w.row_sums + first * kBlockN;
+  s.out = std::min(count * kBlockN, w.out - first * kBlockN);
+  return s;
+}
+
+PackedBf16 pack_bf16(const float* w, int64_t w_stride, int64_t out, int64_t in) {
+  K2_KERNEL_CHECK(out > 0 && in > 0 && w_stride >= in, "pack_bf16: bad shape");
+  PackedBf16 p;
+  p.view_.out = out;
+  p.view_.in = in;
+  const int64_t block_elems = p.view_.block_elems();
+  p.bytes_ = static_cast<size_t>(p.view_.n_blocks() * block_elems) * sizeof(uint16_t);
+  p.mem_ = aligned_bytes(p.bytes_);
+  auto* dst = reinterpret_cast<uint16_t*>(p.mem_.get());
+  for (int64_t o = 0; o < out; ++o) {
+    uint16_t* block = dst + (o / kBlockN) * block_elems;
+    const int64_t lane = o % kBlockN;
+    const float* row = w + o * w_stride;
+    for (int64_t k = 0; k < in; ++k) block[(k / 2) * kBlockN * 2 + lane * 2 + k % 2] = to_bf16(row[k]);
+  }
+  p.view_.data = dst;
+  return p;
+}
+
+PackedInt8 pack_int8(const float* w, int64_t w_stride, int64_t out, int64_t in) {
+  K2_KERNEL_CHECK(out > 0 && in > 0 && w_stride >= in, "pack_int8: bad shape");
+  K2_KERNEL_CHECK(in <= kMaxInt8In, "pack_int8: reduction too long for int32 accumulation");
+  PackedInt8 p;
+  p.view_.out = out;
+  p.view_.in = in;
+  const int64_t n_pad = p.view_.n_blocks() * kBlockN;
+  const size_t data_bytes = round_up(static_cast<size_t>(p.view_.n_blocks() * p.view_.block_bytes()), kAlign);
+  const size_t side_bytes = round_up(static_cast<size_t>(n_pad) * 4, kAlign);
+  p.bytes_ = data_bytes + 2 * side_bytes;
+  p.mem_ = aligned_bytes(p.bytes_);
+  auto* data = reinterpret_cast<int8_t*>(p.mem_.get());
+  auto* scales = reinterpret_cast<float*>(p.mem_.get() + data_bytes);
+  auto* sums = reinterpret_cast<int32_t*>(p.mem_.get() + data_bytes + side_bytes);
+  const int64_t block_bytes = p.view_.block_bytes();
+  for (int64_t o = 0; o < out; ++o) {
+    const float* row = w + o * w_stride;
+    float amax = 0.0f;
+    for (int64_t k = 0; k < in; ++k) amax = std::max(amax, std::fabs(row[k]));
+    const float scale = amax / 127.0f;
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    int8_t* block = data + (o / kBlockN) * block_bytes;
+    const int64_t lane = o % kBlockN;
+    int32_t sum = 0;
+    for (int64_t k = 0; k < in; ++k) {
+      const int8_t q = quantize_one(row[k], inv);
+      block[(k / 4) * kBlockN * 4 + lane * 4 + k % 4] = q;
+      sum += q;
+    }
+    scales[o] = scale;
+    sums[o] = sum;
+  }
+  p.view_.data = data;
+  p.view_.scales = scales;
+  p.view_.row_sums = sums;
+  return p;
+}
+
+void activations_to_bf16(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_elems,
+                         uint16_t* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * x_stride;
+    uint16_t* o = out + r * row_elems;
+    for (int64_t k = 0; k < in; ++k) o[k] = to_bf16(xr[k]);
+    for (int64_t k = in; k < row_elems; ++k) o[k] = 0;
+  }
+}
+
+void quantize_activations_int8(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_bytes,
+                               bool offset_u8, int8_t* out, float* scales) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * x_stride;
+    float amax = 0.0f;
+    for (int64_t k = 0; k < in; ++k) amax = std::max(amax, std::fabs(xr[k]));
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    scales[r] = amax / 127.0f;
+    int8_t* o = out + r * row_bytes;
+    const int off = offset_u8 ? 128 : 0;
+    for (int64_t k = 0; k < row_bytes; ++k) {
+      const int q = (k < in ? quantize_one(xr[k], inv) : 0) + off;
+      o[k] = static_cast<int8_t>(static_cast<uint8_t>(q));
+    }
+  }
+}
+
+}  // namespace k2::cpu
