@@ -12,77 +12,18 @@ Usage: serve_test.py K2SERVE DATA_DIR MODEL_SET [MODEL_SET...]
 """
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
+from k2_server import Checks, Server  # noqa: E402
+
 TOL = 1e-3
-
-
-class Server:
-    def __init__(self, k2serve, model, tokenizer):
-        self.log_path = f"/tmp/k2serve-e2e-{os.getpid()}-{time.monotonic_ns()}.log"
-        self.log = open(self.log_path, "w+")
-        self.proc = subprocess.Popen(
-            [k2serve, "serve", str(model), "--tokenizer", str(tokenizer), "--port", "0",
-             "--kv-cache-memory", str(64 << 20), "--shutdown-timeout", "5"],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        self.port = self._wait_for_port()
-
-    def _wait_for_port(self):
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError("server exited during start:\n" + Path(self.log_path).read_text())
-            m = re.search(r"on http://127\.0\.0\.1:(\d+)", Path(self.log_path).read_text())
-            if m:
-                return int(m.group(1))
-            time.sleep(0.1)
-        raise AssertionError("server did not start in 120 s")
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def post(self, path, body, timeout=120):
-        req = urllib.request.Request(self.url(path), data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read())
-
-    def health(self):
-        try:
-            with urllib.request.urlopen(self.url("/health"), timeout=2) as resp:
-                return resp.status
-        except urllib.error.HTTPError as e:
-            return e.code
-        except OSError:
-            return None
-
-    def tree(self):
-        """Pids of the server's descendants (enginecore, workers)."""
-        out, frontier = [], [self.proc.pid]
-        while frontier:
-            pid = frontier.pop()
-            kids = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-            out += [int(k) for k in kids]
-            frontier += [int(k) for k in kids]
-        return out
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 def comparable_prefix(golden_tokens, gaps):
@@ -94,7 +35,7 @@ def comparable_prefix(golden_tokens, gaps):
 
 
 def completion_ids(server, prompt):
-    body = {"model": server.model_name, "prompt": prompt, "max_tokens": 16, "temperature": 0,
+    body = {"model": server.model, "prompt": prompt, "max_tokens": 16, "temperature": 0,
             "logprobs": 0, "return_tokens_as_token_ids": True, "ignore_eos": True}
     resp = server.post("/v1/completions", body)
     return [int(t.split(":")[1]) for t in resp["choices"][0]["logprobs"]["tokens"]]
@@ -103,9 +44,8 @@ def completion_ids(server, prompt):
 def check_exactness(k2serve, data, model_set, c):
     model = data / "models" / model_set
     golden = json.loads((model / "golden.json").read_text())
-    server = Server(k2serve, model, data / "text" / "tok-1024")
+    server = Server(k2serve, model, ["--tokenizer", str(data / "text" / "tok-1024")], kv_cache_memory=64 << 20)
     try:
-        server.model_name = str(model)
         jobs = []
         for case in golden["cases"]:
             run = case["runs"]["fp32"]
@@ -133,7 +73,7 @@ def check_exactness(k2serve, data, model_set, c):
 
 
 def open_stream(server):
-    body = {"model": server.model_name, "prompt": [1, 2, 3], "max_tokens": 2000, "temperature": 0,
+    body = {"model": server.model, "prompt": [1, 2, 3], "max_tokens": 2000, "temperature": 0,
             "ignore_eos": True, "stream": True}
     req = urllib.request.Request(server.url("/v1/completions"), data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
@@ -147,10 +87,9 @@ def shm_segments_of(pids):
 
 def check_kill(k2serve, data, model_set, victim, c):
     model = data / "models" / model_set
-    server = Server(k2serve, model, data / "text" / "tok-1024")
-    server.model_name = str(model)
+    server = Server(k2serve, model, ["--tokenizer", str(data / "text" / "tok-1024")], kv_cache_memory=64 << 20)
     try:
-        pids = server.tree()
+        pids = server.descendants()
         c.check(len(pids) >= 2, f"kill {victim}: the server runs an enginecore and a worker ({pids})")
         stream = open_stream(server)
         first = stream.readline()
@@ -179,27 +118,14 @@ def check_kill(k2serve, data, model_set, victim, c):
         server.stop()
 
 
-class Checker:
-    def __init__(self):
-        self.passed = self.failed = 0
-
-    def check(self, ok, what):
-        if ok:
-            self.passed += 1
-        else:
-            self.failed += 1
-            print("FAIL", what, flush=True)
-
-
 def main():
     k2serve, data, sets = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
-    c = Checker()
+    c = Checks()
     for s in sets:
         check_exactness(k2serve, data, s, c)
     check_kill(k2serve, data, sets[0], "worker", c)
     check_kill(k2serve, data, sets[0], "enginecore", c)
-    print(f"{c.passed} passed, {c.failed} failed")
-    sys.exit(1 if c.failed or c.passed == 0 else 0)
+    sys.exit(c.exit_code() if c.passed else 1)
 
 
 if __name__ == "__main__":

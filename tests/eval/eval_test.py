@@ -26,7 +26,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from k2_server import DEMO_FLAGS, Checks, Server, load_jsonl
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
+from k2_server import DEMO_FLAGS, Checks, Server, load_jsonl  # noqa: E402
 
 GAP_MIN = 1e-2
 MAX_TOKENS = 160

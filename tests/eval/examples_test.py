@@ -15,7 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from k2_server import DEMO_FLAGS, Checks, Server, load_jsonl
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
+from k2_server import DEMO_FLAGS, Checks, Server, load_jsonl  # noqa: E402
 
 CANONICAL_TOOLS = ["add", "subtract", "multiply"]
 

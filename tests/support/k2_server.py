@@ -79,6 +79,25 @@ class Server:
                 out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
         return out
 
+    def health(self):
+        """/health's status code, or None when nothing answers."""
+        try:
+            with urllib.request.urlopen(self.url("/health"), timeout=2) as resp:
+                return resp.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError:
+            return None
+
+    def descendants(self):
+        """Pids of the server's process tree below it (enginecore, workers)."""
+        out, frontier = [], [self.proc.pid]
+        while frontier:
+            kids = subprocess.run(["pgrep", "-P", str(frontier.pop())], capture_output=True, text=True).stdout.split()
+            out += [int(k) for k in kids]
+            frontier += [int(k) for k in kids]
+        return out
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
