@@ -10,10 +10,10 @@ temperature 0, max_tokens 160), CONCURRENCY conversations in flight at once, pre
 (c) the accuracy per category scored from the server's outputs against `expected` equals the
     reference's (eval_summary.json), and every `e2e_followup` gets its expected answer.
 Prints the accuracy table and the prefix-cache hit rate read from /metrics. With
---bench-accuracy BIN, also runs that evaluator (`k2serve bench accuracy`'s code) on eval.jsonl
+--bench-accuracy, also runs `k2serve bench accuracy` on eval.jsonl
 against the same server and checks its per-category counts against the reference.
 
-Usage: eval_test.py K2SERVE DATA_DIR [--concurrency N] [--dtype DTYPE] [--bench-accuracy BIN]
+Usage: eval_test.py K2SERVE DATA_DIR [--concurrency N] [--dtype DTYPE] [--bench-accuracy]
 """
 import argparse
 import http.client
@@ -160,10 +160,10 @@ def check_accuracy(summary, tally, c):
             "e2e follow-ups match the reference")
 
 
-def check_bench_accuracy(binary, server, dataset, summary, concurrency, c):
+def check_bench_accuracy(k2serve, server, dataset, summary, concurrency, c):
     with tempfile.TemporaryDirectory() as tmp:
         saved = Path(tmp) / "result.json"
-        p = subprocess.run([binary, "--base-url", server.base_url, "--dataset", str(dataset), "--concurrency",
+        p = subprocess.run([k2serve, "bench", "accuracy", "--base-url", server.base_url, "--dataset", str(dataset), "--concurrency",
                             str(concurrency), "--max-tokens", str(MAX_TOKENS), "--save-result", str(saved)],
                            capture_output=True, text=True, timeout=600)
         print(p.stdout + p.stderr, flush=True)
@@ -185,7 +185,7 @@ def main():
     ap.add_argument("data", type=Path)
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--bench-accuracy")
+    ap.add_argument("--bench-accuracy", action="store_true")
     args = ap.parse_args()
     model = args.data / "models" / "demo-trained"
     records = load_jsonl(model / "eval.jsonl")
@@ -202,7 +202,7 @@ def main():
         seconds = time.time() - start
         after = server.metrics()
         if args.bench_accuracy:
-            check_bench_accuracy(args.bench_accuracy, server, model / "eval.jsonl", summary, args.concurrency, c)
+            check_bench_accuracy(args.k2serve, server, model / "eval.jsonl", summary, args.concurrency, c)
     finally:
         server.stop()
     tally = {"comparable": 0, "ids_equal": 0, "parsed_equal": 0, "below_gap": 0, "below_gap_equal": 0,
