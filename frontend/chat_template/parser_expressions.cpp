@@ -71,14 +71,19 @@ Result<ExprPtr> Parser::parse_postfix(ExprPtr node) {
     if (is_op(".") || is_op("[")) {
       K2_ASSIGN_OR_RETURN(node, parse_subscript(std::move(node)));
     } else if (is_op("(")) {
-      auto call = make_expr(ExprKind::kCall, current().line);
-      call->children.push_back(std::move(node));
-      K2_RETURN_IF_ERROR(parse_call_args(*call));
-      node = std::move(call);
+      K2_ASSIGN_OR_RETURN(node, parse_call(std::move(node)));
     } else {
       return node;
     }
   }
+}
+
+// `callee(args...)`: the current token is the opening parenthesis.
+Result<ExprPtr> Parser::parse_call(ExprPtr callee) {
+  auto call = make_expr(ExprKind::kCall, current().line);
+  call->children.push_back(std::move(callee));
+  K2_RETURN_IF_ERROR(parse_call_args(*call));
+  return call;
 }
 
 Result<ExprPtr> Parser::parse_filter_expr(ExprPtr node) {
@@ -90,10 +95,7 @@ Result<ExprPtr> Parser::parse_filter_expr(ExprPtr node) {
     } else if (is_name("is")) {
       K2_ASSIGN_OR_RETURN(node, parse_test(std::move(node)));
     } else if (is_op("(")) {
-      auto call = make_expr(ExprKind::kCall, current().line);
-      call->children.push_back(std::move(node));
-      K2_RETURN_IF_ERROR(parse_call_args(*call));
-      node = std::move(call);
+      K2_ASSIGN_OR_RETURN(node, parse_call(std::move(node)));
     } else {
       return node;
     }

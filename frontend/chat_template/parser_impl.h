@@ -582,6 +582,7 @@ class Parser {
   Result<ExprPtr> parse_primary();
   Result<ExprPtr> parse_postfix(ExprPtr node);
   Result<ExprPtr> parse_filter_expr(ExprPtr node);
+  Result<ExprPtr> parse_call(ExprPtr callee);
   Result<ExprPtr> parse_subscript(ExprPtr node);
   Result<ExprPtr> parse_subscribed();
   Status parse_call_args(Expr& target);

@@ -102,11 +102,7 @@ void linear_bf16_avx2(const float* x, int64_t x_stride, int64_t rows, const Bf16
                       int64_t y_stride) {
   check_linear_args(x_stride, rows, w.in, w.out, y_stride);
   const int64_t row_elems = w.k_pairs() * 2;
-  Scratch& s = thread_scratch();
-  s.bf16.resize(static_cast<size_t>(rows * row_elems));
-  s.f32.resize(s.bf16.size());
-  activations_to_bf16(x, x_stride, rows, w.in, row_elems, s.bf16.data());
-  for (size_t i = 0; i < s.bf16.size(); ++i) s.f32[i] = from_bf16(s.bf16[i]);
+  Scratch& s = stage_bf16_activations(x, x_stride, rows, w.in, row_elems, /*widen=*/true);
   for (int64_t r = 0; r < rows; r += kRowsAvx2) {
     const float* xf = s.f32.data() + r * row_elems;
     float* yr = y + r * y_stride;
@@ -123,10 +119,7 @@ void linear_int8_avx2(const float* x, int64_t x_stride, int64_t rows, const Int8
                       int64_t y_stride) {
   check_linear_args(x_stride, rows, w.in, w.out, y_stride);
   const int64_t row_bytes = w.k_quads() * 4;
-  Scratch& s = thread_scratch();
-  s.i8.resize(static_cast<size_t>(rows * row_bytes));
-  s.row_scales.resize(static_cast<size_t>(rows));
-  quantize_activations_int8(x, x_stride, rows, w.in, row_bytes, false, s.i8.data(), s.row_scales.data());
+  Scratch& s = stage_int8_activations(x, x_stride, rows, w.in, row_bytes, /*for_vnni=*/false);
   for (int64_t r = 0; r < rows; r += kRowsAvx2) {
     const int8_t* xq = s.i8.data() + r * row_bytes;
     const float* sx = s.row_scales.data() + r;

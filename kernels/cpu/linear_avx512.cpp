@@ -152,9 +152,7 @@ void linear_bf16_avx512bf16(const float* x, int64_t x_stride, int64_t rows, cons
                             int64_t y_stride) {
   check_linear_args(x_stride, rows, w.in, w.out, y_stride);
   const int64_t row_elems = w.k_pairs() * 2;
-  Scratch& s = thread_scratch();
-  s.bf16.resize(static_cast<size_t>(rows * row_elems));
-  activations_to_bf16(x, x_stride, rows, w.in, row_elems, s.bf16.data());
+  Scratch& s = stage_bf16_activations(x, x_stride, rows, w.in, row_elems, /*widen=*/false);
   for (int64_t r = 0; r < rows; r += kMaxRows) {
     const Bf16Args a{s.bf16.data() + r * row_elems, row_elems, &w, y + r * y_stride, y_stride};
     kBf16Table[static_cast<size_t>(std::min<int64_t>(kMaxRows, rows - r) - 1)](a);
@@ -165,10 +163,7 @@ void linear_int8_avx512vnni(const float* x, int64_t x_stride, int64_t rows, cons
                             int64_t y_stride) {
   check_linear_args(x_stride, rows, w.in, w.out, y_stride);
   const int64_t row_bytes = w.k_quads() * 4;
-  Scratch& s = thread_scratch();
-  s.i8.resize(static_cast<size_t>(rows * row_bytes));
-  s.row_scales.resize(static_cast<size_t>(rows));
-  quantize_activations_int8(x, x_stride, rows, w.in, row_bytes, true, s.i8.data(), s.row_scales.data());
+  Scratch& s = stage_int8_activations(x, x_stride, rows, w.in, row_bytes, /*for_vnni=*/true);
   for (int64_t r = 0; r < rows; r += kMaxRows) {
     const Int8Args a{s.i8.data() + r * row_bytes, row_bytes, s.row_scales.data() + r, &w, y + r * y_stride,
                      y_stride};

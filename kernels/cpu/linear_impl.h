@@ -18,6 +18,15 @@ struct Scratch {
 };
 Scratch& thread_scratch();
 
+// The activation prologue every kernel of a format shares, into this thread's scratch:
+// rows rounded to bf16 (s.bf16, [rows, row_elems]) and, when `widen`, back to fp32 (s.f32);
+// or rows quantised to int8 (s.i8, [rows, row_bytes]) with per-row scales (s.row_scales),
+// biased to unsigned for VNNI when `for_vnni`.
+Scratch& stage_bf16_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_elems,
+                                bool widen);
+Scratch& stage_int8_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_bytes,
+                                bool for_vnni);
+
 // Checks shared by every implementation (shape and strides).
 void check_linear_args(int64_t x_stride, int64_t rows, int64_t in, int64_t out, int64_t y_stride);
 

@@ -11,11 +11,7 @@ void linear_bf16_scalar(const float* x, int64_t x_stride, int64_t rows, const Bf
   check_linear_args(x_stride, rows, w.in, w.out, y_stride);
   const int64_t kp = w.k_pairs();
   const int64_t row_elems = kp * 2;
-  Scratch& s = thread_scratch();
-  s.bf16.resize(static_cast<size_t>(rows * row_elems));
-  s.f32.resize(s.bf16.size());
-  activations_to_bf16(x, x_stride, rows, w.in, row_elems, s.bf16.data());
-  for (size_t i = 0; i < s.bf16.size(); ++i) s.f32[i] = from_bf16(s.bf16[i]);
+  Scratch& s = stage_bf16_activations(x, x_stride, rows, w.in, row_elems, /*widen=*/true);
   for (int64_t b = 0; b < w.n_blocks(); ++b) {
     const uint16_t* wb = w.data + b * w.block_elems();
     const int64_t n_valid = std::min(kBlockN, w.out - b * kBlockN);
@@ -38,10 +34,7 @@ void linear_int8_scalar(const float* x, int64_t x_stride, int64_t rows, const In
   check_linear_args(x_stride, rows, w.in, w.out, y_stride);
   const int64_t kq = w.k_quads();
   const int64_t row_bytes = kq * 4;
-  Scratch& s = thread_scratch();
-  s.i8.resize(static_cast<size_t>(rows * row_bytes));
-  s.row_scales.resize(static_cast<size_t>(rows));
-  quantize_activations_int8(x, x_stride, rows, w.in, row_bytes, false, s.i8.data(), s.row_scales.data());
+  Scratch& s = stage_int8_activations(x, x_stride, rows, w.in, row_bytes, /*for_vnni=*/false);
   for (int64_t b = 0; b < w.n_blocks(); ++b) {
     const int8_t* wb = w.data + b * w.block_bytes();
     const int64_t n_valid = std::min(kBlockN, w.out - b * kBlockN);

@@ -11,6 +11,27 @@ Scratch& thread_scratch() {
   return s;
 }
 
+Scratch& stage_bf16_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_elems,
+                                bool widen) {
+  Scratch& s = thread_scratch();
+  s.bf16.resize(static_cast<size_t>(rows * row_elems));
+  activations_to_bf16(x, x_stride, rows, in, row_elems, s.bf16.data());
+  if (widen) {
+    s.f32.resize(s.bf16.size());
+    for (size_t i = 0; i < s.bf16.size(); ++i) s.f32[i] = from_bf16(s.bf16[i]);
+  }
+  return s;
+}
+
+Scratch& stage_int8_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_bytes,
+                                bool for_vnni) {
+  Scratch& s = thread_scratch();
+  s.i8.resize(static_cast<size_t>(rows * row_bytes));
+  s.row_scales.resize(static_cast<size_t>(rows));
+  quantize_activations_int8(x, x_stride, rows, in, row_bytes, for_vnni, s.i8.data(), s.row_scales.data());
+  return s;
+}
+
 void check_linear_args(int64_t x_stride, int64_t rows, int64_t in, int64_t out, int64_t y_stride) {
   K2_KERNEL_CHECK(rows >= 0 && in > 0 && out > 0, "linear: bad shape");
   K2_KERNEL_CHECK(x_stride >= in && y_stride >= out, "linear: stride too small");
