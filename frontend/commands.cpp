@@ -5,6 +5,8 @@
 #include <sstream>
 
 #include "bench/accuracy/bench_accuracy.h"
+#include "bench/serve/bench_serve.h"
+#include "bench/serve/engine_overhead.h"
 #include "enginecore/protocol/option_table.h"
 #include "frontend/chat_template/render_chat_command.h"
 #include "frontend/parsers/parse_output_command.h"
@@ -86,6 +88,8 @@ int run_parse_output(const std::vector<std::string>& args) {
 // `k2serve bench <kind>`: the benchmarks and evaluators that drive a running server.
 int run_bench(const std::vector<std::string>& args) {
   static const std::vector<std::pair<std::string, std::function<int(const std::vector<std::string>&)>>> kinds = {
+      {"serve", bench::bench_serve_command},
+      {"overhead", bench::bench_overhead_command},
       {"accuracy", bench_accuracy_command},
   };
   const std::string kind = args.empty() ? "" : args[0];
@@ -109,7 +113,7 @@ const std::vector<Command>& commands() {
       {"detokenize", "JSON lines {\"ids\"} -> {\"text\"}", run_detokenize, ""},
       {"render-chat", "JSON lines {messages, tools, kwargs} -> {\"rendered\", \"ids\"}", run_render_chat, ""},
       {"parse-output", "JSON lines {model_output, request} -> reasoning, content, tool calls", run_parse_output, ""},
-      {"bench", "drive an OpenAI-compatible server: accuracy", run_bench, ""},
+      {"bench", "benchmarks: serve (vLLM's load test), overhead (engine cost per step), accuracy", run_bench, ""},
   };
   return table;
 }

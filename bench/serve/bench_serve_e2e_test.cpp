@@ -1,5 +1,5 @@
 // End to end: `k2serve serve` of tiny-bf16 with dummy weights on a free port, and the
-// benchmark against it through the k2serve-bench binary (table on stdout, JSON result file)
+// benchmark against it through `k2serve bench` (table on stdout, JSON result file)
 // and through the library (failure accounting). No timing is asserted.
 #include <gtest/gtest.h>
 
@@ -54,7 +54,7 @@ class BenchServeE2E : public ::testing::Test {
 TEST_F(BenchServeE2E, TwentyPromptsPrintTheTableAndSaveVllmKeys) {
   ASSERT_NE(server_, nullptr);
   const fs::path out = *dir_ / "bench.out";
-  const std::string cmd = (kBin / "k2serve-bench").string() + " serve --base-url " + base_url() + " --model " +
+  const std::string cmd = (kBin / "k2serve").string() + " bench serve --base-url " + base_url() + " --model " +
                           (kData / "models/tiny-bf16").string() +
                           " --dataset-name random --random-input-len 32 --random-output-len 16 --num-prompts 20"
                           " --ignore-eos --seed 1 --save-result --result-dir " +
@@ -132,7 +132,7 @@ TEST_F(BenchServeE2E, RejectedRequestsAreCountedAsFailed) {
 // one table row per batch size. Only the presence and sanity of figures is checked.
 TEST(BenchOverheadE2E, ReportsOneRowPerBatchSize) {
   const fs::path out = fs::temp_directory_path() / ("k2-bench-overhead-" + std::to_string(::getpid()) + ".out");
-  const std::string cmd = (kBin / "k2serve-bench").string() + " overhead --k2serve " + (kBin / "k2serve").string() +
+  const std::string cmd = (kBin / "k2serve").string() + " bench overhead --k2serve " + (kBin / "k2serve").string() +
                           " --base-config " + (kData / "models/tiny-bf16/config.json").string() + " --tokenizer " +
                           (kData / "text/tok-1024").string() +
                           " --batch-sizes 1,4 --output-len 12 --rounds 1 > " + out.string() + " 2>&1";
