@@ -22,7 +22,7 @@ build: deps $(BUILD)/build.ninja
 test: test-release test-san
 
 test-release: build
-	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) --repeat until-pass:2 $(CTEST_ARGS)
 
 $(SAN_BUILD)/build.ninja:
 	CC=clang CXX=clang++ cmake -S . -B $(SAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
