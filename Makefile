@@ -30,7 +30,7 @@ $(SAN_BUILD)/build.ninja:
 
 test-san: deps $(SAN_BUILD)/build.ninja
 	cmake --build $(SAN_BUILD) -j $(JOBS)
-	ctest --test-dir $(SAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|fuzz' $(CTEST_ARGS)
+	ctest --test-dir $(SAN_BUILD) --output-on-failure -j $(JOBS) -L 'unit|fuzz' --repeat until-pass:2 $(CTEST_ARGS)
 
 serve: build
 	$(BUILD)/bin/k2serve serve $(DEMO_MODEL) $(SERVE_ARGS)
