@@ -266,6 +266,24 @@ TEST(Codec, ValidationRejectsWhatWouldBreakTheEngine) {
   EXPECT_TRUE(invalid(o));
 }
 
+// A float of exactly 2^64 (or an integer that converts to it) would make msgpack-cxx's
+// integral-float shortcut cast 2^64 to uint64_t on the next encode: found by the fuzzer.
+TEST(Codec, FloatsThatCannotBeReEncodedAreRejected) {
+  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0};
+  add.params.temperature = 1.5f;
+  Frames f = encode(add);
+  const std::string one_and_half("\xca\x3f\xc0\x00\x00", 5);
+  auto at = f[1].find(one_and_half);
+  ASSERT_NE(at, std::string::npos);
+  f[1].replace(at, 5, std::string("\xca\x5f\x80\x00\x00", 5));  // float32 2^64
+  EXPECT_EQ(decode(f).status().code(), Code::kInvalidArgument);
+  f[1].replace(at, 5, std::string("\xcf\xff\xff\xff\xff\xff\xff\xff\xff", 9));  // uint64 max
+  EXPECT_EQ(decode(f).status().code(), Code::kInvalidArgument);
+  EngineOutputs o = std::get<EngineOutputs>(sample_messages()[7]);
+  o.outputs[0].new_logprobs->logprobs[0] = 0x1p62f;
+  EXPECT_TRUE(decode(encode(o)).ok());
+}
+
 // Not a benchmark gate, a sanity bound plus a figure: the engine encodes one StepPlan and
 // decodes one StepResult per step, and the overhead goal is ~10 us at batch 64.
 TEST(Codec, StepPlanOfBatch64IsCheap) {

@@ -11,6 +11,11 @@ constexpr uint32_t kMaxN = 1024;
 constexpr uint32_t kMaxLogprobs = 1 << 20;
 
 bool finite(float v) { return std::isfinite(v); }
+// msgpack-cxx packs an integral float as an integer after `d <= float(UINT64_MAX)`, which
+// rounds up to 2^64, so a float of exactly 2^64 reaches uint64_t(2^64): undefined behaviour
+// when the message is encoded again. No field of ours means anything near 2^63, so refuse
+// such values at the decoder (NaN and -inf stay: logprobs use -inf).
+bool packable(double v) { return !(v >= 0x1p63); }
 
 Status check_id(const std::string& id) {
   if (id.empty() || id.size() > kMaxRequestIdBytes)
@@ -34,18 +39,20 @@ Status check_tokens(const TokenIds& t) {
 }
 
 Status check_params(const SamplingParams& p) {
-  if (!finite(p.temperature) || p.temperature < 0) return invalid_argument("temperature");
+  if (!finite(p.temperature) || p.temperature < 0 || !packable(p.temperature)) return invalid_argument("temperature");
   if (!finite(p.top_p) || p.top_p <= 0 || p.top_p > 1) return invalid_argument("top_p");
   if (p.top_k < -1) return invalid_argument("top_k");
   if (!finite(p.min_p) || p.min_p < 0 || p.min_p > 1) return invalid_argument("min_p");
-  if (!finite(p.presence_penalty) || !finite(p.frequency_penalty)) return invalid_argument("penalty");
-  if (!finite(p.repetition_penalty) || p.repetition_penalty <= 0) return invalid_argument("repetition_penalty");
+  for (float v : {p.presence_penalty, p.frequency_penalty})
+    if (!finite(v) || !packable(v)) return invalid_argument("penalty");
+  if (!finite(p.repetition_penalty) || p.repetition_penalty <= 0 || !packable(p.repetition_penalty))
+    return invalid_argument("repetition_penalty");
   if (p.min_tokens > p.max_tokens) return invalid_argument("min_tokens > max_tokens");
   if (p.n == 0 || p.n > kMaxN) return invalid_argument("n");
   if (p.logprobs.value_or(0) > kMaxLogprobs || p.prompt_logprobs.value_or(0) > kMaxLogprobs)
     return invalid_argument("logprobs");
   for (const auto& b : p.logit_bias)
-    if (!finite(b.bias) || b.token_id < 0) return invalid_argument("logit_bias");
+    if (!finite(b.bias) || !packable(b.bias) || b.token_id < 0) return invalid_argument("logit_bias");
   return Status::ok_status();
 }
 
@@ -54,6 +61,8 @@ Status check_logprobs(const std::optional<TokenLogprobs>& l) {
   uint64_t cells = uint64_t{l->num_positions} * l->width;
   if (l->token_ids.size() != cells || l->logprobs.size() != cells || l->ranks.size() != l->num_positions)
     return invalid_argument("logprobs shape disagrees with its arrays");
+  for (float v : l->logprobs)
+    if (!packable(v)) return invalid_argument("logprob out of range");
   return Status::ok_status();
 }
 
@@ -75,6 +84,7 @@ Status check(const AddRequest& m) {
   K2_RETURN_IF_ERROR(check_id(m.request_id));
   K2_RETURN_IF_ERROR(check_tokens(m.prompt));
   if (m.prompt.count == 0) return invalid_argument("empty prompt");
+  if (!packable(m.arrival_time)) return invalid_argument("arrival_time out of range");
   return check_params(m.params);
 }
 
@@ -84,11 +94,13 @@ Status check(const AbortRequests& m) {
 }
 
 Status check(const EngineOutputs& m) {
+  if (!packable(m.timestamp)) return invalid_argument("timestamp out of range");
+  if (m.scheduler_stats && !packable(m.scheduler_stats->kv_cache_usage)) return invalid_argument("kv_cache_usage");
   for (const auto& o : m.outputs) {
     K2_RETURN_IF_ERROR(check_id(o.request_id));
     if (!valid_enum(o.finish_reason)) return invalid_argument("unknown finish reason");
     for (const auto& e : o.events)
-      if (!valid_enum(e.type)) return invalid_argument("unknown request event");
+      if (!valid_enum(e.type) || !packable(e.timestamp)) return invalid_argument("bad request event");
     K2_RETURN_IF_ERROR(check_logprobs(o.new_logprobs));
     K2_RETURN_IF_ERROR(check_logprobs(o.new_prompt_logprobs));
   }

@@ -64,6 +64,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void post_task(std::function<void()> task);
   // Posted by the server when a drain times out or on stop.
   void post_force_close();
+  // Called by the server only after its threads have stopped: cancels and closes in place.
+  void abandon() { cancel_and_close(); }
 
  private:
   void do_read();

@@ -122,6 +122,13 @@ class HttpServerTest : public ::testing::Test {
   }
   void TearDown() override { server_->stop(); }
 
+  // Waits (bounded) until the server has parsed `n` requests: a fixed sleep is not enough
+  // on a loaded sanitizer build.
+  void wait_in_flight(size_t n) {
+    for (int i = 0; i < 500 && server_->in_flight() != n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(server_->in_flight(), n);
+  }
+
   std::unique_ptr<HttpServer> server_;
   uint16_t port_ = 0;
   std::atomic<bool> cancelled_{false};
@@ -215,7 +222,7 @@ TEST_F(HttpServerTest, ClientDisconnectCancelsPendingExchange) {
     Client c(port_);
     bhttp::request<bhttp::string_body> req{bhttp::verb::get, "/hang", 11};
     bhttp::write(c.sock, req);
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    wait_in_flight(1);
     EXPECT_FALSE(cancelled_.load());
   }  // socket closed here
   for (int i = 0; i < 100 && !cancelled_.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -228,7 +235,7 @@ TEST_F(HttpServerTest, DrainLetsInFlightFinishThenRefuses) {
   Client c(port_);
   bhttp::request<bhttp::string_body> req{bhttp::verb::get, "/slow", 11};
   bhttp::write(c.sock, req);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  wait_in_flight(1);
   std::thread drainer([&] { EXPECT_EQ(server_->drain(std::chrono::seconds(5)), 0u); });
   auto r = c.read();
   EXPECT_EQ(r.body(), "slow done");
@@ -241,7 +248,7 @@ TEST_F(HttpServerTest, DrainTimeoutCancelsTheRest) {
   Client c(port_);
   bhttp::request<bhttp::string_body> req{bhttp::verb::get, "/hang", 11};
   bhttp::write(c.sock, req);
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  wait_in_flight(1);
   EXPECT_EQ(server_->drain(std::chrono::milliseconds(100)), 1u);
   EXPECT_TRUE(cancelled_.load());
 }

@@ -138,6 +138,24 @@ void HttpServer::stop() {
     if (t.joinable()) t.join();
   }
   state_->threads.clear();
+  release_leftovers();
+}
+
+// With no thread running the io_context, this thread owns every strand. A connection still
+// alive here is held by a cycle (exchange <-> connection, or a handler queued after the
+// threads ran dry that holds the connection, whose state holds the io_context): cancel it
+// in place and run what is queued, so nothing outlives the server.
+void HttpServer::release_leftovers() {
+  std::list<std::weak_ptr<Connection>> live;
+  {
+    std::lock_guard lock(state_->mu);
+    live.swap(state_->live);
+  }
+  for (auto& w : live) {
+    if (auto c = w.lock()) c->abandon();
+  }
+  state_->io.restart();
+  state_->io.poll();
 }
 
 }  // namespace k2::http

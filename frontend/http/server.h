@@ -77,6 +77,7 @@ class HttpServer {
   void stop();
 
  private:
+  void release_leftovers();
   std::shared_ptr<ServerState> state_;
 };
 
