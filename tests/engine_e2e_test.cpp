@@ -77,6 +77,7 @@ class Collector {
 ZmqEngineClientOptions options_for(const std::string& set) {
   ZmqEngineClientOptions o;
   o.config.model = testing::model_dir(set);
+  o.config.dtype = "float32";  // exactness is a property of the float32 path
   o.config.kv_cache_memory = int64_t{64} << 20;
   o.config.max_model_len = 2048;
   o.config.max_num_seqs = 16;

@@ -8,11 +8,19 @@
 
 namespace k2 {
 
-Result<std::unique_ptr<DeepSeekV3>> load_model(const std::filesystem::path& dir, ProgressStyle progress, bool dummy) {
+Result<std::unique_ptr<DeepSeekV3>> load_model(const std::filesystem::path& dir, ProgressStyle progress, bool dummy,
+                                               const WeightLayouts& layouts) {
   K2_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::from_dir(dir));
-  if (dummy) return DeepSeekV3::load_dummy(config);
+  WeightLayouts chosen = layouts;
+  // An INT4 checkpoint runs its routed experts as INT4 unless --quantization says otherwise.
+  if (!chosen.exact() && config.weight_format == WeightFormat::kInt4PackQuantized &&
+      chosen.experts == chosen.dense) {
+    chosen.experts = WeightLayout::kInt4;
+  }
+  chosen.int4_group = config.int4_group_size;
+  if (dummy) return DeepSeekV3::load_dummy(config, 0, chosen);
   K2_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(dir, config));
-  return DeepSeekV3::load(checkpoint, config, progress);
+  return DeepSeekV3::load(checkpoint, config, progress, chosen);
 }
 
 Result<std::vector<int32_t>> generate_greedy(const DeepSeekV3& model, const std::vector<int32_t>& prompt,

@@ -14,10 +14,12 @@
 
 namespace k2 {
 
-// Reads <dir>/config.json and the checkpoint and builds the float32 model.
-// `dummy`: only config.json is read and the weights are random (--load-format dummy).
+// Reads <dir>/config.json and the checkpoint and builds the model, its weights kept in
+// `formats` (default float32). `dummy`: only config.json is read and the weights are random
+// (--load-format dummy).
 Result<std::unique_ptr<DeepSeekV3>> load_model(const std::filesystem::path& dir,
-                                               ProgressStyle progress = ProgressStyle::kAuto, bool dummy = false);
+                                               ProgressStyle progress = ProgressStyle::kAuto, bool dummy = false,
+                                               const WeightLayouts& layouts = {});
 
 struct GenerateOptions {
   int64_t max_tokens = 16;

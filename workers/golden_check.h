@@ -12,12 +12,16 @@
 
 #include "shm/status.h"
 #include "workers/loader/progress.h"
+#include "workers/models/linear.h"
 
 namespace k2 {
 
 struct GoldenCheckOptions {
   ProgressStyle progress = ProgressStyle::kAuto;
   int64_t block_size = 16;  // KV cache block size (a power of two)
+  // Not all float32: check the fast path (issue 6 §2 criteria against the float32 path)
+  // instead of the float32 tolerances.
+  WeightLayouts layouts;
 };
 
 // True when every check passed. Unreadable or malformed inputs are error values.

@@ -16,6 +16,9 @@ namespace {
 
 struct GoldenCheckArgs {
   int64_t block_size = 16;
+  bool fast = false;
+  std::string dtype = "float32";
+  std::string quantization;
   bool help = false;
 };
 
@@ -31,6 +34,10 @@ const k2::OptionTable<GoldenCheckArgs>& golden_table() {
   static const auto table = [] {
     k2::OptionTable<GoldenCheckArgs> t;
     t.add("--block-size", &GoldenCheckArgs::block_size, "KV cache block size, a power of two")
+        .add("--fast", &GoldenCheckArgs::fast,
+             "check the CPU fast path (bf16 weights; --quantization for the experts) against the float32 path")
+        .add("--dtype", &GoldenCheckArgs::dtype, "as k2serve serve --dtype: float32 checks the exact path")
+        .add("--quantization,-q", &GoldenCheckArgs::quantization, "as k2serve serve --quantization: int8")
         .add("--help,-h", &GoldenCheckArgs::help, "show this help");
     return t;
   }();
@@ -94,6 +101,9 @@ int golden_check_main(const std::vector<std::string>& args) {
   if (!s.ok()) return fail("golden-check", s);
   k2::GoldenCheckOptions options;
   options.block_size = a.block_size;
+  auto layouts = k2::weight_layouts_for(a.fast ? "bfloat16" : a.dtype, a.quantization);
+  if (!layouts.ok()) return fail("golden-check", layouts.status());
+  options.layouts = *layouts;
   k2::Result<bool> ok = k2::run_golden_check(dirs[0], std::cout, options);
   if (!ok.ok()) return fail("golden-check", ok.status());
   return *ok ? 0 : 1;

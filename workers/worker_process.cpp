@@ -69,12 +69,11 @@ Result<EngineConfig> config_from_json(const std::string& text) {
 Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, WorkerState& w) {
   K2_ASSIGN_OR_RETURN(w.config, config_from_json(msg.config_json));
   const EngineConfig& cfg = w.config;
-  if (cfg.dtype == "auto") {
-    spdlog::info("--dtype auto: running the float32 path (the only numeric path so far)");
-  } else if (cfg.dtype != "float32" && cfg.dtype != "float") {
-    return unimplemented("--dtype " + cfg.dtype + " is not implemented yet; use float32 (or auto)");
-  }
-  K2_ASSIGN_OR_RETURN(w.model, load_model(cfg.model, ProgressStyle::kAuto, cfg.load_format == "dummy"));
+  K2_ASSIGN_OR_RETURN(WeightLayouts layouts, weight_layouts_for(cfg.dtype, cfg.quantization.value_or("")));
+  spdlog::info("--dtype {}{}: dense weights {}, routed experts {}", cfg.dtype,
+               cfg.quantization ? " --quantization " + *cfg.quantization : std::string(),
+               weight_layout_name(layouts.dense), weight_layout_name(layouts.experts));
+  K2_ASSIGN_OR_RETURN(w.model, load_model(cfg.model, ProgressStyle::kAuto, cfg.load_format == "dummy", layouts));
   const ModelConfig& mc = w.model->config();
   const int64_t row_dim = w.model->cache_row_dim();
   KvSizingInput in;

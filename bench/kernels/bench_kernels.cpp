@@ -7,7 +7,9 @@
 // not the L3. Each thread takes every T-th matrix, so threads never share a cache line.
 //
 //   bench_kernels [--weights-mib 512] [--bw-mib 1024] [--iters 5] [--rows 1] [--threads 2]
-//                 [--in 7168] [--out 2048]
+//                 [--in 7168] [--out 2048] [--group 32]
+// (INT4 weights use one scale per --group inputs; run with --rows 1 and --rows 16 for the
+// decode and small-batch figures.)
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -29,7 +31,7 @@ namespace {
 using k2::cpu::Isa;
 
 struct Options {
-  int64_t weights_mib = 512, bw_mib = 1024, iters = 5, rows = 1, max_threads = 2, in = 7168, out = 2048;
+  int64_t weights_mib = 512, bw_mib = 1024, iters = 5, rows = 1, max_threads = 2, in = 7168, out = 2048, group = 32;
 };
 
 Options parse_options(int argc, char** argv) {
@@ -48,6 +50,7 @@ Options parse_options(int argc, char** argv) {
     else if (key == "--threads") o.max_threads = v;
     else if (key == "--in") o.in = v;
     else if (key == "--out") o.out = v;
+    else if (key == "--group") o.group = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", key.c_str());
       std::exit(2);
@@ -170,6 +173,19 @@ int main(int argc, char** argv) {
       for (int64_t t = 1; t <= o.max_threads; ++t)
         report("int8", ops.linear_int8_name, t, gemv_bandwidth(o, mats, ops.linear_int8, t, x));
     }
+  }
+  if (k2::cpu::int4_shape_ok(o.in, o.group)) {
+    std::vector<k2::cpu::PackedInt4> mats;
+    for (size_t b = 0; b < static_cast<size_t>(o.weights_mib) << 20; b += mats.back().bytes())
+      mats.push_back(k2::cpu::pack_int4(w.data(), o.in, o.out, o.in, o.group));
+    for (Isa isa : kernel_levels()) {
+      const k2::cpu::CpuOps ops = k2::cpu::cpu_ops_for(isa);
+      for (int64_t t = 1; t <= o.max_threads; ++t)
+        report("int4", ops.linear_int4_name, t, gemv_bandwidth(o, mats, ops.linear_int4, t, x));
+    }
+  } else {
+    std::printf("gemv int4 skipped: --in %lld is not a multiple of --group %lld (a multiple of 8)\n",
+                static_cast<long long>(o.in), static_cast<long long>(o.group));
   }
   return 0;
 }

@@ -1,7 +1,9 @@
 // Every CPU kernel this machine can run, at its own ISA level and each forced lower level,
 // against the float32 reference (kernels/ref) on random shapes with odd sizes. Tolerances
 // come from the quantisation: bf16 rounds each operand to 8 significant bits (relative
-// error <= 2^-8), int8 to half a quantisation step (scale / 2); fp32 accumulation adds
+// error <= 2^-8), int8 to half a quantisation step (scale / 2), int4 weights likewise per
+// group (checked on the packer; the kernels are checked on the dequantised weights, where
+// only the int8 activations round); fp32 accumulation adds
 // at most ~K * 2^-24 of sum |x * w| on each side.
 #include <gtest/gtest.h>
 
@@ -9,6 +11,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -188,6 +191,7 @@ TEST(CpuKernelsConsistency, SlicedWeightsGiveTheSameColumns) {
   const Problem p = make_problem(rng, 3, Shape{75, 97});
   const PackedBf16 bf = pack_bf16(p.w.data(), p.w_stride, p.out, p.in);
   const PackedInt8 i8 = pack_int8(p.w.data(), p.w_stride, p.out, p.in);
+  const PackedInt4 i4 = pack_int4(p.w.data(), p.w_stride, p.out, 96, 32);  // first 96 inputs
   for (Isa isa : levels_to_test()) {
     const CpuOps ops = cpu_ops_for(isa);
     std::vector<float> whole(static_cast<size_t>(p.rows * p.y_stride), kSentinel), parts(whole.size(), kSentinel);
@@ -201,7 +205,154 @@ TEST(CpuKernelsConsistency, SlicedWeightsGiveTheSameColumns) {
     ops.linear_int8(p.x.data(), p.x_stride, p.rows, slice_blocks(i8.view(), 4, 1), parts.data() + 64,
                     p.y_stride);
     EXPECT_EQ(parts, whole) << isa_name(isa);
+    ops.linear_int4(p.x.data(), p.x_stride, p.rows, i4.view(), whole.data(), p.y_stride);
+    ops.linear_int4(p.x.data(), p.x_stride, p.rows, slice_blocks(i4.view(), 0, 3), parts.data(), p.y_stride);
+    ops.linear_int4(p.x.data(), p.x_stride, p.rows, slice_blocks(i4.view(), 3, 2), parts.data() + 48,
+                    p.y_stride);
+    EXPECT_EQ(parts, whole) << isa_name(isa);
   }
+}
+
+// Int4 shapes: in is always a multiple of the group (int4_shape_ok); out is odd on purpose.
+struct Int4Shape {
+  int64_t out, in, group;
+};
+const Int4Shape kInt4Shapes[] = {{1, 8, 8},      {15, 32, 32},   {17, 96, 32},  {33, 64, 8},  {31, 40, 8},
+                                 {100, 224, 32}, {257, 1024, 128}, {48, 2048, 32}, {65, 160, 32}};
+
+std::vector<float> dequantized(const Int4Weights& w) {
+  std::vector<float> out(static_cast<size_t>(w.out * w.in));
+  for (int64_t o = 0; o < w.out; ++o)
+    for (int64_t k = 0; k < w.in; ++k) out[static_cast<size_t>(o * w.in + k)] = int4_weight(w, o, k);
+  return out;
+}
+
+// Against the float32 reference on the dequantised weights, so the only rounding left is the
+// int8 activations' (|x^ - x| <= s_x / 2 per element) and fp32 accumulation; then every ISA
+// bit for bit against the scalar kernel.
+TEST(CpuKernelsConsistency, Int4LinearMatchesReferenceAndIsIdenticalAcrossIsas) {
+  std::mt19937 rng(2468);
+  for (const Int4Shape& s : kInt4Shapes) {
+    for (int64_t rows = 1; rows <= 17; ++rows) {
+      const Problem p = make_problem(rng, rows, Shape{s.out, s.in});
+      const PackedInt4 packed = pack_int4(p.w.data(), p.w_stride, p.out, p.in, s.group);
+      const Int4Weights wv = packed.view();
+      const std::vector<float> wd = dequantized(wv);
+      std::vector<float> want(static_cast<size_t>(rows * p.y_stride), kSentinel);
+      ref::linear(p.x.data(), p.x_stride, wd.data(), p.in, rows, p.in, p.out, want.data(), p.y_stride);
+      std::vector<float> scalar(want.size(), kSentinel);
+      cpu_ops_for(Isa::kScalar).linear_int4(p.x.data(), p.x_stride, rows, wv, scalar.data(), p.y_stride);
+      const std::string what = describe("int4 scalar", Isa::kScalar, p) + " G=" + std::to_string(s.group);
+      expect_padding_untouched(p, scalar, what);
+      for (int64_t r = 0; r < rows; ++r) {
+        float amax = 0.0f;
+        for (int64_t k = 0; k < p.in; ++k) amax = std::max(amax, std::fabs(p.x[r * p.x_stride + k]));
+        const double sx = amax / 127.0;
+        for (int64_t o = 0; o < p.out; ++o) {
+          double wsum = 0.0, mag = 0.0;
+          for (int64_t k = 0; k < p.in; ++k) {
+            wsum += std::fabs(wd[o * p.in + k]);
+            mag += std::fabs(double{p.x[r * p.x_stride + k]} * wd[o * p.in + k]);
+          }
+          const double tol = 1.001 * wsum * sx / 2 + static_cast<double>(p.in + 4) * std::ldexp(1.0, -22) * mag + 1e-30;
+          const size_t i = static_cast<size_t>(r * p.y_stride + o);
+          ASSERT_LE(std::fabs(double{scalar[i]} - want[i]), tol) << what << " r=" << r << " o=" << o;
+        }
+      }
+      for (Isa isa : levels_to_test()) {
+        const CpuOps ops = cpu_ops_for(isa);
+        std::vector<float> got(want.size(), kSentinel);
+        ops.linear_int4(p.x.data(), p.x_stride, rows, wv, got.data(), p.y_stride);
+        ASSERT_EQ(got, scalar) << describe(ops.linear_int4_name, isa, p) << " G=" << s.group;
+      }
+    }
+  }
+}
+
+// pack_int4: every weight within half a step of its group's scale, the scale bf16(max|w| / 7).
+TEST(CpuKernelsConsistency, Int4PackingErrorIsHalfAStep) {
+  std::mt19937 rng(11);
+  Problem p = make_problem(rng, 1, Shape{37, 96});
+  std::fill(p.w.begin() + 5 * p.w_stride, p.w.begin() + 5 * p.w_stride + 32, 0.0f);  // a zero group
+  const PackedInt4 packed = pack_int4(p.w.data(), p.w_stride, p.out, p.in, 32);
+  for (int64_t o = 0; o < p.out; ++o) {
+    for (int64_t g = 0; g < 3; ++g) {
+      float amax = 0.0f;
+      for (int64_t k = g * 32; k < (g + 1) * 32; ++k) amax = std::max(amax, std::fabs(p.w[o * p.w_stride + k]));
+      const float scale = from_bf16(to_bf16(amax / 7.0f));
+      for (int64_t k = g * 32; k < (g + 1) * 32; ++k) {
+        ASSERT_LE(std::fabs(int4_weight(packed.view(), o, k) - p.w[o * p.w_stride + k]), scale / 2 * 1.0001f)
+            << "o=" << o << " k=" << k;
+      }
+    }
+  }
+  EXPECT_EQ(int4_weight(packed.view(), 5, 3), 0.0f);
+}
+
+// The checkpoint's pack-quantized INT4 (compressed-tensors, as workers/loader/convert.cpp
+// reads it: int32 words, input 8j + n in bits 4n..4n+3 of word j, value = nibble - 8) and
+// the same values given as floats pack to identical bytes. Values are chosen so the float
+// packer recovers the same q and scale: q in [-7, 7] with a +-7 in every group, scales
+// with few significant bits (7 * s and 7 * s / 7 exact).
+TEST(CpuKernelsConsistency, Int4PackersAgreeOnCheckpointValues) {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> qdist(-7, 7), mant(1, 255), expo(-12, 2);
+  for (const Int4Shape& s : kInt4Shapes) {
+    const int64_t groups = s.in / s.group, words = s.in / 8;
+    std::vector<int> q(static_cast<size_t>(s.out * s.in));
+    std::vector<float> scales(static_cast<size_t>(s.out * groups)), w(q.size());
+    std::vector<int32_t> packed(static_cast<size_t>(s.out * words), 0);
+    for (int64_t o = 0; o < s.out; ++o) {
+      for (int64_t g = 0; g < groups; ++g) {
+        const float sc = std::ldexp(static_cast<float>(mant(rng)), expo(rng) - 8);
+        scales[o * groups + g] = sc;
+        for (int64_t k = g * s.group; k < (g + 1) * s.group; ++k) q[o * s.in + k] = qdist(rng);
+        q[o * s.in + g * s.group + static_cast<int64_t>(rng() % s.group)] = (rng() & 1) ? 7 : -7;
+        for (int64_t k = g * s.group; k < (g + 1) * s.group; ++k) w[o * s.in + k] = static_cast<float>(q[o * s.in + k]) * sc;
+      }
+      for (int64_t k = 0; k < s.in; ++k) {
+        const uint32_t nibble = static_cast<uint32_t>(q[o * s.in + k] + 8);
+        auto& word = packed[static_cast<size_t>(o * words + k / 8)];
+        word = static_cast<int32_t>(static_cast<uint32_t>(word) | (nibble << (4 * (k % 8))));
+      }
+    }
+    const PackedInt4 a = pack_int4(w.data(), s.in, s.out, s.in, s.group);
+    const PackedInt4 b = pack_int4_from_packed(packed.data(), scales.data(), s.out, s.in, s.group);
+    ASSERT_EQ(a.bytes(), b.bytes());
+    const Int4Weights av = a.view(), bv = b.view();
+    const size_t data_bytes = static_cast<size_t>(av.n_blocks() * av.block_bytes());
+    const size_t scale_elems = static_cast<size_t>(av.n_blocks() * av.block_scales());
+    EXPECT_EQ(std::memcmp(av.data, bv.data, data_bytes), 0) << "out=" << s.out << " in=" << s.in;
+    EXPECT_EQ(std::memcmp(av.scales, bv.scales, scale_elems * 2), 0) << "out=" << s.out << " in=" << s.in;
+    for (int64_t o = 0; o < s.out; ++o)
+      for (int64_t k = 0; k < s.in; ++k) ASSERT_EQ(int4_weight(bv, o, k), w[o * s.in + k]);
+  }
+}
+
+// -8 (nibble 0) exists in checkpoints though the float packer never makes it.
+TEST(CpuKernelsConsistency, Int4RepackKeepsMinusEight) {
+  const int32_t packed[2] = {static_cast<int32_t>(0x0123f8a0u), static_cast<int32_t>(0x88888888u)};
+  const float scales[2] = {0.5f, 2.0f};
+  const PackedInt4 p = pack_int4_from_packed(packed, scales, 1, 16, 8);
+  const int want_q[8] = {0 - 8, 0xa - 8, 8 - 8, 0xf - 8, 3 - 8, 2 - 8, 1 - 8, 0 - 8};
+  for (int k = 0; k < 8; ++k) EXPECT_EQ(int4_weight(p.view(), 0, k), want_q[k] * 0.5f) << k;
+  for (int k = 8; k < 16; ++k) EXPECT_EQ(int4_weight(p.view(), 0, k), 0.0f) << k;
+}
+
+TEST(CpuKernelsConsistency, Int4ShapeRule) {
+  EXPECT_TRUE(int4_shape_ok(64, 32));
+  EXPECT_TRUE(int4_shape_ok(7168, 32));
+  EXPECT_TRUE(int4_shape_ok(8, 8));
+  EXPECT_FALSE(int4_shape_ok(48, 32));  // in not a multiple of the group
+  EXPECT_FALSE(int4_shape_ok(36, 12));  // group not a multiple of 8
+  EXPECT_FALSE(int4_shape_ok(64, 0));
+  EXPECT_FALSE(int4_shape_ok(0, 32));
+  EXPECT_FALSE(int4_shape_ok(2 * kMaxInt4Group, 2 * kMaxInt4Group));
+  const std::vector<float> w(48, 1.0f);
+  EXPECT_DEATH(pack_int4(w.data(), 48, 1, 48, 32), "unsupported shape");
+  const std::vector<int32_t> packed(6, 0);
+  const std::vector<float> scales(2, 1.0f);
+  EXPECT_DEATH(pack_int4_from_packed(packed.data(), scales.data(), 1, 48, 32), "unsupported shape");
 }
 
 TEST(CpuKernelsConsistency, Bf16RoundingIsNearestEven) {
@@ -240,6 +391,7 @@ TEST(CpuIsa, DetectionIsConsistent) {
   EXPECT_EQ(cpu_ops().isa, active_isa());
   EXPECT_NE(cpu_ops().linear_bf16, nullptr);
   EXPECT_NE(cpu_ops().linear_int8, nullptr);
+  EXPECT_NE(cpu_ops().linear_int4, nullptr);
   // The build baseline is x86-64-v3, so a CPU running this test has AVX2.
   EXPECT_GE(best, Isa::kAvx2);
   std::printf("cpu features: avx2=%d avx512=%d bf16=%d vnni=%d amx=%d amx_permitted=%d -> %s (active %s)\n",

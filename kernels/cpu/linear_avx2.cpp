@@ -1,6 +1,7 @@
 // AVX2 + FMA kernels over the packed layouts (no bf16 or VNNI instructions): bf16 weights
 // are widened to fp32 with shifts, int8 products use the sign trick of vpmaddubsw so the
-// 16-bit pair sums cannot saturate (|x|, |w| <= 127). Rows are taken 4 at a time, which
+// 16-bit pair sums cannot saturate (|x|, |w| <= 127); int4 nibbles are already unsigned,
+// so they are vpmaddubsw's unsigned operand as they are. Rows are taken 4 at a time, which
 // keeps the accumulators in the 16 ymm registers.
 #include <immintrin.h>
 
@@ -96,39 +97,101 @@ K2_AVX2 void int8_rows(const int8_t* xq, int64_t row_bytes, const float* x_scale
   }
 }
 
-}  // namespace
+template <int MR>
+K2_AVX2 inline void int4_group_init(__m256i (&acc)[MR][2], const int32_t* group_sums, int64_t n_groups, int64_t g) {
+  // The weights enter maddubs as unsigned nibbles q_w + 8: start from -8 * sum q_x.
+  for (int m = 0; m < MR; ++m) acc[m][0] = acc[m][1] = _mm256_set1_epi32(-8 * group_sums[m * n_groups + g]);
+}
 
-void linear_bf16_avx2(const float* x, int64_t x_stride, int64_t rows, const Bf16Weights& w, float* y,
-                      int64_t y_stride) {
-  check_linear_args(x_stride, rows, w.in, w.out, y_stride);
-  const int64_t row_elems = w.k_pairs() * 2;
-  Scratch& s = stage_bf16_activations(x, x_stride, rows, w.in, row_elems, /*widen=*/true);
-  for (int64_t r = 0; r < rows; r += kRowsAvx2) {
-    const float* xf = s.f32.data() + r * row_elems;
-    float* yr = y + r * y_stride;
-    switch (std::min<int64_t>(kRowsAvx2, rows - r)) {
-      case 1: bf16_rows<1>(xf, row_elems, w, yr, y_stride); break;
-      case 2: bf16_rows<2>(xf, row_elems, w, yr, y_stride); break;
-      case 3: bf16_rows<3>(xf, row_elems, w, yr, y_stride); break;
-      default: bf16_rows<4>(xf, row_elems, w, yr, y_stride); break;
+// bf16 scales of 8 outputs -> fp32 (exact).
+K2_AVX2 inline __m256 load_bf16x8(const uint16_t* p) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(v), 16));
+}
+
+template <int MR>
+K2_AVX2 void int4_rows(const StagedInt4& x, int64_t r0, const Int4Weights& w, float* y, int64_t y_stride) {
+  const int64_t groups = w.n_groups(), octs_per_group = w.group / kInt4Oct;
+  const __m256i ones = _mm256_set1_epi16(1);
+  const __m256i low4 = _mm256_set1_epi8(0x0f);
+  const int8_t* xq = x.q + r0 * x.row_bytes;
+  const int32_t* gs = x.group_sums + r0 * groups;
+  for (int64_t b = 0; b < w.n_blocks(); ++b) {
+    const uint8_t* wb = w.data + b * w.block_bytes();
+    const uint16_t* sb = w.scales + b * w.block_scales();
+    __m256 accf[MR][2];
+    for (int m = 0; m < MR; ++m) accf[m][0] = accf[m][1] = _mm256_setzero_ps();
+    for (int64_t g = 0; g < groups; ++g) {
+      __m256i acc[MR][2];
+      int4_group_init<MR>(acc, gs, groups, g);
+      for (int64_t oc = g * octs_per_group; oc < (g + 1) * octs_per_group; ++oc) {
+        const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + oc * 64));
+        const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wb + oc * 64 + 32));
+        const __m256i lo[2] = {_mm256_and_si256(v0, low4), _mm256_and_si256(v1, low4)};
+        const __m256i hi[2] = {_mm256_and_si256(_mm256_srli_epi16(v0, 4), low4),
+                               _mm256_and_si256(_mm256_srli_epi16(v1, 4), low4)};
+        for (int m = 0; m < MR; ++m) {
+          const __m256i x0 = broadcast_quad(xq + m * x.row_bytes + oc * kInt4Oct);
+          const __m256i x1 = broadcast_quad(xq + m * x.row_bytes + oc * kInt4Oct + 4);
+          for (int h = 0; h < 2; ++h) {
+            // u8 (0..15) x s8 pairs: |sum| <= 2 * 15 * 127, no saturation.
+            const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo[h], x0), _mm256_maddubs_epi16(hi[h], x1));
+            acc[m][h] = _mm256_add_epi32(acc[m][h], _mm256_madd_epi16(p, ones));
+          }
+        }
+      }
+      const __m256 s0 = load_bf16x8(sb + g * kBlockN), s1 = load_bf16x8(sb + g * kBlockN + 8);
+      for (int m = 0; m < MR; ++m) {
+        accf[m][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[m][0]), s0, accf[m][0]);
+        accf[m][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[m][1]), s1, accf[m][1]);
+      }
+    }
+    const int64_t n_valid = std::min(kBlockN, w.out - b * kBlockN);
+    for (int m = 0; m < MR; ++m) {
+      const __m256 sx = _mm256_set1_ps(x.scales[r0 + m]);
+      __m256 v[2] = {_mm256_mul_ps(accf[m][0], sx), _mm256_mul_ps(accf[m][1], sx)};
+      store_block(y + m * y_stride + b * kBlockN, v, n_valid);
     }
   }
 }
 
-void linear_int8_avx2(const float* x, int64_t x_stride, int64_t rows, const Int8Weights& w, float* y,
-                      int64_t y_stride) {
-  check_linear_args(x_stride, rows, w.in, w.out, y_stride);
-  const int64_t row_bytes = w.k_quads() * 4;
-  Scratch& s = stage_int8_activations(x, x_stride, rows, w.in, row_bytes, /*for_vnni=*/false);
-  for (int64_t r = 0; r < rows; r += kRowsAvx2) {
-    const int8_t* xq = s.i8.data() + r * row_bytes;
-    const float* sx = s.row_scales.data() + r;
+}  // namespace
+
+void linear_bf16_avx2(const StagedBf16& x, const Bf16Weights& w, float* y, int64_t y_stride) {
+  for (int64_t r = 0; r < x.rows; r += kRowsAvx2) {
+    const float* xf = x.f32 + r * x.row_elems;
     float* yr = y + r * y_stride;
-    switch (std::min<int64_t>(kRowsAvx2, rows - r)) {
-      case 1: int8_rows<1>(xq, row_bytes, sx, w, yr, y_stride); break;
-      case 2: int8_rows<2>(xq, row_bytes, sx, w, yr, y_stride); break;
-      case 3: int8_rows<3>(xq, row_bytes, sx, w, yr, y_stride); break;
-      default: int8_rows<4>(xq, row_bytes, sx, w, yr, y_stride); break;
+    switch (std::min<int64_t>(kRowsAvx2, x.rows - r)) {
+      case 1: bf16_rows<1>(xf, x.row_elems, w, yr, y_stride); break;
+      case 2: bf16_rows<2>(xf, x.row_elems, w, yr, y_stride); break;
+      case 3: bf16_rows<3>(xf, x.row_elems, w, yr, y_stride); break;
+      default: bf16_rows<4>(xf, x.row_elems, w, yr, y_stride); break;
+    }
+  }
+}
+
+void linear_int8_avx2(const StagedInt8& x, const Int8Weights& w, float* y, int64_t y_stride) {
+  for (int64_t r = 0; r < x.rows; r += kRowsAvx2) {
+    const int8_t* xq = x.q + r * x.row_bytes;
+    const float* sx = x.scales + r;
+    float* yr = y + r * y_stride;
+    switch (std::min<int64_t>(kRowsAvx2, x.rows - r)) {
+      case 1: int8_rows<1>(xq, x.row_bytes, sx, w, yr, y_stride); break;
+      case 2: int8_rows<2>(xq, x.row_bytes, sx, w, yr, y_stride); break;
+      case 3: int8_rows<3>(xq, x.row_bytes, sx, w, yr, y_stride); break;
+      default: int8_rows<4>(xq, x.row_bytes, sx, w, yr, y_stride); break;
+    }
+  }
+}
+
+void linear_int4_avx2(const StagedInt4& x, const Int4Weights& w, float* y, int64_t y_stride) {
+  for (int64_t r = 0; r < x.rows; r += kRowsAvx2) {
+    float* yr = y + r * y_stride;
+    switch (std::min<int64_t>(kRowsAvx2, x.rows - r)) {
+      case 1: int4_rows<1>(x, r, w, yr, y_stride); break;
+      case 2: int4_rows<2>(x, r, w, yr, y_stride); break;
+      case 3: int4_rows<3>(x, r, w, yr, y_stride); break;
+      default: int4_rows<4>(x, r, w, yr, y_stride); break;
     }
   }
 }

@@ -1,10 +1,16 @@
 // Internal to kernels/cpu: the per-ISA linear kernels behind CpuOps, and the per-thread
 // scratch they prepare activations in. Include only from kernels/cpu/*.cpp.
+//
+// Each kernel is split in two: the activation prologue (stage_*: quantise or round x once
+// per call) and the "staged" body that reads prepared activations and any slice of the
+// weights. The single-thread entry points run both; the threaded ones (linear_mt.h) stage
+// once on the caller and hand the body one slice of output blocks per task.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/packed.h"
 
 namespace k2::cpu::detail {
@@ -15,32 +21,63 @@ struct Scratch {
   std::vector<float> f32;
   std::vector<int8_t> i8;
   std::vector<float> row_scales;
+  std::vector<int32_t> group_sums;
 };
 Scratch& thread_scratch();
 
+// Prepared activations; they point into some thread's Scratch and are only read.
+struct StagedBf16 {
+  const uint16_t* bf16;  // [rows][row_elems] bf16 bits
+  const float* f32;      // the same values widened to fp32 (only if staged with widen)
+  int64_t rows, row_elems;
+};
+struct StagedInt8 {
+  const int8_t* q;       // [rows][row_bytes], + 128 (as u8) when staged for VNNI
+  const float* scales;   // [rows]
+  int64_t rows, row_bytes;
+};
+struct StagedInt4 {
+  const int8_t* q;            // [rows][in], signed
+  const float* scales;        // [rows]
+  const int32_t* group_sums;  // [rows][in / group]: sum of q over each group
+  int64_t rows, row_bytes;
+};
+
 // The activation prologue every kernel of a format shares, into this thread's scratch:
-// rows rounded to bf16 (s.bf16, [rows, row_elems]) and, when `widen`, back to fp32 (s.f32);
-// or rows quantised to int8 (s.i8, [rows, row_bytes]) with per-row scales (s.row_scales),
-// biased to unsigned for VNNI when `for_vnni`.
-Scratch& stage_bf16_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_elems,
-                                bool widen);
-Scratch& stage_int8_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_bytes,
-                                bool for_vnni);
+// rows rounded to bf16 (and, when `widen`, back to fp32); rows quantised to int8 with
+// per-row scales (biased to unsigned for VNNI when `for_vnni`); for int4 weights, signed
+// int8 rows plus their per-group sums.
+StagedBf16 stage_bf16_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_elems,
+                                  bool widen);
+StagedInt8 stage_int8_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_bytes,
+                                  bool for_vnni);
+StagedInt4 stage_int4_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t group);
 
 // Checks shared by every implementation (shape and strides).
 void check_linear_args(int64_t x_stride, int64_t rows, int64_t in, int64_t out, int64_t y_stride);
 
-void linear_bf16_scalar(const float* x, int64_t x_stride, int64_t rows, const Bf16Weights& w, float* y,
-                        int64_t y_stride);
-void linear_int8_scalar(const float* x, int64_t x_stride, int64_t rows, const Int8Weights& w, float* y,
-                        int64_t y_stride);
-void linear_bf16_avx2(const float* x, int64_t x_stride, int64_t rows, const Bf16Weights& w, float* y,
-                      int64_t y_stride);
-void linear_int8_avx2(const float* x, int64_t x_stride, int64_t rows, const Int8Weights& w, float* y,
-                      int64_t y_stride);
-void linear_bf16_avx512bf16(const float* x, int64_t x_stride, int64_t rows, const Bf16Weights& w, float* y,
-                            int64_t y_stride);
-void linear_int8_avx512vnni(const float* x, int64_t x_stride, int64_t rows, const Int8Weights& w, float* y,
-                            int64_t y_stride);
+using Bf16Body = void (*)(const StagedBf16& x, const Bf16Weights& w, float* y, int64_t y_stride);
+using Int8Body = void (*)(const StagedInt8& x, const Int8Weights& w, float* y, int64_t y_stride);
+using Int4Body = void (*)(const StagedInt4& x, const Int4Weights& w, float* y, int64_t y_stride);
+
+// What one ISA level runs for each format, and how its activations must be staged.
+struct LinearBodies {
+  Bf16Body bf16 = nullptr;
+  bool bf16_widen = false;
+  Int8Body int8 = nullptr;
+  bool int8_vnni = false;
+  Int4Body int4 = nullptr;
+};
+LinearBodies linear_bodies_for(Isa isa);
+
+void linear_bf16_scalar(const StagedBf16& x, const Bf16Weights& w, float* y, int64_t y_stride);
+void linear_int8_scalar(const StagedInt8& x, const Int8Weights& w, float* y, int64_t y_stride);
+void linear_int4_scalar(const StagedInt4& x, const Int4Weights& w, float* y, int64_t y_stride);
+void linear_bf16_avx2(const StagedBf16& x, const Bf16Weights& w, float* y, int64_t y_stride);
+void linear_int8_avx2(const StagedInt8& x, const Int8Weights& w, float* y, int64_t y_stride);
+void linear_int4_avx2(const StagedInt4& x, const Int4Weights& w, float* y, int64_t y_stride);
+void linear_bf16_avx512bf16(const StagedBf16& x, const Bf16Weights& w, float* y, int64_t y_stride);
+void linear_int8_avx512vnni(const StagedInt8& x, const Int8Weights& w, float* y, int64_t y_stride);
+void linear_int4_avx512vnni(const StagedInt4& x, const Int4Weights& w, float* y, int64_t y_stride);
 
 }  // namespace k2::cpu::detail

@@ -23,12 +23,21 @@ using LinearBf16Fn = void (*)(const float* x, int64_t x_stride, int64_t rows, co
 using LinearInt8Fn = void (*)(const float* x, int64_t x_stride, int64_t rows, const Int8Weights& w, float* y,
                               int64_t y_stride);
 
+// Same contract with group-quantised int4 weights: x is quantised per row to int8 as above,
+// each group's products summed exactly in int32, scaled by the group's weight scale and
+// summed in fp32 in group order, then scaled by the row's activation scale. The integer
+// sums and that operation order are shared by every ISA, so all paths agree bit for bit.
+using LinearInt4Fn = void (*)(const float* x, int64_t x_stride, int64_t rows, const Int4Weights& w, float* y,
+                              int64_t y_stride);
+
 struct CpuOps {
   Isa isa = Isa::kScalar;
   const char* linear_bf16_name = "";
   const char* linear_int8_name = "";
+  const char* linear_int4_name = "";
   LinearBf16Fn linear_bf16 = nullptr;
   LinearInt8Fn linear_int8 = nullptr;
+  LinearInt4Fn linear_int4 = nullptr;
 };
 
 // The table for active_isa(), built on first use.

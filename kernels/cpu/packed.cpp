@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 #include "kernels/check.h"
 
@@ -57,6 +58,99 @@ Int8Weights slice_blocks(const Int8Weights& w, int64_t first, int64_t count) {
   s.row_sums = w.row_sums + first * kBlockN;
   s.out = std::min(count * kBlockN, w.out - first * kBlockN);
   return s;
+}
+
+bool int4_shape_ok(int64_t in, int64_t group) {
+  return group > 0 && group <= kMaxInt4Group && group % kInt4Oct == 0 && in > 0 && in % group == 0;
+}
+
+Int4Weights slice_blocks(const Int4Weights& w, int64_t first, int64_t count) {
+  K2_KERNEL_CHECK(first >= 0 && count >= 0 && first + count <= w.n_blocks(), "slice_blocks: out of range");
+  Int4Weights s = w;
+  s.data = w.data + first * w.block_bytes();
+  s.scales = w.scales + first * w.block_scales();
+  s.out = std::min(count * kBlockN, w.out - first * kBlockN);
+  return s;
+}
+
+// Allocates a PackedInt4 and places nibbles and scales; both packers share it so their
+// layouts cannot drift apart.
+class Int4Packer {
+ public:
+  Int4Packer(int64_t out, int64_t in, int64_t group) {
+    K2_KERNEL_CHECK(out > 0 && int4_shape_ok(in, group), "pack_int4: unsupported shape (see int4_shape_ok)");
+    Int4Weights& v = p_.view_;
+    v.out = out;
+    v.in = in;
+    v.group = group;
+    const size_t data_bytes = round_up(static_cast<size_t>(v.n_blocks() * v.block_bytes()), kAlign);
+    p_.bytes_ = data_bytes + static_cast<size_t>(v.n_blocks() * v.block_scales()) * sizeof(uint16_t);
+    p_.mem_ = aligned_bytes(p_.bytes_);
+    data_ = reinterpret_cast<uint8_t*>(p_.mem_.get());
+    scales_ = reinterpret_cast<uint16_t*>(p_.mem_.get() + data_bytes);
+    v.data = data_;
+    v.scales = scales_;
+  }
+
+  // nibble = q + 8 of output o, input k.
+  void set_nibble(int64_t o, int64_t k, uint32_t nibble) {
+    const Int4Weights& v = p_.view_;
+    uint8_t& byte = data_[(o / kBlockN) * v.block_bytes() + (k / kInt4Oct) * kBlockN * 4 + (o % kBlockN) * 4 + k % 4];
+    const int shift = (k % kInt4Oct) >= 4 ? 4 : 0;
+    byte = static_cast<uint8_t>((byte & ~(0xf << shift)) | ((nibble & 0xf) << shift));
+  }
+  void set_scale(int64_t o, int64_t g, uint16_t bf16) {
+    const Int4Weights& v = p_.view_;
+    scales_[(o / kBlockN) * v.block_scales() + g * kBlockN + o % kBlockN] = bf16;
+  }
+  PackedInt4 take() { return std::move(p_); }
+
+ private:
+  PackedInt4 p_;
+  uint8_t* data_ = nullptr;
+  uint16_t* scales_ = nullptr;
+};
+
+PackedInt4 pack_int4(const float* w, int64_t w_stride, int64_t out, int64_t in, int64_t group) {
+  K2_KERNEL_CHECK(w_stride >= in, "pack_int4: bad stride");
+  Int4Packer packer(out, in, group);
+  for (int64_t o = 0; o < out; ++o) {
+    const float* row = w + o * w_stride;
+    for (int64_t g = 0; g < in / group; ++g) {
+      const float* gw = row + g * group;
+      float amax = 0.0f;
+      for (int64_t k = 0; k < group; ++k) amax = std::max(amax, std::fabs(gw[k]));
+      const uint16_t scale_bits = to_bf16(amax / 7.0f);
+      const float scale = from_bf16(scale_bits);
+      packer.set_scale(o, g, scale_bits);
+      for (int64_t k = 0; k < group; ++k) {
+        const float q = scale > 0.0f ? std::clamp(std::nearbyint(gw[k] / scale), -8.0f, 7.0f) : 0.0f;
+        packer.set_nibble(o, g * group + k, static_cast<uint32_t>(static_cast<int>(q) + 8));
+      }
+    }
+  }
+  return packer.take();
+}
+
+PackedInt4 pack_int4_from_packed(const int32_t* packed, const float* scales, int64_t out, int64_t in,
+                                 int64_t group) {
+  Int4Packer packer(out, in, group);
+  const int64_t words = in / kInt4Oct, groups = in / group;
+  for (int64_t o = 0; o < out; ++o) {
+    for (int64_t g = 0; g < groups; ++g) packer.set_scale(o, g, to_bf16(scales[o * groups + g]));
+    for (int64_t j = 0; j < words; ++j) {
+      const uint32_t word = static_cast<uint32_t>(packed[o * words + j]);
+      for (int64_t n = 0; n < kInt4Oct; ++n) packer.set_nibble(o, j * kInt4Oct + n, word >> (4 * n));
+    }
+  }
+  return packer.take();
+}
+
+float int4_weight(const Int4Weights& w, int64_t o, int64_t k) {
+  const uint8_t byte = w.data[(o / kBlockN) * w.block_bytes() + (k / kInt4Oct) * kBlockN * 4 + (o % kBlockN) * 4 + k % 4];
+  const int q = ((k % kInt4Oct) >= 4 ? byte >> 4 : byte & 0xf) - 8;
+  const float scale = from_bf16(w.scales[(o / kBlockN) * w.block_scales() + (k / w.group) * kBlockN + o % kBlockN]);
+  return static_cast<float>(q) * scale;
 }
 
 PackedBf16 pack_bf16(const float* w, int64_t w_stride, int64_t out, int64_t in) {
@@ -139,6 +233,17 @@ void quantize_activations_int8(const float* x, int64_t x_stride, int64_t rows, i
     for (int64_t k = 0; k < row_bytes; ++k) {
       const int q = (k < in ? quantize_one(xr[k], inv) : 0) + off;
       o[k] = static_cast<int8_t>(static_cast<uint8_t>(q));
+    }
+  }
+}
+
+void int8_group_sums(const int8_t* q, int64_t rows, int64_t row_bytes, int64_t in, int64_t group, int32_t* sums) {
+  const int64_t groups = in / group;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t g = 0; g < groups; ++g) {
+      int32_t sum = 0;
+      for (int64_t k = g * group; k < (g + 1) * group; ++k) sum += q[r * row_bytes + k];
+      sums[r * groups + g] = sum;
     }
   }
 }

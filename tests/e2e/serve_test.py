@@ -44,7 +44,7 @@ def completion_ids(server, prompt):
 def check_exactness(k2serve, data, model_set, c):
     model = data / "models" / model_set
     golden = json.loads((model / "golden.json").read_text())
-    server = Server(k2serve, model, ["--tokenizer", str(data / "text" / "tok-1024")], kv_cache_memory=64 << 20)
+    server = Server(k2serve, model, ["--tokenizer", str(data / "text" / "tok-1024"), "--dtype", "float32"], kv_cache_memory=64 << 20)
     try:
         jobs = []
         for case in golden["cases"]:
@@ -87,7 +87,7 @@ def shm_segments_of(pids):
 
 def check_kill(k2serve, data, model_set, victim, c):
     model = data / "models" / model_set
-    server = Server(k2serve, model, ["--tokenizer", str(data / "text" / "tok-1024")], kv_cache_memory=64 << 20)
+    server = Server(k2serve, model, ["--tokenizer", str(data / "text" / "tok-1024"), "--dtype", "float32"], kv_cache_memory=64 << 20)
     try:
         pids = server.descendants()
         c.check(len(pids) >= 2, f"kill {victim}: the server runs an enginecore and a worker ({pids})")

@@ -1,6 +1,7 @@
 #include "workers/models/deepseek_v3.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "kernels/ref/dense.h"
@@ -8,43 +9,52 @@
 namespace k2 {
 
 Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::load(const Checkpoint& checkpoint, const ModelConfig& config,
-                                                     ProgressStyle progress_style) {
+                                                     ProgressStyle progress_style, const WeightLayouts& layouts) {
   ProgressReporter progress("loading " + checkpoint.dir().string(), checkpoint.total_bytes(), progress_style);
   WeightLoader w(checkpoint, &progress);
-  K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m, build(w, config));
+  K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m, build(w, config, layouts));
   progress.finish();
   return m;
 }
 
-Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::load_dummy(const ModelConfig& config, uint64_t seed) {
+Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::load_dummy(const ModelConfig& config, uint64_t seed,
+                                                           const WeightLayouts& layouts) {
   WeightLoader w(seed);
-  return build(w, config);
+  return build(w, config, layouts);
 }
 
-Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::build(WeightLoader& w, const ModelConfig& config) {
+Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::build(WeightLoader& w, const ModelConfig& config,
+                                                      const WeightLayouts& layouts) {
   const ModelConfig& c = config;
   if (c.tie_word_embeddings) return unimplemented("config tie_word_embeddings true is not supported");
   std::unique_ptr<DeepSeekV3> m(new DeepSeekV3());
   m->config_ = c;
+  m->layouts_ = layouts;
+  w.set_int4_group(layouts.int4_group);
+  if (!layouts.exact()) {
+    cpu::ThreadPoolOptions options;
+    if (const char* env = std::getenv("K2_CPU_THREADS")) options.threads = std::atoi(env);
+    m->pool_ = std::make_unique<cpu::ThreadPool>(options);
+  }
   K2_ASSIGN_OR_RETURN(m->mla_, MlaParams::from_config(c));
   K2_ASSIGN_OR_RETURN(m->embed_, w.tensor("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string prefix = "model.layers." + std::to_string(l) + ".";
     K2_ASSIGN_OR_RETURN(TensorF32 input_norm, w.tensor(prefix + "input_layernorm.weight", {c.hidden_size}));
     K2_ASSIGN_OR_RETURN(TensorF32 post_norm, w.tensor(prefix + "post_attention_layernorm.weight", {c.hidden_size}));
-    K2_ASSIGN_OR_RETURN(MlaLayer attention, MlaLayer::load(w, prefix + "self_attn.", m->mla_));
+    K2_ASSIGN_OR_RETURN(MlaLayer attention, MlaLayer::load(w, prefix + "self_attn.", m->mla_, layouts.dense));
     Layer layer{std::move(input_norm), std::move(post_norm), std::move(attention), std::nullopt, std::nullopt};
     if (c.is_moe_layer(l)) {
-      K2_ASSIGN_OR_RETURN(Moe moe, Moe::load(w, prefix + "mlp.", c));
+      K2_ASSIGN_OR_RETURN(Moe moe, Moe::load(w, prefix + "mlp.", c, layouts));
       layer.moe = std::move(moe);
     } else {
-      K2_ASSIGN_OR_RETURN(Mlp mlp, Mlp::load(w, prefix + "mlp.", c.hidden_size, c.intermediate_size));
+      K2_ASSIGN_OR_RETURN(Mlp mlp, Mlp::load(w, prefix + "mlp.", c.hidden_size, c.intermediate_size, layouts.dense));
       layer.dense = std::move(mlp);
     }
     m->layers_.push_back(std::move(layer));
   }
   K2_ASSIGN_OR_RETURN(m->norm_, w.tensor("model.norm.weight", {c.hidden_size}));
-  K2_ASSIGN_OR_RETURN(m->lm_head_, w.linear("lm_head", c.vocab_size, c.hidden_size));
+  K2_ASSIGN_OR_RETURN(m->lm_head_, w.linear("lm_head", c.vocab_size, c.hidden_size, layouts.dense));
   return m;
 }
 
@@ -101,6 +111,7 @@ void DeepSeekV3::run_layer(int64_t l, const ForwardBatch& batch, const BatchRows
 
 Result<Logits> DeepSeekV3::forward(const ForwardBatch& batch, LatentKvCache& cache, ForwardTrace* trace) const {
   K2_RETURN_IF_ERROR(validate(batch, cache));
+  ParallelScope parallel(pool_.get());
   const BatchRows rows = BatchRows::from(batch);
   const int64_t d = config_.hidden_size, vocab = config_.vocab_size;
 
@@ -133,7 +144,7 @@ Result<Logits> DeepSeekV3::forward(const ForwardBatch& batch, LatentKvCache& cac
   ref::rms_norm(normed.data(), d, norm_.data.data(), out_rows, d, static_cast<float>(config_.rms_norm_eps),
                 normed.data(), d);
   Logits logits{.rows = out_rows, .vocab = vocab, .data = std::vector<float>(static_cast<size_t>(out_rows * vocab))};
-  ref::linear(normed.data(), d, lm_head_.data.data(), d, out_rows, d, vocab, logits.data.data(), vocab);
+  lm_head_.forward(normed.data(), out_rows, logits.data.data());
   return logits;
 }
 

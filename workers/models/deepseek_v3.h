@@ -4,7 +4,8 @@
 // Every hyper-parameter comes from ModelConfig. The weights are read once from the
 // Checkpoint and upcast to float32; the model owns them and nothing else. The KV cache and
 // the block tables belong to the caller. forward() is const: concurrent calls are safe as
-// long as they use different caches.
+// long as they use different caches (on the fast path they take turns on the model's
+// thread pool: K2_CPU_THREADS threads, default one per CPU the process may use).
 #pragma once
 
 #include <cstdint>
@@ -27,12 +28,16 @@ namespace k2 {
 class DeepSeekV3 {
  public:
   // Reads every weight the config names from `checkpoint` (its tensor prefix already set).
+  // `formats` says which weights are packed for the CPU fast path (default: all float32).
   static Result<std::unique_ptr<DeepSeekV3>> load(const Checkpoint& checkpoint, const ModelConfig& config,
-                                                  ProgressStyle progress = ProgressStyle::kAuto);
+                                                  ProgressStyle progress = ProgressStyle::kAuto,
+                                                  const WeightLayouts& layouts = {});
   // The same model with deterministic random weights (--load-format dummy): no checkpoint read.
-  static Result<std::unique_ptr<DeepSeekV3>> load_dummy(const ModelConfig& config, uint64_t seed = 0);
+  static Result<std::unique_ptr<DeepSeekV3>> load_dummy(const ModelConfig& config, uint64_t seed = 0,
+                                                        const WeightLayouts& layouts = {});
 
   const ModelConfig& config() const { return config_; }
+  const WeightLayouts& weight_layouts() const { return layouts_; }
   const MlaParams& attention_params() const { return mla_; }
   // Width of one latent cache row: kv_lora_rank + qk_rope_head_dim.
   int64_t cache_row_dim() const { return mla_.dims.latent_dim(); }
@@ -43,7 +48,8 @@ class DeepSeekV3 {
   Result<Logits> forward(const ForwardBatch& batch, LatentKvCache& cache, ForwardTrace* trace = nullptr) const;
 
  private:
-  static Result<std::unique_ptr<DeepSeekV3>> build(WeightLoader& weights, const ModelConfig& config);
+  static Result<std::unique_ptr<DeepSeekV3>> build(WeightLoader& weights, const ModelConfig& config,
+                                                   const WeightLayouts& layouts);
 
   struct Layer {
     TensorF32 input_norm, post_norm;  // [hidden]
@@ -58,11 +64,14 @@ class DeepSeekV3 {
                  std::vector<float>& h, ForwardTrace* trace) const;
 
   ModelConfig config_;
+  WeightLayouts layouts_;
   MlaParams mla_;
   TensorF32 embed_;    // [vocab, hidden]
   std::vector<Layer> layers_;
   TensorF32 norm_;     // [hidden]
-  TensorF32 lm_head_;  // [vocab, hidden]
+  // The fast path's threads (null on the float32 path, which runs on the caller alone).
+  std::unique_ptr<cpu::ThreadPool> pool_;
+  Linear lm_head_;     // [vocab, hidden]
 };
 
 }  // namespace k2

@@ -48,35 +48,41 @@ BatchRows BatchRows::from(const ForwardBatch& batch) {
   return r;
 }
 
-Result<MlaLayer> MlaLayer::load(WeightLoader& w, const std::string& prefix, const MlaParams& p) {
+Result<MlaLayer> MlaLayer::load(WeightLoader& w, const std::string& prefix, const MlaParams& p,
+                                WeightLayout layout) {
   const ref::MlaDims& d = p.dims;
   MlaLayer l;
   if (p.q_lora_rank) {
-    K2_ASSIGN_OR_RETURN(l.q_a_, w.linear(prefix + "q_a_proj", *p.q_lora_rank, p.hidden));
+    K2_ASSIGN_OR_RETURN(l.q_a_, w.linear(prefix + "q_a_proj", *p.q_lora_rank, p.hidden, layout));
     K2_ASSIGN_OR_RETURN(l.q_a_norm_, w.tensor(prefix + "q_a_layernorm.weight", {*p.q_lora_rank}));
-    K2_ASSIGN_OR_RETURN(l.q_b_, w.linear(prefix + "q_b_proj", d.heads * d.qk_dim(), *p.q_lora_rank));
+    K2_ASSIGN_OR_RETURN(l.q_b_, w.linear(prefix + "q_b_proj", d.heads * d.qk_dim(), *p.q_lora_rank, layout));
   } else {
-    K2_ASSIGN_OR_RETURN(l.q_proj_, w.linear(prefix + "q_proj", d.heads * d.qk_dim(), p.hidden));
+    K2_ASSIGN_OR_RETURN(l.q_proj_, w.linear(prefix + "q_proj", d.heads * d.qk_dim(), p.hidden, layout));
   }
-  K2_ASSIGN_OR_RETURN(l.kv_a_, w.linear(prefix + "kv_a_proj_with_mqa", d.latent_dim(), p.hidden));
+  K2_ASSIGN_OR_RETURN(l.kv_a_, w.linear(prefix + "kv_a_proj_with_mqa", d.latent_dim(), p.hidden, layout));
   K2_ASSIGN_OR_RETURN(l.kv_a_norm_, w.tensor(prefix + "kv_a_layernorm.weight", {d.kv_lora_rank}));
-  K2_ASSIGN_OR_RETURN(l.kv_b_, w.linear(prefix + "kv_b_proj", d.heads * (d.nope_dim + d.v_dim), d.kv_lora_rank));
-  K2_ASSIGN_OR_RETURN(l.o_, w.linear(prefix + "o_proj", p.hidden, d.heads * d.v_dim));
+  K2_ASSIGN_OR_RETURN(TensorF32 kv_b, w.linear(prefix + "kv_b_proj", d.heads * (d.nope_dim + d.v_dim), d.kv_lora_rank));
+  const int64_t kv_rows = d.nope_dim + d.v_dim;  // per head: [nope rows of W_UK | v rows of W_UV]
+  for (int64_t h = 0; h < d.heads; ++h) {
+    l.uk_t_.push_back(Linear::from_rows_transposed(kv_b, h * kv_rows, d.nope_dim, layout));
+    l.uv_.push_back(Linear::from_rows(kv_b, h * kv_rows + d.nope_dim, d.v_dim, layout));
+  }
+  l.kv_b_ = Linear::from(std::move(kv_b), layout);
+  K2_ASSIGN_OR_RETURN(l.o_, w.linear(prefix + "o_proj", p.hidden, d.heads * d.v_dim, layout));
   return l;
 }
 
 // q = q_b(RMSNorm(q_a(x))) or q_proj(x): [rows, H, nope+rope], rope not yet applied.
 void MlaLayer::project_q(const MlaParams& p, const float* x, int64_t rows, float* q) const {
-  const int64_t q_width = p.dims.heads * p.dims.qk_dim();
   if (!p.q_lora_rank) {
-    ref::linear(x, p.hidden, q_proj_.data.data(), p.hidden, rows, p.hidden, q_width, q, q_width);
+    q_proj_.forward(x, rows, q);
     return;
   }
   const int64_t r = *p.q_lora_rank;
   std::vector<float> cq(static_cast<size_t>(rows * r));  // [rows, q_lora]
-  ref::linear(x, p.hidden, q_a_.data.data(), p.hidden, rows, p.hidden, r, cq.data(), r);
+  q_a_.forward(x, rows, cq.data());
   ref::rms_norm(cq.data(), r, q_a_norm_.data.data(), rows, r, p.eps, cq.data(), r);
-  ref::linear(cq.data(), r, q_b_.data.data(), r, rows, r, q_width, q, q_width);
+  q_b_.forward(cq.data(), rows, q);
 }
 
 // Cache row of every new token: [RMSNorm(kv_a[:kv_lora]) | rope(kv_a[kv_lora:])].
@@ -85,7 +91,7 @@ void MlaLayer::write_latents(const MlaParams& p, int64_t layer, const float* x, 
   const ref::MlaDims& d = p.dims;
   const int64_t lat = d.latent_dim();
   std::vector<float> kv_a(static_cast<size_t>(rows.rows * lat));  // [rows, kv_lora + rope]
-  ref::linear(x, p.hidden, kv_a_.data.data(), p.hidden, rows.rows, p.hidden, lat, kv_a.data(), lat);
+  kv_a_.forward(x, rows.rows, kv_a.data());
   ref::rms_norm(kv_a.data(), lat, kv_a_norm_.data.data(), rows.rows, d.kv_lora_rank, p.eps, kv_a.data(), lat);
   ref::rope_interleaved(kv_a.data() + d.kv_lora_rank, rows.rows, lat, 1, d.rope_dim, d.rope_dim,
                         rows.positions.data(), p.inv_freq.data());
@@ -107,8 +113,7 @@ void MlaLayer::attend_naive(const MlaParams& p, int64_t layer, const SequenceChu
     std::copy_n(cache.row(layer, seq.block_table, t), lat, latents.data() + t * lat);
   }
   std::vector<float> kv(static_cast<size_t>(kv_tokens * kv_w));  // [kv_tokens, H, nope + v]
-  ref::linear(latents.data(), lat, kv_b_.data.data(), d.kv_lora_rank, kv_tokens, d.kv_lora_rank, kv_w, kv.data(),
-              kv_w);
+  kv_b_.forward(latents.data(), lat, kv_tokens, kv.data(), kv_w);
   ref::mla_attention_naive(q, kv.data(), latents.data() + d.kv_lora_rank, lat, n, kv_tokens, seq.start_pos, d,
                            p.softmax_scale, attn);
 }
@@ -119,7 +124,7 @@ void MlaLayer::attend_absorbed(const MlaParams& p, int64_t layer, const ForwardB
                                float* attn) const {
   const ref::MlaDims& d = p.dims;
   const int64_t b_count = static_cast<int64_t>(decode_seqs.size()), lat = d.latent_dim(), qk = d.qk_dim();
-  const int64_t q_width = d.heads * qk, kv_rows = d.nope_dim + d.v_dim;
+  const int64_t q_width = d.heads * qk;
   size_t table_width = 0;
   for (int64_t s : decode_seqs) table_width = std::max(table_width, batch.sequences[s].block_table.size());
   std::vector<float> qd(static_cast<size_t>(b_count * q_width));            // [B, H, nope+rope]
@@ -134,9 +139,8 @@ void MlaLayer::attend_absorbed(const MlaParams& p, int64_t layer, const ForwardB
   // q_abs[b, h] = [q_nope[b, h] · W_UK[h] | q_pe[b, h]]: [B, H, kv_lora + rope]
   std::vector<float> q_abs(static_cast<size_t>(b_count * d.heads * lat));
   for (int64_t h = 0; h < d.heads; ++h) {
-    const float* w_uk = kv_b_.data.data() + h * kv_rows * d.kv_lora_rank;  // [nope, kv_lora]
-    ref::matmul(qd.data() + h * qk, q_width, w_uk, d.kv_lora_rank, b_count, d.nope_dim, d.kv_lora_rank,
-                q_abs.data() + h * lat, d.heads * lat);
+    uk_t_[static_cast<size_t>(h)].forward(qd.data() + h * qk, q_width, b_count, q_abs.data() + h * lat,
+                                          d.heads * lat);
     for (int64_t b = 0; b < b_count; ++b) {
       std::copy_n(qd.data() + b * q_width + h * qk + d.nope_dim, d.rope_dim,
                   q_abs.data() + (b * d.heads + h) * lat + d.kv_lora_rank);
@@ -149,9 +153,8 @@ void MlaLayer::attend_absorbed(const MlaParams& p, int64_t layer, const ForwardB
   const int64_t v_width = d.heads * d.v_dim;
   std::vector<float> od(static_cast<size_t>(b_count * v_width));
   for (int64_t h = 0; h < d.heads; ++h) {
-    const float* w_uv = kv_b_.data.data() + (h * kv_rows + d.nope_dim) * d.kv_lora_rank;  // [v, kv_lora]
-    ref::linear(o_lat.data() + h * d.kv_lora_rank, d.heads * d.kv_lora_rank, w_uv, d.kv_lora_rank, b_count,
-                d.kv_lora_rank, d.v_dim, od.data() + h * d.v_dim, v_width);
+    uv_[static_cast<size_t>(h)].forward(o_lat.data() + h * d.kv_lora_rank, d.heads * d.kv_lora_rank, b_count,
+                                        od.data() + h * d.v_dim, v_width);
   }
   for (int64_t b = 0; b < b_count; ++b) {
     std::copy_n(od.data() + b * v_width, v_width, attn + rows.first_row[decode_seqs[b]] * v_width);
@@ -181,7 +184,7 @@ void MlaLayer::forward(const MlaParams& p, int64_t layer, const float* x, const 
   }
   if (!decode_seqs.empty()) attend_absorbed(p, layer, batch, rows, decode_seqs, q.data(), cache, attn.data());
 
-  ref::linear(attn.data(), v_width, o_.data.data(), v_width, rows.rows, v_width, p.hidden, out, p.hidden);
+  o_.forward(attn.data(), rows.rows, out);
 }
 
 }  // namespace k2

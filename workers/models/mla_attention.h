@@ -5,8 +5,10 @@
 // earlier position of its sequence. One-token rows (decode) use the weight-absorbed form
 // directly over the paged latent cache. Both write their new latent rows first.
 //
-// MlaLayer owns one layer's float32 weights; forward() is const and may run concurrently
-// on different caches. Not copyable (weights are large).
+// MlaLayer owns one layer's weights (Linear: float32 or packed); forward() is const and may
+// run concurrently on different caches. kv_b is kept twice: whole for the naive form, and
+// split per head (W_UKᵀ, W_UV) for the absorbed form, so decode reads each in the layout
+// its product wants.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +21,7 @@
 #include "workers/kv_cache.h"
 #include "workers/loader/model_config.h"
 #include "workers/models/forward_batch.h"
+#include "workers/models/linear.h"
 #include "workers/models/weight_loader.h"
 
 namespace k2 {
@@ -47,7 +50,8 @@ struct BatchRows {
 
 class MlaLayer {
  public:
-  static Result<MlaLayer> load(WeightLoader& loader, const std::string& prefix, const MlaParams& params);
+  static Result<MlaLayer> load(WeightLoader& loader, const std::string& prefix, const MlaParams& params,
+                               WeightLayout layout);
 
   // x: [rows, hidden] (after input_layernorm) -> out: [rows, hidden]. Writes this layer's
   // latent rows of every new token into `cache`.
@@ -64,12 +68,15 @@ class MlaLayer {
                        const std::vector<int64_t>& decode_seqs, const float* q, const LatentKvCache& cache,
                        float* attn) const;
 
-  TensorF32 q_a_, q_a_norm_, q_b_;  // q_lora path: q_a [q_lora, D], q_b [H*(nope+rope), q_lora]
-  TensorF32 q_proj_;                // plain path: [H*(nope+rope), D]
-  TensorF32 kv_a_;                  // [kv_lora + rope, D]
-  TensorF32 kv_a_norm_;             // [kv_lora]
-  TensorF32 kv_b_;                  // [H*(nope+v), kv_lora]
-  TensorF32 o_;                     // [D, H*v]
+  Linear q_a_, q_b_;       // q_lora path: q_a [q_lora, D], q_b [H*(nope+rope), q_lora]
+  TensorF32 q_a_norm_;     // [q_lora]
+  Linear q_proj_;          // plain path: [H*(nope+rope), D]
+  Linear kv_a_;            // [kv_lora + rope, D]
+  TensorF32 kv_a_norm_;    // [kv_lora]
+  Linear kv_b_;            // [H*(nope+v), kv_lora]
+  std::vector<Linear> uk_t_;  // per head: W_UKᵀ [kv_lora, nope]
+  std::vector<Linear> uv_;    // per head: W_UV [v, kv_lora]
+  Linear o_;               // [D, H*v]
 };
 
 }  // namespace k2

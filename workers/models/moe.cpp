@@ -6,25 +6,27 @@
 
 namespace k2 {
 
-Result<Mlp> Mlp::load(WeightLoader& w, const std::string& prefix, int64_t hidden, int64_t width) {
+Result<Mlp> Mlp::load(WeightLoader& w, const std::string& prefix, int64_t hidden, int64_t width,
+                      WeightLayout layout) {
   Mlp m;
   m.hidden_ = hidden;
   m.width_ = width;
-  K2_ASSIGN_OR_RETURN(m.gate_, w.linear(prefix + "gate_proj", width, hidden));
-  K2_ASSIGN_OR_RETURN(m.up_, w.linear(prefix + "up_proj", width, hidden));
-  K2_ASSIGN_OR_RETURN(m.down_, w.linear(prefix + "down_proj", hidden, width));
+  K2_ASSIGN_OR_RETURN(m.gate_, w.linear(prefix + "gate_proj", width, hidden, layout));
+  K2_ASSIGN_OR_RETURN(m.up_, w.linear(prefix + "up_proj", width, hidden, layout));
+  K2_ASSIGN_OR_RETURN(m.down_, w.linear(prefix + "down_proj", hidden, width, layout));
   return m;
 }
 
 void Mlp::forward(const float* x, int64_t rows, float* out) const {
   std::vector<float> g(static_cast<size_t>(rows * width_)), u(g.size());  // [rows, width]
-  ref::linear(x, hidden_, gate_.data.data(), hidden_, rows, hidden_, width_, g.data(), width_);
-  ref::linear(x, hidden_, up_.data.data(), hidden_, rows, hidden_, width_, u.data(), width_);
+  gate_.forward(x, rows, g.data());
+  up_.forward(x, rows, u.data());
   ref::silu_mul(g.data(), u.data(), rows * width_, g.data());
-  ref::linear(g.data(), width_, down_.data.data(), width_, rows, width_, hidden_, out, hidden_);
+  down_.forward(g.data(), rows, out);
 }
 
-Result<Moe> Moe::load(WeightLoader& w, const std::string& prefix, const ModelConfig& c) {
+Result<Moe> Moe::load(WeightLoader& w, const std::string& prefix, const ModelConfig& c,
+                      const WeightLayouts& layouts) {
   Moe m;
   m.hidden_ = c.hidden_size;
   m.router_ = ref::RouterParams{.num_experts = c.n_routed_experts,
@@ -44,12 +46,12 @@ Result<Moe> Moe::load(WeightLoader& w, const std::string& prefix, const ModelCon
   K2_ASSIGN_OR_RETURN(m.bias_, w.tensor(prefix + "gate.e_score_correction_bias", {c.n_routed_experts}));
   for (int64_t e = 0; e < c.n_routed_experts; ++e) {
     K2_ASSIGN_OR_RETURN(Mlp expert, Mlp::load(w, prefix + "experts." + std::to_string(e) + ".", c.hidden_size,
-                                              c.moe_intermediate_size));
+                                              c.moe_intermediate_size, layouts.experts));
     m.experts_.push_back(std::move(expert));
   }
   if (c.n_shared_experts > 0) {
     K2_ASSIGN_OR_RETURN(Mlp shared, Mlp::load(w, prefix + "shared_experts.", c.hidden_size,
-                                              c.moe_intermediate_size * c.n_shared_experts));
+                                              c.moe_intermediate_size * c.n_shared_experts, layouts.dense));
     m.shared_.push_back(std::move(shared));
   }
   return m;

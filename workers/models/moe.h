@@ -2,7 +2,9 @@
 // of the first layers, and the MoE block (sigmoid router with correction bias,
 // group-limited top-k, renormalisation, routed scaling, shared experts).
 //
-// Each type owns its float32 weights; forward() is const and thread-compatible.
+// Each type owns its weights (Linear: float32 or packed); forward() is const and
+// thread-compatible. The router stays float32 in every mode: expert choice is where a
+// rounding difference would change the output most.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +15,7 @@
 #include "shm/status.h"
 #include "workers/loader/model_config.h"
 #include "workers/models/forward_batch.h"
+#include "workers/models/linear.h"
 #include "workers/models/weight_loader.h"
 
 namespace k2 {
@@ -20,19 +23,21 @@ namespace k2 {
 // down(silu(gate(x)) · up(x)) of width `width`.
 class Mlp {
  public:
-  static Result<Mlp> load(WeightLoader& loader, const std::string& prefix, int64_t hidden, int64_t width);
+  static Result<Mlp> load(WeightLoader& loader, const std::string& prefix, int64_t hidden, int64_t width,
+                          WeightLayout layout);
   // x: [rows, hidden] -> out: [rows, hidden] (overwritten).
   void forward(const float* x, int64_t rows, float* out) const;
 
  private:
   int64_t hidden_ = 0, width_ = 0;
-  TensorF32 gate_, up_;  // [width, hidden]
-  TensorF32 down_;       // [hidden, width]
+  Linear gate_, up_;  // [width, hidden]
+  Linear down_;       // [hidden, width]
 };
 
 class Moe {
  public:
-  static Result<Moe> load(WeightLoader& loader, const std::string& prefix, const ModelConfig& config);
+  static Result<Moe> load(WeightLoader& loader, const std::string& prefix, const ModelConfig& config,
+                          const WeightLayouts& layouts);
   // x: [rows, hidden] -> out: [rows, hidden] (overwritten). Fills `trace` when not null.
   void forward(const float* x, int64_t rows, float* out, RouterTrace* trace) const;
 

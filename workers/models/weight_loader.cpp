@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <functional>
+#include <utility>
 #include <random>
 #include <vector>
 
@@ -59,6 +60,35 @@ Result<TensorF32> WeightLoader::linear(const std::string& module, int64_t out, i
     account(module + suffix);
   }
   return t;
+}
+
+Result<Linear> WeightLoader::linear(const std::string& module, int64_t out, int64_t in, WeightLayout layout) {
+  if (layout == WeightLayout::kInt4 && checkpoint_ != nullptr && checkpoint_->has(module + ".weight_packed")) {
+    return int4_as_stored(module, out, in);
+  }
+  K2_ASSIGN_OR_RETURN(TensorF32 t, linear(module, out, in));
+  if (layout == WeightLayout::kInt4) return Linear::int4_from(std::move(t), int4_group_);
+  return Linear::from(std::move(t), layout);
+}
+
+// The checkpoint's own INT4 values and scales, repacked without a float round trip (a
+// re-quantisation from the dequantised floats would not reproduce them).
+Result<Linear> WeightLoader::int4_as_stored(const std::string& module, int64_t out, int64_t in) {
+  K2_ASSIGN_OR_RETURN(TensorView packed, checkpoint_->view(module + ".weight_packed"));
+  K2_ASSIGN_OR_RETURN(TensorF32 scales, checkpoint_->tensor_f32(module + ".weight_scale"));
+  const std::string where = checkpoint_->file_of(module + ".weight_packed").string() + ": " + module;
+  if (packed.dtype != DType::kI32 || packed.shape != std::vector<int64_t>{out, in / 8} || in % 8 != 0) {
+    return corrupt(where + ".weight_packed is not I32 [" + std::to_string(out) + ", " + std::to_string(in / 8) + "]");
+  }
+  if (scales.shape.size() != 2 || scales.shape[0] != out || scales.shape[1] <= 0 || in % scales.shape[1] != 0) {
+    return corrupt(where + ".weight_scale does not divide the " + std::to_string(in) + " inputs into groups");
+  }
+  const int64_t group = in / scales.shape[1];
+  for (const char* suffix : {".weight_packed", ".weight_scale", ".weight_shape"}) account(module + suffix);
+  Result<Linear> l = Linear::int4_from_packed(reinterpret_cast<const int32_t*>(packed.data), scales.data.data(), out,
+                                              in, group);
+  if (!l.ok()) return l.status().with_context(where);
+  return l;
 }
 
 Result<TensorF32> WeightLoader::tensor(const std::string& name, std::initializer_list<int64_t> shape) {

@@ -13,6 +13,7 @@
 #include "shm/status.h"
 #include "workers/loader/checkpoint.h"
 #include "workers/loader/progress.h"
+#include "workers/models/linear.h"
 
 namespace k2 {
 
@@ -26,16 +27,23 @@ class WeightLoader {
   // A Linear's weight [out, in] (BF16, FP8 block or INT4 pack-quantized; `module` without
   // ".weight").
   Result<TensorF32> linear(const std::string& module, int64_t out, int64_t in);
+  // The same, kept in `layout` (packed at once, so only one float copy exists at a time).
+  // kInt4 repacks an INT4 pack-quantized tensor as stored, or quantises a float one in
+  // groups of int4_group().
+  Result<Linear> linear(const std::string& module, int64_t out, int64_t in, WeightLayout layout);
+  void set_int4_group(int64_t group) { int4_group_ = group; }
   // A plain float tensor of exactly this shape (norm weights, biases, embeddings).
   Result<TensorF32> tensor(const std::string& name, std::initializer_list<int64_t> shape);
 
  private:
   void account(const std::string& name);
+  Result<Linear> int4_as_stored(const std::string& module, int64_t out, int64_t in);
   TensorF32 dummy(const std::string& name, std::vector<int64_t> shape) const;
 
   const Checkpoint* checkpoint_ = nullptr;
   ProgressReporter* progress_ = nullptr;
   uint64_t seed_ = 0;
+  int64_t int4_group_ = 32;
 };
 
 }  // namespace k2

@@ -1,0 +1,147 @@
+#include "workers/models/linear.h"
+
+#include <string>
+#include <utility>
+
+#include "kernels/cpu/linear_mt.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/ref/dense.h"
+
+namespace k2 {
+
+const char* weight_layout_name(WeightLayout f) {
+  switch (f) {
+    case WeightLayout::kF32: return "float32";
+    case WeightLayout::kBf16: return "bfloat16";
+    case WeightLayout::kInt8: return "int8";
+    case WeightLayout::kInt4: return "int4";
+  }
+  return "?";
+}
+
+Result<WeightLayouts> weight_layouts_for(std::string_view dtype, std::string_view quantization) {
+  WeightLayouts l;
+  if (dtype == "auto" || dtype == "bfloat16") {
+    l.dense = WeightLayout::kBf16;
+  } else if (dtype != "float32" && dtype != "float") {
+    return invalid_argument("--dtype must be auto, bfloat16 or float32, got " + std::string(dtype));
+  }
+  l.experts = l.dense;
+  if (quantization == "int8") {
+    l.experts = WeightLayout::kInt8;
+  } else if (quantization == "int4") {
+    l.experts = WeightLayout::kInt4;
+  } else if (!quantization.empty()) {
+    return unimplemented("--quantization " + std::string(quantization) +
+                         " is not implemented on the CPU path yet (int8 and int4 are)");
+  }
+  return l;
+}
+
+namespace {
+thread_local cpu::ThreadPool* t_pool = nullptr;
+}  // namespace
+
+ParallelScope::ParallelScope(cpu::ThreadPool* pool) : previous_(t_pool) { t_pool = pool; }
+ParallelScope::~ParallelScope() { t_pool = previous_; }
+
+Linear Linear::pack(const float* w, int64_t out, int64_t in, WeightLayout layout) {
+  Linear l;
+  l.layout_ = layout;
+  l.out_ = out;
+  l.in_ = in;
+  switch (layout) {
+    case WeightLayout::kF32: l.f32_.assign(w, w + out * in); break;
+    case WeightLayout::kBf16: l.bf16_ = cpu::pack_bf16(w, in, out, in); break;
+    case WeightLayout::kInt8: l.int8_ = cpu::pack_int8(w, in, out, in); break;
+    case WeightLayout::kInt4: K2_CHECK(false, "int4 weights are packed by int4_from"); break;
+  }
+  return l;
+}
+
+Linear Linear::from(TensorF32 w, WeightLayout layout) {
+  const int64_t out = w.shape.at(0), in = w.shape.at(1);
+  if (layout == WeightLayout::kF32) {
+    Linear l;
+    l.out_ = out;
+    l.in_ = in;
+    l.f32_ = std::move(w.data);
+    return l;
+  }
+  return pack(w.data.data(), out, in, layout);
+}
+
+Result<Linear> Linear::int4_from(TensorF32 w, int64_t group) {
+  const int64_t out = w.shape.at(0), in = w.shape.at(1);
+  if (!cpu::int4_shape_ok(in, group)) {
+    return invalid_argument("int4 needs the input size (" + std::to_string(in) + ") to be a multiple of the group (" +
+                            std::to_string(group) + "), itself a multiple of 8");
+  }
+  Linear l;
+  l.layout_ = WeightLayout::kInt4;
+  l.out_ = out;
+  l.in_ = in;
+  l.int4_ = cpu::pack_int4(w.data.data(), in, out, in, group);
+  return l;
+}
+
+Result<Linear> Linear::int4_from_packed(const int32_t* packed, const float* scales, int64_t out, int64_t in,
+                                        int64_t group) {
+  if (!cpu::int4_shape_ok(in, group)) {
+    return invalid_argument("int4 tensor of " + std::to_string(in) + " inputs in groups of " + std::to_string(group) +
+                            " is not supported (groups must be a multiple of 8 dividing the input)");
+  }
+  Linear l;
+  l.layout_ = WeightLayout::kInt4;
+  l.out_ = out;
+  l.in_ = in;
+  l.int4_ = cpu::pack_int4_from_packed(packed, scales, out, in, group);
+  return l;
+}
+
+Linear Linear::from_rows(const TensorF32& w, int64_t first, int64_t count, WeightLayout layout) {
+  const int64_t in = w.shape.at(1);
+  return pack(w.data.data() + first * in, count, in, layout);
+}
+
+Linear Linear::from_rows_transposed(const TensorF32& w, int64_t first, int64_t count, WeightLayout layout) {
+  const int64_t in = w.shape.at(1);
+  std::vector<float> t(static_cast<size_t>(in * count));  // [in, count]
+  for (int64_t r = 0; r < count; ++r) {
+    for (int64_t k = 0; k < in; ++k) t[static_cast<size_t>(k * count + r)] = w.data[(first + r) * in + k];
+  }
+  return pack(t.data(), in, count, layout);
+}
+
+void Linear::forward(const float* x, int64_t x_stride, int64_t rows, float* y, int64_t y_stride) const {
+  if (rows == 0) return;
+  switch (layout_) {
+    case WeightLayout::kF32:
+      ref::linear(x, x_stride, f32_.data(), in_, rows, in_, out_, y, y_stride);
+      return;
+    case WeightLayout::kBf16:
+      if (t_pool != nullptr) return cpu::linear_bf16_mt(*t_pool, x, x_stride, rows, bf16_.view(), y, y_stride);
+      cpu::cpu_ops().linear_bf16(x, x_stride, rows, bf16_.view(), y, y_stride);
+      return;
+    case WeightLayout::kInt8:
+      if (t_pool != nullptr) return cpu::linear_int8_mt(*t_pool, x, x_stride, rows, int8_.view(), y, y_stride);
+      cpu::cpu_ops().linear_int8(x, x_stride, rows, int8_.view(), y, y_stride);
+      return;
+    case WeightLayout::kInt4:
+      if (t_pool != nullptr) return cpu::linear_int4_mt(*t_pool, x, x_stride, rows, int4_.view(), y, y_stride);
+      cpu::cpu_ops().linear_int4(x, x_stride, rows, int4_.view(), y, y_stride);
+      return;
+  }
+}
+
+size_t Linear::bytes() const {
+  switch (layout_) {
+    case WeightLayout::kF32: return f32_.size() * sizeof(float);
+    case WeightLayout::kBf16: return bf16_.bytes();
+    case WeightLayout::kInt8: return int8_.bytes();
+    case WeightLayout::kInt4: return int4_.bytes();
+  }
+  return 0;
+}
+
+}  // namespace k2

@@ -1,0 +1,95 @@
+// Linear: one weight matrix [out, in] in the layout the forward pass reads it in, and
+// y = x · Wᵀ over it. The float32 layout runs the scalar reference (kernels/ref), exact
+// against the goldens; bf16 and int8 are packed once at load into the CPU kernels'
+// weight-stationary blocks (kernels/cpu/packed.h) and run the kernel chosen for this CPU.
+//
+// int4 (group-quantised, q in [-8, 7] with a bf16 scale per group) is either repacked
+// straight from an INT4 pack-quantized checkpoint or quantised from float at load.
+//
+// A Linear owns its weights (the float copy is dropped once packed); forward() is const
+// and safe from any number of threads on disjoint outputs. Packed layouts split their output
+// blocks over the ThreadPool of the innermost ParallelScope on the calling thread.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "kernels/cpu/packed.h"
+#include "kernels/cpu/thread_pool.h"
+#include "shm/status.h"
+#include "workers/loader/convert.h"
+
+namespace k2 {
+
+enum class WeightLayout { kF32, kBf16, kInt8, kInt4 };
+
+const char* weight_layout_name(WeightLayout f);
+
+// Which layout each class of weight is kept in. vLLM's --dtype picks the dense one
+// (float32, or bfloat16 for auto/bfloat16); --quantization picks the routed experts'.
+struct WeightLayouts {
+  WeightLayout dense = WeightLayout::kF32;    // attention, dense MLPs, shared experts, lm_head
+  WeightLayout experts = WeightLayout::kF32;  // routed experts
+  int64_t int4_group = 32;                    // kInt4 quantised from float: inputs per scale
+  bool exact() const { return dense == WeightLayout::kF32 && experts == WeightLayout::kF32; }
+};
+
+// vLLM's --dtype and --quantization as layouts: float32 (or float) keeps every weight
+// float32, the exact reference path; auto and bfloat16 pack the dense weights to bf16;
+// --quantization int8 / int4 packs the routed experts to int8 / int4 (without it they follow
+// the dense layout). An empty `quantization` means none.
+Result<WeightLayouts> weight_layouts_for(std::string_view dtype, std::string_view quantization);
+
+// Packed Linear layers called on this thread split their work over `pool` until the scope
+// ends (scopes nest; without one they run on the calling thread alone).
+class ParallelScope {
+ public:
+  explicit ParallelScope(cpu::ThreadPool* pool);
+  ~ParallelScope();
+  ParallelScope(const ParallelScope&) = delete;
+  ParallelScope& operator=(const ParallelScope&) = delete;
+
+ private:
+  cpu::ThreadPool* previous_;
+};
+
+class Linear {
+ public:
+  Linear() = default;
+  // w: [out, in] float32. Packs it unless `layout` is kF32.
+  static Linear from(TensorF32 w, WeightLayout layout);
+  // w: [out, in] float32 quantised to int4 in groups of `group` inputs.
+  static Result<Linear> int4_from(TensorF32 w, int64_t group);
+  // An INT4 pack-quantized checkpoint tensor repacked as is: packed [out, in / 8] int32,
+  // scales [out, in / group].
+  static Result<Linear> int4_from_packed(const int32_t* packed, const float* scales, int64_t out, int64_t in,
+                                         int64_t group);
+  // Rows [first, first + count) of w [out, in] as a matrix of their own.
+  static Linear from_rows(const TensorF32& w, int64_t first, int64_t count, WeightLayout layout);
+  // The transpose of rows [first, first + count) of w: a [in, count] matrix.
+  static Linear from_rows_transposed(const TensorF32& w, int64_t first, int64_t count, WeightLayout layout);
+
+  // y[r, o] = Σ_k x[r, k] · W[o, k] for r < rows, o < out().
+  void forward(const float* x, int64_t x_stride, int64_t rows, float* y, int64_t y_stride) const;
+  void forward(const float* x, int64_t rows, float* y) const { forward(x, in_, rows, y, out_); }
+
+  int64_t out() const { return out_; }
+  int64_t in() const { return in_; }
+  WeightLayout layout() const { return layout_; }
+  // Bytes one forward reads from the weights (for roofline figures and memory reports).
+  size_t bytes() const;
+
+ private:
+  static Linear pack(const float* w, int64_t out, int64_t in, WeightLayout layout);
+
+  WeightLayout layout_ = WeightLayout::kF32;
+  int64_t out_ = 0, in_ = 0;
+  std::vector<float> f32_;  // [out, in], kF32 only
+  cpu::PackedBf16 bf16_;
+  cpu::PackedInt8 int8_;
+  cpu::PackedInt4 int4_;
+};
+
+}  // namespace k2
