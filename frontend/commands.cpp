@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "bench/accuracy/bench_accuracy.h"
+#include "bench/roofline/bench_roofline.h"
 #include "bench/serve/bench_serve.h"
 #include "bench/serve/engine_overhead.h"
 #include "enginecore/protocol/option_table.h"
@@ -91,6 +92,7 @@ int run_bench(const std::vector<std::string>& args) {
       {"serve", bench::bench_serve_command},
       {"overhead", bench::bench_overhead_command},
       {"accuracy", bench_accuracy_command},
+      {"roofline", bench::bench_roofline_command},
   };
   const std::string kind = args.empty() ? "" : args[0];
   for (const auto& [name, run] : kinds)
@@ -98,6 +100,7 @@ int run_bench(const std::vector<std::string>& args) {
   std::ostream& out = (kind == "--help" || kind == "-h") ? std::cout : std::cerr;
   out << "usage: k2serve bench <kind> [options]\n\nkinds:\n";
   for (const auto& [name, run] : kinds) out << "  " << name << "\n";
+  for (const char* name : kWorkerBenchKinds) out << "  " << name << "  (runs the model in k2serve-worker)\n";
   out << "\nRun 'k2serve bench <kind> --help' for its options.\n";
   return &out == &std::cout ? 0 : 2;
 }
@@ -109,11 +112,14 @@ const std::vector<Command>& commands() {
       {"serve", "serve a model with the OpenAI-compatible API (vLLM's flags)", serve_command, ""},
       {"golden-check", "check a checkpoint's float32 forward pass against golden logits", nullptr, "k2serve-worker"},
       {"generate", "greedy token ids for a prompt of ids", nullptr, "k2serve-worker"},
+      {"make-random-model", "write a random Kimi-format checkpoint (bench-ds3, k2-layer, tiny presets)", nullptr,
+       "k2serve-worker"},
       {"tokenize", "JSON lines {\"text\"} -> {\"ids\"}", run_tokenize, ""},
       {"detokenize", "JSON lines {\"ids\"} -> {\"text\"}", run_detokenize, ""},
       {"render-chat", "JSON lines {messages, tools, kwargs} -> {\"rendered\", \"ids\"}", run_render_chat, ""},
       {"parse-output", "JSON lines {model_output, request} -> reasoning, content, tool calls", run_parse_output, ""},
-      {"bench", "benchmarks: serve (vLLM's load test), overhead (engine cost per step), accuracy", run_bench, ""},
+      {"bench", "benchmarks: serve, overhead, accuracy, roofline; latency and throughput (in the worker)", run_bench,
+       ""},
   };
   return table;
 }

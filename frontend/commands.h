@@ -15,6 +15,9 @@ struct Command {
   std::string forward_to;  // non-empty: exec this sibling binary with the full argument list
 };
 
+// `bench` kinds that run a model in-process: forwarded to k2serve-worker.
+inline constexpr const char* kWorkerBenchKinds[] = {"latency", "throughput"};
+
 const std::vector<Command>& commands();
 const Command* find_command(const std::string& name);
 std::string closest_command_hint(const std::string& name);

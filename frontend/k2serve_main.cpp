@@ -49,5 +49,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (!cmd->forward_to.empty()) return exec_sibling(cmd->forward_to, args);
+  if (command == "bench" && args.size() > 1) {
+    for (const char* kind : k2::kWorkerBenchKinds)
+      if (args[1] == kind) return exec_sibling("k2serve-worker", args);
+  }
   return cmd->run(std::vector<std::string>(args.begin() + 1, args.end()));
 }

@@ -8,7 +8,7 @@ packages=(
   libzmq3-dev cppzmq-dev libnuma-dev libjemalloc-dev
   libboost-dev libboost-system-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev libmsgpack-cxx-dev
-  libpcre2-dev libxxhash-dev libstb-dev libyaml-cpp-dev
+  libpcre2-dev libxxhash-dev libstb-dev libjpeg62-turbo-dev libwebp-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm python3 curl
 )

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "bench/latency/bench_latency.h"
+#include "bench/models/make_random_model.h"
 #include "enginecore/protocol/log.h"
 #include "enginecore/protocol/option_table.h"
 #include "workers/generate.h"
@@ -146,8 +148,14 @@ int main(int argc, char** argv) {
   if (command == "golden-check") return golden_check_main(args);
   if (command == "generate") return generate_main(args);
   if (command == "worker") return k2::worker_main(args);
+  if (command == "make-random-model") return k2::bench::make_random_model_command(args);
+  if (command == "bench" && !args.empty() && args[0] == "latency")
+    return k2::bench::bench_latency_command({args.begin() + 1, args.end()});
+  if (command == "bench" && !args.empty() && args[0] == "throughput")
+    return k2::bench::bench_throughput_command({args.begin() + 1, args.end()});
   std::fprintf(stderr,
-               "usage: k2serve-worker <golden-check|generate|worker> [options]\n"
+               "usage: k2serve-worker <golden-check|generate|worker|make-random-model|bench latency|bench throughput> "
+               "[options]\n"
                "This is the worker process of k2serve; run 'k2serve --help'.\n");
   return command == "--help" || command == "-h" ? 0 : 2;
 }

@@ -58,6 +58,20 @@ Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::build(WeightLoader& w, const Mod
   return m;
 }
 
+DeepSeekV3::DecodeBytes DeepSeekV3::decode_bytes() const {
+  DecodeBytes b;
+  for (const Layer& l : layers_) {
+    b.fixed += l.attention.decode_bytes() + (l.input_norm.data.size() + l.post_norm.data.size()) * sizeof(float);
+    if (l.dense) b.fixed += l.dense->bytes();
+    if (l.moe) {
+      b.fixed += l.moe->always_read_bytes();
+      b.per_expert = l.moe->expert_bytes();
+    }
+  }
+  b.fixed += lm_head_.bytes() + norm_.data.size() * sizeof(float);
+  return b;
+}
+
 Status DeepSeekV3::validate(const ForwardBatch& batch, const LatentKvCache& cache) const {
   if (cache.num_layers() != config_.num_hidden_layers || cache.row_dim() != cache_row_dim()) {
     return invalid_argument("kv cache shape does not match the model");

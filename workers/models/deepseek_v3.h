@@ -47,6 +47,15 @@ class DeepSeekV3 {
   // the cache (token id, block table too short, block id, empty chunk) is an error value.
   Result<Logits> forward(const ForwardBatch& batch, LatentKvCache& cache, ForwardTrace* trace = nullptr) const;
 
+  // Weight bytes a decode step reads: `fixed` always (attention, norms, dense and shared
+  // MLPs, routers, lm_head), plus `per_expert` for each distinct routed expert a MoE layer
+  // uses in the step (the roofline's numerator in bench latency).
+  struct DecodeBytes {
+    uint64_t fixed = 0;
+    uint64_t per_expert = 0;
+  };
+  DecodeBytes decode_bytes() const;
+
  private:
   static Result<std::unique_ptr<DeepSeekV3>> build(WeightLoader& weights, const ModelConfig& config,
                                                    const WeightLayouts& layouts);

@@ -72,6 +72,14 @@ Result<MlaLayer> MlaLayer::load(WeightLoader& w, const std::string& prefix, cons
   return l;
 }
 
+size_t MlaLayer::decode_bytes() const {
+  size_t b = q_a_.bytes() + q_b_.bytes() + q_proj_.bytes() + kv_a_.bytes() + o_.bytes();
+  b += (q_a_norm_.data.size() + kv_a_norm_.data.size()) * sizeof(float);
+  for (const Linear& l : uk_t_) b += l.bytes();
+  for (const Linear& l : uv_) b += l.bytes();
+  return b;
+}
+
 // q = q_b(RMSNorm(q_a(x))) or q_proj(x): [rows, H, nope+rope], rope not yet applied.
 void MlaLayer::project_q(const MlaParams& p, const float* x, int64_t rows, float* q) const {
   if (!p.q_lora_rank) {

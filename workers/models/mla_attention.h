@@ -57,6 +57,8 @@ class MlaLayer {
   // latent rows of every new token into `cache`.
   void forward(const MlaParams& p, int64_t layer, const float* x, const ForwardBatch& batch, const BatchRows& rows,
                LatentKvCache& cache, float* out) const;
+  // Weight bytes a decode step reads (the absorbed form: per-head W_UK/W_UV, not kv_b).
+  size_t decode_bytes() const;
 
  private:
   void project_q(const MlaParams& p, const float* x, int64_t rows, float* q) const;

@@ -57,6 +57,12 @@ Result<Moe> Moe::load(WeightLoader& w, const std::string& prefix, const ModelCon
   return m;
 }
 
+size_t Moe::always_read_bytes() const {
+  size_t b = (gate_.data.size() + bias_.data.size()) * sizeof(float);
+  for (const Mlp& s : shared_) b += s.bytes();
+  return b;
+}
+
 void Moe::forward(const float* x, int64_t rows, float* out, RouterTrace* trace) const {
   const int64_t n_exp = router_.num_experts, k = router_.top_k, d = hidden_;
   // Router: sigmoid scores, biased selection, weights [rows, k].

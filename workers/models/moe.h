@@ -27,6 +27,7 @@ class Mlp {
                           WeightLayout layout);
   // x: [rows, hidden] -> out: [rows, hidden] (overwritten).
   void forward(const float* x, int64_t rows, float* out) const;
+  size_t bytes() const { return gate_.bytes() + up_.bytes() + down_.bytes(); }
 
  private:
   int64_t hidden_ = 0, width_ = 0;
@@ -40,6 +41,10 @@ class Moe {
                           const WeightLayouts& layouts);
   // x: [rows, hidden] -> out: [rows, hidden] (overwritten). Fills `trace` when not null.
   void forward(const float* x, int64_t rows, float* out, RouterTrace* trace) const;
+  // Weight bytes every call reads (router, shared experts) and those of one routed expert.
+  size_t always_read_bytes() const;
+  size_t expert_bytes() const { return experts_.empty() ? 0 : experts_[0].bytes(); }
+  int64_t num_experts() const { return static_cast<int64_t>(experts_.size()); }
 
  private:
   int64_t hidden_ = 0;
