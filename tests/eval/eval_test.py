@@ -13,7 +13,9 @@ Prints the accuracy table and the prefix-cache hit rate read from /metrics. With
 --bench-accuracy, also runs `k2serve bench accuracy` on eval.jsonl
 against the same server and checks its per-category counts against the reference.
 
-Usage: eval_test.py K2SERVE DATA_DIR [--concurrency N] [--dtype DTYPE] [--bench-accuracy]
+With --no-prefix-caching the server runs without it (and no token may hit the cache).
+
+Usage: eval_test.py K2SERVE DATA_DIR [--concurrency N] [--dtype DTYPE] [--no-prefix-caching] [--bench-accuracy]
 """
 import argparse
 import http.client
@@ -186,13 +188,15 @@ def main():
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--bench-accuracy", action="store_true")
+    ap.add_argument("--no-prefix-caching", action="store_true")
     args = ap.parse_args()
     model = args.data / "models" / "demo-trained"
     records = load_jsonl(model / "eval.jsonl")
     summary = json.loads((model / "eval_summary.json").read_text())
 
     c = Checks()
-    server = Server(args.k2serve, model, DEMO_FLAGS + ["--dtype", args.dtype])
+    caching = ["--no-enable-prefix-caching"] if args.no_prefix_caching else []
+    server = Server(args.k2serve, model, DEMO_FLAGS + ["--dtype", args.dtype] + caching)
     try:
         before = server.metrics()
         start = time.time()
@@ -218,7 +222,10 @@ def main():
     queries = after["vllm:prefix_cache_queries_total"] - before.get("vllm:prefix_cache_queries_total", 0)
     print(f"prefix cache: {hits:.0f} hits / {queries:.0f} queried tokens = {hits / max(queries, 1):.1%}")
     c.check(not runner.dropped, f"no request dropped without a response ({len(runner.dropped)} were)")
-    c.check(hits > 0, "the shared tool declarations hit the prefix cache")
+    if args.no_prefix_caching:
+        c.check(hits == 0, "without prefix caching no token hits the cache")
+    else:
+        c.check(hits > 0, "the shared tool declarations hit the prefix cache")
     c.check(server.proc.returncode == 0, f"SIGTERM exits 0 (got {server.proc.returncode})")
     return c.exit_code()
 
