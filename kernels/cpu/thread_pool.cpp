@@ -176,7 +176,15 @@ void ThreadPool::run(int64_t n_tasks, void* ctx, Trampoline fn) {
   const int64_t start_ns = now_ns();
   if (start_ns < solo_until_ns_) {
     solo_calls_.fetch_add(1, std::memory_order_relaxed);
+    // As a task of this pool, so that a nested call runs inline instead of waiting for the
+    // call mutex this thread already holds.
+    const ThreadPool* outer_pool = tls_pool;
+    const int outer_thread = tls_thread;
+    tls_pool = this;
+    tls_thread = 0;
     for (int64_t t = 0; t < n_tasks; ++t) fn(ctx, t, 0);
+    tls_pool = outer_pool;
+    tls_thread = outer_thread;
     return;
   }
   calls_.fetch_add(1, std::memory_order_relaxed);

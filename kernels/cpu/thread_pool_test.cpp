@@ -195,6 +195,11 @@ TEST(ThreadPool, RepeatedStallsRunCallsOnTheCallerAlone) {
       if (thread != 0) off_caller.fetch_add(1);
     });
     EXPECT_EQ(off_caller.load(), 0);
+    // A nested call during the solo period runs inline (it once waited for the call mutex
+    // its own caller held: a deadlock).
+    std::atomic<int> inner{0};
+    pool.parallel_for(4, [&](int64_t, int) { pool.parallel_for(3, [&](int64_t, int) { inner.fetch_add(1); }); });
+    EXPECT_EQ(inner.load(), 12);
     expect_each_task_once(pool, 100);
   }
 }

@@ -45,6 +45,8 @@ thread_local cpu::ThreadPool* t_pool = nullptr;
 ParallelScope::ParallelScope(cpu::ThreadPool* pool) : previous_(t_pool) { t_pool = pool; }
 ParallelScope::~ParallelScope() { t_pool = previous_; }
 
+cpu::ThreadPool* parallel_pool() { return t_pool; }
+
 Linear Linear::pack(const float* w, int64_t out, int64_t in, WeightLayout layout) {
   Linear l;
   l.layout_ = layout;

@@ -55,6 +55,20 @@ class ParallelScope {
   cpu::ThreadPool* previous_;
 };
 
+// The pool of the innermost ParallelScope on this thread, or null.
+cpu::ThreadPool* parallel_pool();
+
+// fn(i) for i in [0, n): over the current pool when there is one (a Linear called inside fn
+// then runs on its task's thread alone: nested calls run inline), else in order here.
+template <class Fn>
+void parallel_tasks(int64_t n, Fn&& fn) {
+  if (cpu::ThreadPool* pool = parallel_pool(); pool != nullptr && n > 1) {
+    pool->parallel_for(n, [&](int64_t i, int) { fn(i); });
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) fn(i);
+}
+
 class Linear {
  public:
   Linear() = default;

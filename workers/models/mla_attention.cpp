@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "kernels/cpu/mla_decode.h"
 #include "kernels/ref/dense.h"
 #include "kernels/ref/rope.h"
 
@@ -145,25 +146,32 @@ void MlaLayer::attend_absorbed(const MlaParams& p, int64_t layer, const ForwardB
     kv_lens[b] = seq.start_pos + 1;
   }
   // q_abs[b, h] = [q_nope[b, h] · W_UK[h] | q_pe[b, h]]: [B, H, kv_lora + rope]
+  // Heads are independent tasks (one pool call instead of one per head).
   std::vector<float> q_abs(static_cast<size_t>(b_count * d.heads * lat));
-  for (int64_t h = 0; h < d.heads; ++h) {
+  parallel_tasks(d.heads, [&](int64_t h) {
     uk_t_[static_cast<size_t>(h)].forward(qd.data() + h * qk, q_width, b_count, q_abs.data() + h * lat,
                                           d.heads * lat);
     for (int64_t b = 0; b < b_count; ++b) {
       std::copy_n(qd.data() + b * q_width + h * qk + d.nope_dim, d.rope_dim,
                   q_abs.data() + (b * d.heads + h) * lat + d.kv_lora_rank);
     }
-  }
+  });
   std::vector<float> o_lat(static_cast<size_t>(b_count * d.heads * d.kv_lora_rank));  // [B, H, kv_lora]
-  ref::mla_decode_paged(q_abs.data(), b_count, cache.layer_view(layer), tables.data(),
-                        static_cast<int64_t>(table_width), kv_lens.data(), d, p.softmax_scale, o_lat.data());
+  // One task per sequence: each reads only its own cache blocks. The float32 path keeps
+  // the reference kernel; the fast path uses the vectorised one.
+  const auto decode = o_.layout() == WeightLayout::kF32 ? ref::mla_decode_paged : cpu::mla_decode_paged;
+  parallel_tasks(b_count, [&](int64_t b) {
+    decode(q_abs.data() + b * d.heads * lat, 1, cache.layer_view(layer),
+                          tables.data() + b * table_width, static_cast<int64_t>(table_width), kv_lens.data() + b, d,
+                          p.softmax_scale, o_lat.data() + b * d.heads * d.kv_lora_rank);
+  });
   // attn[b, h] = o_lat[b, h] · W_UV[h]ᵀ: [B, H, v], scattered back to the batch rows.
   const int64_t v_width = d.heads * d.v_dim;
   std::vector<float> od(static_cast<size_t>(b_count * v_width));
-  for (int64_t h = 0; h < d.heads; ++h) {
+  parallel_tasks(d.heads, [&](int64_t h) {
     uv_[static_cast<size_t>(h)].forward(o_lat.data() + h * d.kv_lora_rank, d.heads * d.kv_lora_rank, b_count,
                                         od.data() + h * d.v_dim, v_width);
-  }
+  });
   for (int64_t b = 0; b < b_count; ++b) {
     std::copy_n(od.data() + b * v_width, v_width, attn + rows.first_row[decode_seqs[b]] * v_width);
   }

@@ -73,27 +73,38 @@ void Moe::forward(const float* x, int64_t rows, float* out, RouterTrace* trace) 
   ref::moe_route(logits.data(), bias_.data.data(), rows, router_, idx.data(), weights.data(), gap.data(),
                  group_gap.data());
 
-  // Routed experts, one expert at a time over the rows that chose it, so each expert's
-  // weights are streamed once per call.
+  // Routed experts over the rows that chose them, each expert's weights streamed once per
+  // call. The experts used (and the shared one) are independent tasks: with a thread pool
+  // they run side by side, one thread each, without a barrier per expert; the weighted sum
+  // is then taken in expert order, so the result does not depend on the schedule.
   std::vector<std::vector<int64_t>> slots(static_cast<size_t>(n_exp));  // per expert: row * k + j
   for (int64_t s = 0; s < rows * k; ++s) slots[static_cast<size_t>(idx[s])].push_back(s);
-  std::fill(out, out + rows * d, 0.0f);
-  std::vector<float> xe, ye;
-  for (int64_t e = 0; e < n_exp; ++e) {
-    const std::vector<int64_t>& chosen = slots[static_cast<size_t>(e)];
-    if (chosen.empty()) continue;
+  std::vector<int64_t> used;
+  for (int64_t e = 0; e < n_exp; ++e)
+    if (!slots[static_cast<size_t>(e)].empty()) used.push_back(e);
+  const int64_t n_tasks = static_cast<int64_t>(used.size()) + (shared_.empty() ? 0 : 1);
+  std::vector<std::vector<float>> ys(static_cast<size_t>(n_tasks));  // per task: [m, hidden]
+  parallel_tasks(n_tasks, [&](int64_t t) {
+    std::vector<float>& y = ys[static_cast<size_t>(t)];
+    if (t == static_cast<int64_t>(used.size())) {  // the shared expert, over every row
+      y.resize(static_cast<size_t>(rows * d));
+      shared_[0].forward(x, rows, y.data());
+      return;
+    }
+    const std::vector<int64_t>& chosen = slots[static_cast<size_t>(used[t])];
     const int64_t m = static_cast<int64_t>(chosen.size());
-    xe.resize(static_cast<size_t>(m * d));  // [m, hidden]
-    ye.resize(xe.size());
+    std::vector<float> xe(static_cast<size_t>(m * d));  // [m, hidden]
     for (int64_t i = 0; i < m; ++i) std::copy_n(x + (chosen[i] / k) * d, d, xe.data() + i * d);
-    experts_[static_cast<size_t>(e)].forward(xe.data(), m, ye.data());
-    for (int64_t i = 0; i < m; ++i) ref::axpy(weights[chosen[i]], ye.data() + i * d, d, out + (chosen[i] / k) * d);
+    y.resize(xe.size());
+    experts_[static_cast<size_t>(used[t])].forward(xe.data(), m, y.data());
+  });
+  std::fill(out, out + rows * d, 0.0f);
+  for (size_t t = 0; t < used.size(); ++t) {
+    const std::vector<int64_t>& chosen = slots[static_cast<size_t>(used[t])];
+    for (size_t i = 0; i < chosen.size(); ++i)
+      ref::axpy(weights[chosen[i]], ys[t].data() + i * d, d, out + (chosen[i] / k) * d);
   }
-  if (!shared_.empty()) {
-    std::vector<float> shared(static_cast<size_t>(rows * d));  // [rows, hidden]
-    shared_[0].forward(x, rows, shared.data());
-    ref::axpy(1.0f, shared.data(), rows * d, out);
-  }
+  if (!shared_.empty()) ref::axpy(1.0f, ys.back().data(), rows * d, out);
   if (trace != nullptr) {
     trace->idx = std::move(idx);
     trace->weights = std::move(weights);

@@ -1,0 +1,93 @@
+#include "kernels/cpu/mla_decode.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/check.h"
+
+namespace k2::cpu {
+namespace {
+
+constexpr int64_t kLanes = 16;
+
+// Σ a[k]·b[k] in kLanes independent partial sums (which the compiler keeps in vector
+// registers), added up in a fixed order at the end.
+[[gnu::always_inline]] inline float dot_lanes(const float* a, const float* b, int64_t n) {
+  float acc[kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= n; k += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) acc[l] += a[k + l] * b[k + l];
+  for (int64_t l = 0; k + l < n; ++l) acc[l] += a[k + l] * b[k + l];
+  float s = 0.0f;
+  for (int64_t l = 0; l < kLanes; ++l) s += acc[l];
+  return s;
+}
+
+[[gnu::always_inline]] inline void decode_body(const float* q_abs, int64_t batch, const ref::PagedLatentView& cache,
+                                               const int32_t* block_tables, int64_t stride, const int64_t* kv_lens,
+                                               const ref::MlaDims& d, float scale, float* out) {
+  K2_KERNEL_CHECK(cache.block_size > 0 && (cache.block_size & (cache.block_size - 1)) == 0,
+                  "mla decode: block size must be a power of two");
+  const int64_t row = d.latent_dim(), heads = d.heads, r = d.kv_lora_rank;
+  thread_local std::vector<float> scores;  // [heads, len]
+  thread_local std::vector<const float*> rows;
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t len = kv_lens[b];
+    K2_KERNEL_CHECK(len >= 1 && (len + cache.block_size - 1) / cache.block_size <= stride,
+                    "mla decode: kv length outside the block table");
+    rows.resize(static_cast<size_t>(len));
+    scores.resize(static_cast<size_t>(heads * len));
+    const int32_t* table = block_tables + b * stride;
+    for (int64_t t = 0; t < len; ++t) {
+      const int32_t block = table[t / cache.block_size];
+      K2_KERNEL_CHECK(block >= 0 && block < cache.num_blocks, "mla decode: block id out of range");
+      rows[t] = cache.data + (block * cache.block_size + t % cache.block_size) * row;
+    }
+    const float* q = q_abs + b * heads * row;  // [heads, row]
+    for (int64_t t = 0; t < len; ++t)
+      for (int64_t h = 0; h < heads; ++h) scores[h * len + t] = dot_lanes(q + h * row, rows[t], row) * scale;
+    float* o = out + b * heads * r;  // [heads, kv_lora]
+    std::fill(o, o + heads * r, 0.0f);
+    for (int64_t h = 0; h < heads; ++h) {
+      float* s = scores.data() + h * len;
+      const float m = *std::max_element(s, s + len);
+      float sum = 0.0f;
+      for (int64_t t = 0; t < len; ++t) sum += (s[t] = std::exp(s[t] - m));
+      const float inv = 1.0f / sum;
+      for (int64_t t = 0; t < len; ++t) s[t] *= inv;
+    }
+    for (int64_t t = 0; t < len; ++t) {
+      const float* lat = rows[t];
+      for (int64_t h = 0; h < heads; ++h) {
+        const float p = scores[h * len + t];
+        float* oh = o + h * r;
+        for (int64_t j = 0; j < r; ++j) oh[j] += p * lat[j];
+      }
+    }
+  }
+}
+
+void mla_decode_v3(const float* q_abs, int64_t batch, const ref::PagedLatentView& cache, const int32_t* tables,
+                   int64_t stride, const int64_t* kv_lens, const ref::MlaDims& d, float scale, float* out) {
+  decode_body(q_abs, batch, cache, tables, stride, kv_lens, d, scale, out);
+}
+
+[[gnu::target("avx512f,avx512vl,avx512bw,avx512dq")]] void mla_decode_avx512(
+    const float* q_abs, int64_t batch, const ref::PagedLatentView& cache, const int32_t* tables, int64_t stride,
+    const int64_t* kv_lens, const ref::MlaDims& d, float scale, float* out) {
+  decode_body(q_abs, batch, cache, tables, stride, kv_lens, d, scale, out);
+}
+
+}  // namespace
+
+MlaDecodeFn mla_decode_for(Isa isa) { return isa >= Isa::kAvx512 ? mla_decode_avx512 : mla_decode_v3; }
+
+void mla_decode_paged(const float* q_abs, int64_t batch, const ref::PagedLatentView& cache,
+                      const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                      const ref::MlaDims& dims, float scale, float* out) {
+  static const MlaDecodeFn fn = mla_decode_for(active_isa());
+  fn(q_abs, batch, cache, block_tables, block_table_stride, kv_lens, dims, scale, out);
+}
+
+}  // namespace k2::cpu

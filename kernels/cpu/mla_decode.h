@@ -1,0 +1,28 @@
+// Absorbed MLA decode over the paged latent cache, restructured for the CPU: each cached
+// latent row is read once per sequence (not once per head), its dot products with every
+// head's query are formed together, and the softmax-weighted sum runs as per-row axpys into
+// every head's output. Same contract and shapes as ref::mla_decode_paged; the sums run in
+// 16 float lanes, so results differ from the reference only by float reassociation.
+//
+// Pure function; thread-safe on disjoint outputs (scratch is per thread).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cpu/isa.h"
+#include "kernels/ref/mla.h"
+
+namespace k2::cpu {
+
+using MlaDecodeFn = void (*)(const float* q_abs, int64_t batch, const ref::PagedLatentView& cache,
+                             const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                             const ref::MlaDims& dims, float scale, float* out);
+
+// The variant for `isa` (AVX-512 registers from kAvx512 up, else the x86-64-v3 baseline).
+MlaDecodeFn mla_decode_for(Isa isa);
+// mla_decode_for(active_isa()).
+void mla_decode_paged(const float* q_abs, int64_t batch, const ref::PagedLatentView& cache,
+                      const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                      const ref::MlaDims& dims, float scale, float* out);
+
+}  // namespace k2::cpu
