@@ -10,7 +10,9 @@
 
 #include "kernels/ref/dense.h"
 #include "workers/generate.h"
+#include "workers/golden_report.h"
 #include "workers/golden_set.h"
+#include "workers/golden_vision.h"
 #include "workers/kv_cache.h"
 #include "workers/loader/checkpoint.h"
 
@@ -21,41 +23,7 @@ namespace {
 // exceeds this (1-3% of tokens are closer, down to 1e-5).
 constexpr double kRouterGapThreshold = 1e-3;
 
-double max_abs_diff(const float* a, const float* b, int64_t n) {
-  double worst = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
-    if (!(d <= worst)) worst = std::isnan(d) ? std::numeric_limits<double>::infinity() : d;
-  }
-  return worst;
-}
-
-class Report {
- public:
-  explicit Report(std::ostream& out) : out_(out) {}
-
-  void check(const std::string& name, double diff, double tol, const std::string& note = "") {
-    const bool ok = diff <= tol;
-    (ok ? passed_ : failed_)++;
-    char line[160];
-    std::snprintf(line, sizeof(line), "%s  %-40s max|diff| %.3e  tol %.1e", ok ? "PASS" : "FAIL", name.c_str(), diff,
-                  tol);
-    out_ << line << (note.empty() ? "" : "  (" + note + ")") << "\n";
-  }
-  void fail(const std::string& name, const std::string& why) {
-    ++failed_;
-    out_ << "FAIL  " << name << "  (" << why << ")\n";
-  }
-  bool finish() {
-    out_ << passed_ << " passed, " << failed_ << " failed\n";
-    out_.flush();
-    return failed_ == 0;
-  }
-
- private:
-  std::ostream& out_;
-  int64_t passed_ = 0, failed_ = 0;
-};
+using Report = GoldenReport;
 
 // What the engine produced for one case.
 struct CaseRun {
@@ -452,6 +420,8 @@ Result<bool> run_fast_check(const std::filesystem::path& dir, const GoldenSet& g
 }  // namespace
 
 Result<bool> run_golden_check(const std::filesystem::path& dir, std::ostream& out, const GoldenCheckOptions& options) {
+  K2_ASSIGN_OR_RETURN(bool vision, is_vision_golden_set(dir));
+  if (vision) return run_vision_golden_check(dir, out, options);
   K2_ASSIGN_OR_RETURN(GoldenSet golden, GoldenSet::open(dir));
   K2_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::from_dir(dir));
   if (!options.layouts.exact()) return run_fast_check(dir, golden, options, out);

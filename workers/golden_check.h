@@ -1,7 +1,8 @@
 // golden-check: runs a model directory against its golden outputs (golden.json +
 // golden.safetensors) exactly as tests/data/models/README.md §8 prescribes, printing one
 // line per check (its max |difference| and tolerance) and a last line
-// "N passed, M failed".
+// "N passed, M failed". A multimodal set (golden.json in the vision format) goes to
+// run_vision_golden_check (golden_vision.h).
 //
 // A free function; it owns the model and caches it creates. Thread-compatible.
 #pragma once

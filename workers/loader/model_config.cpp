@@ -223,6 +223,10 @@ Status parse_token_keys(const Keys& text, const Keys& top, ModelConfig* c) {
   K2_ASSIGN_OR_RETURN(c->eos_token_ids, parse_token_ids(eos_from, "eos_token_id", c->vocab_size));
   const Keys& bos_from = text.present("bos_token_id") ? text : top;
   K2_ASSIGN_OR_RETURN(c->bos_token_id, bos_from.optional_integer("bos_token_id", 0, c->vocab_size - 1));
+  const Keys& media_from = text.present("media_placeholder_token_id") ? text : top;
+  K2_ASSIGN_OR_RETURN(std::optional<int64_t> media,
+                      media_from.optional_integer("media_placeholder_token_id", 0, c->vocab_size - 1));
+  if (media) c->media_placeholder_token_id = static_cast<int32_t>(*media);
   return Status::ok_status();
 }
 

@@ -67,6 +67,9 @@ struct ModelConfig {
   // stop set may add generation_config.json's ids, which this does not read.
   std::vector<int64_t> eos_token_ids;
   std::optional<int64_t> bos_token_id;  // optional
+  // Optional (text config, else top level): the token whose embedding rows a multimodal
+  // prompt replaces by its encoded media rows. Absent: the model takes no media.
+  std::optional<int32_t> media_placeholder_token_id;
   WeightFormat weight_format = WeightFormat::kBf16;
   // quantization_config (the text config's, else the top level's; absent: kBf16).
   int64_t fp8_block_out = 128, fp8_block_in = 128;  // fp8: weight_block_size, required

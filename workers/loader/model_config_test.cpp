@@ -267,6 +267,27 @@ TEST(ModelConfig, AcceptsFamilyVariants) {
   EXPECT_EQ(c->rope_scaling.type, "");
 }
 
+// The media placeholder is optional: a text-only model has none; Kimi-K2.5 keeps it at the
+// top level, beside text_config.
+TEST(ModelConfig, MediaPlaceholderIsOptional) {
+  auto c = ModelConfig::from_json_text(tiny_bf16().dump());
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_FALSE(c->media_placeholder_token_id.has_value());
+  json k25 = tiny_k25();
+  c = ModelConfig::from_json_text(k25.dump());
+  ASSERT_TRUE(c.ok()) << c.status().to_string();
+  EXPECT_EQ(c->media_placeholder_token_id, k25["media_placeholder_token_id"].get<int32_t>());
+  k25["text_config"]["media_placeholder_token_id"] = 5;  // the text config's wins
+  c = ModelConfig::from_json_text(k25.dump());
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ(c->media_placeholder_token_id, 5);
+  k25 = tiny_k25();
+  k25["media_placeholder_token_id"] = k25["text_config"]["vocab_size"];
+  expect_names(parse(k25), "media_placeholder_token_id", Code::kOutOfRange);
+  k25["media_placeholder_token_id"] = "789";
+  expect_names(parse(k25), "media_placeholder_token_id", Code::kInvalidArgument);
+}
+
 TEST(ModelConfig, FileErrorsNameThePath) {
   auto c = ModelConfig::from_dir(kModels / "no-such-set");
   ASSERT_FALSE(c.ok());

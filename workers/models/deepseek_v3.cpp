@@ -92,8 +92,45 @@ Status DeepSeekV3::validate(const ForwardBatch& batch, const LatentKvCache& cach
       const int32_t id = seq.block_table[static_cast<size_t>(b)];
       if (id < 0 || id >= cache.num_blocks()) return invalid_argument(where + "block id " + std::to_string(id));
     }
+    K2_RETURN_IF_ERROR(validate_media(seq, where));
   }
   return Status::ok_status();
+}
+
+// A multimodal chunk brings exactly one hidden-wide row per placeholder token.
+Status DeepSeekV3::validate_media(const SequenceChunk& seq, const std::string& where) const {
+  if (!seq.media_rows) return Status::ok_status();
+  if (!config_.media_placeholder_token_id) {
+    return invalid_argument(where + "media rows given, but the model has no media_placeholder_token_id");
+  }
+  const int32_t placeholder = *config_.media_placeholder_token_id;
+  const size_t placeholders = static_cast<size_t>(std::count(seq.tokens.begin(), seq.tokens.end(), placeholder));
+  const size_t d = static_cast<size_t>(config_.hidden_size);
+  if (seq.media_rows->size() != placeholders * d) {
+    return invalid_argument(where + std::to_string(placeholders) + " media placeholders but " +
+                            std::to_string(seq.media_rows->size()) + " floats of media rows (" +
+                            std::to_string(seq.media_rows->size() / d) + " rows of " + std::to_string(d) + ")");
+  }
+  return Status::ok_status();
+}
+
+// h = embed_tokens[token] for every new token, with the media rows over the placeholders
+// (README of the vision goldens §5.8: positions stay 1-D, nothing scaled).
+void DeepSeekV3::embed(const ForwardBatch& batch, float* h) const {
+  const int64_t d = config_.hidden_size;
+  const int32_t placeholder = config_.media_placeholder_token_id.value_or(-1);
+  for (const SequenceChunk& seq : batch.sequences) {
+    const float* media = seq.media_rows ? seq.media_rows->data() : nullptr;
+    for (int32_t t : seq.tokens) {
+      if (media != nullptr && t == placeholder) {
+        std::copy_n(media, d, h);
+        media += d;
+      } else {
+        std::copy_n(embed_.data.data() + t * d, d, h);
+      }
+      h += d;
+    }
+  }
 }
 
 // h = h + Attn(RMSNorm_in(h)); h = h + FFN(RMSNorm_post(h)), all [rows, hidden].
@@ -130,10 +167,7 @@ Result<Logits> DeepSeekV3::forward(const ForwardBatch& batch, LatentKvCache& cac
   const int64_t d = config_.hidden_size, vocab = config_.vocab_size;
 
   std::vector<float> h(static_cast<size_t>(rows.rows * d));  // residual stream [rows, hidden]
-  int64_t r = 0;
-  for (const SequenceChunk& seq : batch.sequences) {
-    for (int32_t t : seq.tokens) std::copy_n(embed_.data.data() + t * d, d, h.data() + (r++) * d);
-  }
+  embed(batch, h.data());
   if (trace != nullptr) trace->embed = h;
 
   for (int64_t l = 0; l < config_.num_hidden_layers; ++l) run_layer(l, batch, rows, cache, h, trace);

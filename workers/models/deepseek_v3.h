@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "shm/status.h"
@@ -43,8 +44,10 @@ class DeepSeekV3 {
   int64_t cache_row_dim() const { return mla_.dims.latent_dim(); }
 
   // One forward pass over a varlen batch. Writes the latent rows of every new token into
-  // `cache` and returns the requested logit rows. A batch that does not fit the model or
-  // the cache (token id, block table too short, block id, empty chunk) is an error value.
+  // `cache` and returns the requested logit rows. A chunk's media_rows replace the
+  // embeddings of its placeholder tokens. A batch that does not fit the model or the cache
+  // (token id, block table too short, block id, empty chunk, media rows not one per
+  // placeholder) is an error value.
   Result<Logits> forward(const ForwardBatch& batch, LatentKvCache& cache, ForwardTrace* trace = nullptr) const;
 
   // Weight bytes a decode step reads: `fixed` always (attention, norms, dense and shared
@@ -69,6 +72,8 @@ class DeepSeekV3 {
 
   DeepSeekV3() = default;
   Status validate(const ForwardBatch& batch, const LatentKvCache& cache) const;
+  Status validate_media(const SequenceChunk& seq, const std::string& where) const;
+  void embed(const ForwardBatch& batch, float* h) const;  // h: [rows, hidden]
   void run_layer(int64_t l, const ForwardBatch& batch, const BatchRows& rows, LatentKvCache& cache,
                  std::vector<float>& h, ForwardTrace* trace) const;
 

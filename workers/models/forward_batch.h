@@ -5,7 +5,9 @@
 // Plain value types; the spans point at the caller's memory and must outlive the call.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -16,7 +18,27 @@ struct SequenceChunk {
   std::span<const int32_t> tokens;       // the new tokens, at least one
   int64_t start_pos = 0;                 // tokens of this sequence already in the KV cache
   std::span<const int32_t> block_table;  // covers start_pos + tokens.size() positions
+  // Multimodal chunks: [placeholders, hidden] rows (the encoded media) that replace the
+  // embeddings of this chunk's media placeholder tokens (ModelConfig::
+  // media_placeholder_token_id), in order; there must be exactly one row per placeholder,
+  // so a chunk of a multimodal prompt without placeholders passes an empty span. nullopt:
+  // a text chunk, every token (a generated placeholder id too) embedded as itself.
+  std::optional<std::span<const float>> media_rows = std::nullopt;
 };
+
+// The rows of a prompt's media (`rows`: one per placeholder of `prompt`, `width` floats each)
+// that belong to its tokens [begin, end): what a chunked prefill passes as each chunk's
+// media_rows. Rows that `rows` lacks are left out, so that forward() reports the mismatch.
+inline std::span<const float> media_rows_for_chunk(std::span<const int32_t> prompt, int32_t placeholder,
+                                                   std::span<const float> rows, int64_t width, size_t begin,
+                                                   size_t end) {
+  size_t first = 0, count = 0;
+  for (size_t i = 0; i < std::min(end, prompt.size()); ++i) {
+    if (prompt[i] == placeholder) ++(i < begin ? first : count);
+  }
+  const size_t offset = std::min(first * static_cast<size_t>(width), rows.size());
+  return rows.subspan(offset, std::min(count * static_cast<size_t>(width), rows.size() - offset));
+}
 
 enum class LogitRows {
   kAll,              // one row per new token, in batch order (teacher forcing, goldens)
