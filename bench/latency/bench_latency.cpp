@@ -7,6 +7,8 @@
 #include <random>
 #include <set>
 
+#include <sys/resource.h>
+
 #include <nlohmann/json.hpp>
 
 #include "bench/roofline/roofline.h"
@@ -64,6 +66,7 @@ struct IterationTimes {
   double prefill_s = 0;
   std::vector<double> step_s;           // per decode step
   std::vector<uint64_t> step_bytes;     // weights + KV read per decode step
+  uint64_t kv_bytes = 0;                // the cache this iteration allocated
 };
 
 class Runner {
@@ -77,6 +80,8 @@ class Runner {
     K2_ASSIGN_OR_RETURN(LatentKvCache cache, LatentKvCache::create(c.num_hidden_layers, blocks, a_.block_size,
                                                                    model_.cache_row_dim()));
     BlockAllocator allocator(blocks);
+    IterationTimes t;
+    t.kv_bytes = LatentKvCache::bytes_needed(c.num_hidden_layers, blocks, a_.block_size, model_.cache_row_dim());
     std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
     std::vector<std::vector<int32_t>> prompts(static_cast<size_t>(batch));
     std::mt19937_64 rng(seed);
@@ -84,7 +89,6 @@ class Runner {
       K2_RETURN_IF_ERROR(allocator.grow(tables[b], total, a_.block_size));
       for (int64_t i = 0; i < a_.input_len; ++i) prompts[b].push_back(static_cast<int32_t>(rng() % c.vocab_size));
     }
-    IterationTimes t;
     ForwardBatch pre;
     for (int64_t b = 0; b < batch; ++b) pre.sequences.push_back(SequenceChunk{prompts[b], 0, tables[b]});
     auto t0 = Clock::now();
@@ -137,6 +141,8 @@ double percentile(std::vector<double> v, double p) {
 
 struct Summary {
   std::vector<double> latencies, prefills, steps;
+  uint64_t kv_bytes = 0;  // the largest KV cache an iteration allocated
+  uint64_t peak_rss_bytes = 0;  // of the process up to the end of the run (before the roofline probes)
   uint64_t decode_bytes = 0;
   double decode_seconds = 0;
 };
@@ -146,6 +152,7 @@ Result<Summary> measure(const DeepSeekV3& model, const Args& a, int64_t batch, i
   Summary s;
   for (int64_t i = 0; i < warmup + iters; ++i) {
     K2_ASSIGN_OR_RETURN(IterationTimes t, runner.run(batch, static_cast<uint64_t>(i)));
+    s.kv_bytes = std::max(s.kv_bytes, t.kv_bytes);
     if (i < warmup) continue;
     double decode = 0;
     for (size_t j = 0; j < t.step_s.size(); ++j) {
@@ -157,6 +164,9 @@ Result<Summary> measure(const DeepSeekV3& model, const Args& a, int64_t batch, i
     s.prefills.push_back(t.prefill_s);
     s.latencies.push_back(t.prefill_s + decode);
   }
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  s.peak_rss_bytes = static_cast<uint64_t>(usage.ru_maxrss) * 1024;
   return s;
 }
 
@@ -167,6 +177,8 @@ nlohmann::json report(const DeepSeekV3& model, const Args& a, int64_t batch, con
   const double prefill_gflops = prefill_flop(model, batch * a.input_len) / prefill / 1e9;
   double total = 0;
   for (double l : s.latencies) total += l;
+  const double peak_rss = static_cast<double>(s.peak_rss_bytes);
+  const double resident = static_cast<double>(model.resident_bytes() + s.kv_bytes);
   return {{"dense_layout", weight_layout_name(model.weight_layouts().dense)},
           {"expert_layout", weight_layout_name(model.weight_layouts().experts)},
           {"batch_size", batch},
@@ -185,7 +197,11 @@ nlohmann::json report(const DeepSeekV3& model, const Args& a, int64_t batch, con
           {"prefill_gflops", prefill_gflops},
           {"compute_peak", amx ? "amx_bf16" : "avx512_bf16"},
           {"compute_peak_gflops", peak_gflops},
-          {"prefill_peak_fraction", peak_gflops > 0 ? prefill_gflops / peak_gflops : 0.0}};
+          {"prefill_peak_fraction", peak_gflops > 0 ? prefill_gflops / peak_gflops : 0.0},
+          {"weights_bytes", model.resident_bytes()},
+          {"kv_cache_bytes", s.kv_bytes},
+          {"peak_rss_bytes", peak_rss},
+          {"peak_rss_over_weights_and_kv", peak_rss / resident}};
 }
 
 void print_table(const nlohmann::json& j) {
@@ -203,6 +219,9 @@ void print_table(const nlohmann::json& j) {
   std::printf("decode:  %.1f tok/s, step %.2f ms, read %.2f GB/s = %.3f of the DRAM roofline (%.2f GB/s)\n",
               f("decode_tokens_per_s"), f("decode_step_median_s") * 1e3, f("decode_read_gbs"),
               f("decode_roofline_fraction"), f("dram_read_gbs"));
+  std::printf("memory:  peak RSS %.1f MiB = %.2f x (weights %.1f MiB + KV cache %.1f MiB)\n",
+              f("peak_rss_bytes") / (1 << 20), f("peak_rss_over_weights_and_kv"), f("weights_bytes") / (1 << 20),
+              f("kv_cache_bytes") / (1 << 20));
 }
 
 int fail(const char* cmd, const Status& s) {

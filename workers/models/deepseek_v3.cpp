@@ -72,6 +72,16 @@ DeepSeekV3::DecodeBytes DeepSeekV3::decode_bytes() const {
   return b;
 }
 
+uint64_t DeepSeekV3::resident_bytes() const {
+  uint64_t b = (embed_.data.size() + norm_.data.size()) * sizeof(float) + lm_head_.bytes();
+  for (const Layer& l : layers_) {
+    b += l.attention.resident_bytes() + (l.input_norm.data.size() + l.post_norm.data.size()) * sizeof(float);
+    if (l.dense) b += l.dense->bytes();
+    if (l.moe) b += l.moe->resident_bytes();
+  }
+  return b;
+}
+
 Status DeepSeekV3::validate(const ForwardBatch& batch, const LatentKvCache& cache) const {
   if (cache.num_layers() != config_.num_hidden_layers || cache.row_dim() != cache_row_dim()) {
     return invalid_argument("kv cache shape does not match the model");

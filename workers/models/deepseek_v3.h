@@ -58,6 +58,8 @@ class DeepSeekV3 {
     uint64_t per_expert = 0;
   };
   DecodeBytes decode_bytes() const;
+  // Every weight byte the model holds in its run-time layouts (embedding included).
+  uint64_t resident_bytes() const;
 
  private:
   static Result<std::unique_ptr<DeepSeekV3>> build(WeightLoader& weights, const ModelConfig& config,

@@ -59,6 +59,8 @@ class MlaLayer {
                LatentKvCache& cache, float* out) const;
   // Weight bytes a decode step reads (the absorbed form: per-head W_UK/W_UV, not kv_b).
   size_t decode_bytes() const;
+  // Every weight byte held (also kv_b whole, for the naive form).
+  size_t resident_bytes() const { return decode_bytes() + kv_b_.bytes(); }
 
  private:
   void project_q(const MlaParams& p, const float* x, int64_t rows, float* q) const;

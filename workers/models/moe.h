@@ -44,6 +44,8 @@ class Moe {
   // Weight bytes every call reads (router, shared experts) and those of one routed expert.
   size_t always_read_bytes() const;
   size_t expert_bytes() const { return experts_.empty() ? 0 : experts_[0].bytes(); }
+  // Every weight byte held (all experts).
+  size_t resident_bytes() const { return always_read_bytes() + experts_.size() * expert_bytes(); }
   int64_t num_experts() const { return static_cast<int64_t>(experts_.size()); }
 
  private:

@@ -1,5 +1,8 @@
 #include "workers/models/weight_loader.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <functional>
 #include <utility>
@@ -28,10 +31,18 @@ Status check_shape(const std::string& name, const TensorF32& t, const std::vecto
 
 }  // namespace
 
+// Reports a consumed tensor's bytes and drops its mapped pages from this process: they stay
+// in the page cache, but the worker's resident set then holds each weight once (in its
+// run-time layout), not twice (also as mapped checkpoint pages) by the end of the load.
 void WeightLoader::account(const std::string& name) {
-  if (progress_ == nullptr || !checkpoint_->has(name)) return;
+  if (checkpoint_ == nullptr || !checkpoint_->has(name)) return;
   Result<TensorView> view = checkpoint_->view(name);
-  if (view.ok()) progress_->advance(view->bytes);
+  if (!view.ok()) return;
+  if (progress_ != nullptr) progress_->advance(view->bytes);
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(view->data) + page - 1) & ~(page - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(view->data) + view->bytes) & ~(page - 1);
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
 }
 
 TensorF32 WeightLoader::dummy(const std::string& name, std::vector<int64_t> shape) const {
@@ -84,9 +95,9 @@ Result<Linear> WeightLoader::int4_as_stored(const std::string& module, int64_t o
     return corrupt(where + ".weight_scale does not divide the " + std::to_string(in) + " inputs into groups");
   }
   const int64_t group = in / scales.shape[1];
-  for (const char* suffix : {".weight_packed", ".weight_scale", ".weight_shape"}) account(module + suffix);
   Result<Linear> l = Linear::int4_from_packed(reinterpret_cast<const int32_t*>(packed.data), scales.data.data(), out,
                                               in, group);
+  for (const char* suffix : {".weight_packed", ".weight_scale", ".weight_shape"}) account(module + suffix);
   if (!l.ok()) return l.status().with_context(where);
   return l;
 }
