@@ -360,6 +360,33 @@ TEST(CpuKernelsConsistency, Int4ShapeRule) {
 // MLA decode: shuffled block tables, several lengths (one row, a partial block, many
 // blocks), heads and widths that are not multiples of 16. Only the summation order differs
 // from the reference, so the bound is a few float ulps of the magnitudes involved.
+// MLA naive (prefill) form, a chunk continuing after cached positions, split by q_offset as
+// the model splits it across threads.
+TEST(CpuKernelsConsistency, MlaNaiveMatchesReference) {
+  std::mt19937 rng(78);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (auto [heads, nope, rope, v] : {std::tuple{4, 32, 16, 32}, std::tuple{3, 20, 8, 12}}) {
+    ref::MlaDims d{.heads = heads, .nope_dim = nope, .rope_dim = rope, .v_dim = v, .kv_lora_rank = 32};
+    const int64_t kv_tokens = 37, q_tokens = 21, q_offset = kv_tokens - q_tokens, kv_w = nope + v;
+    std::vector<float> q(static_cast<size_t>(q_tokens * heads * d.qk_dim())), kv(static_cast<size_t>(kv_tokens * heads * kv_w)),
+        k_pe(static_cast<size_t>(kv_tokens * (rope + 3)));
+    for (auto* vec : {&q, &kv, &k_pe})
+      for (float& x : *vec) x = dist(rng) * 0.5f;
+    std::vector<float> want(static_cast<size_t>(q_tokens * heads * v));
+    ref::mla_attention_naive(q.data(), kv.data(), k_pe.data(), rope + 3, q_tokens, kv_tokens, q_offset, d, 0.2f,
+                             want.data());
+    for (Isa isa : levels_to_test()) {
+      std::vector<float> got(want.size(), -1.0f);
+      const int64_t half = q_tokens / 2;
+      mla_naive_for(isa)(q.data(), kv.data(), k_pe.data(), rope + 3, half, kv_tokens, q_offset, d, 0.2f, got.data());
+      mla_naive_for(isa)(q.data() + half * heads * d.qk_dim(), kv.data(), k_pe.data(), rope + 3, q_tokens - half,
+                         kv_tokens, q_offset + half, d, 0.2f, got.data() + half * heads * v);
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], want[i], 1e-5 * (1.0 + std::fabs(want[i]))) << isa_name(isa) << " i " << i;
+    }
+  }
+}
+
 TEST(CpuKernelsConsistency, MlaDecodeMatchesReference) {
   std::mt19937 rng(77);
   std::normal_distribution<float> dist(0.0f, 1.0f);

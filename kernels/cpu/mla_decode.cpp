@@ -68,6 +68,51 @@ constexpr int64_t kLanes = 16;
   }
 }
 
+[[gnu::always_inline]] inline void naive_body(const float* q, const float* kv, const float* k_pe, int64_t k_pe_stride,
+                                              int64_t q_tokens, int64_t kv_tokens, int64_t q_offset,
+                                              const ref::MlaDims& d, float scale, float* out) {
+  K2_KERNEL_CHECK(q_offset >= 0 && q_tokens >= 0 && q_offset + q_tokens <= kv_tokens,
+                  "mla naive: queries past the keys");
+  K2_KERNEL_CHECK(k_pe_stride >= d.rope_dim, "mla naive: k_pe stride too small");
+  const int64_t qk = d.qk_dim(), kv_w = d.nope_dim + d.v_dim;
+  thread_local std::vector<float> scores;
+  scores.resize(static_cast<size_t>(kv_tokens));
+  for (int64_t i = 0; i < q_tokens; ++i) {
+    const int64_t visible = q_offset + i + 1;
+    for (int64_t h = 0; h < d.heads; ++h) {
+      const float* qh = q + (i * d.heads + h) * qk;
+      float* s = scores.data();
+      for (int64_t t = 0; t < visible; ++t) {
+        s[t] = (dot_lanes(qh, kv + (t * d.heads + h) * kv_w, d.nope_dim) +
+                dot_lanes(qh + d.nope_dim, k_pe + t * k_pe_stride, d.rope_dim)) *
+               scale;
+      }
+      const float m = *std::max_element(s, s + visible);
+      float sum = 0.0f;
+      for (int64_t t = 0; t < visible; ++t) sum += (s[t] = std::exp(s[t] - m));
+      const float inv = 1.0f / sum;
+      float* oh = out + (i * d.heads + h) * d.v_dim;
+      std::fill(oh, oh + d.v_dim, 0.0f);
+      for (int64_t t = 0; t < visible; ++t) {
+        const float p = s[t] * inv;
+        const float* v = kv + (t * d.heads + h) * kv_w + d.nope_dim;
+        for (int64_t j = 0; j < d.v_dim; ++j) oh[j] += p * v[j];
+      }
+    }
+  }
+}
+
+void naive_v3(const float* q, const float* kv, const float* k_pe, int64_t k_pe_stride, int64_t q_tokens,
+              int64_t kv_tokens, int64_t q_offset, const ref::MlaDims& d, float scale, float* out) {
+  naive_body(q, kv, k_pe, k_pe_stride, q_tokens, kv_tokens, q_offset, d, scale, out);
+}
+
+[[gnu::target("avx512f,avx512vl,avx512bw,avx512dq")]] void naive_avx512(
+    const float* q, const float* kv, const float* k_pe, int64_t k_pe_stride, int64_t q_tokens, int64_t kv_tokens,
+    int64_t q_offset, const ref::MlaDims& d, float scale, float* out) {
+  naive_body(q, kv, k_pe, k_pe_stride, q_tokens, kv_tokens, q_offset, d, scale, out);
+}
+
 void mla_decode_v3(const float* q_abs, int64_t batch, const ref::PagedLatentView& cache, const int32_t* tables,
                    int64_t stride, const int64_t* kv_lens, const ref::MlaDims& d, float scale, float* out) {
   decode_body(q_abs, batch, cache, tables, stride, kv_lens, d, scale, out);
@@ -80,6 +125,14 @@ void mla_decode_v3(const float* q_abs, int64_t batch, const ref::PagedLatentView
 }
 
 }  // namespace
+
+MlaNaiveFn mla_naive_for(Isa isa) { return isa >= Isa::kAvx512 ? naive_avx512 : naive_v3; }
+
+void mla_attention_naive(const float* q, const float* kv, const float* k_pe, int64_t k_pe_stride, int64_t q_tokens,
+                         int64_t kv_tokens, int64_t q_offset, const ref::MlaDims& dims, float scale, float* out) {
+  static const MlaNaiveFn fn = mla_naive_for(active_isa());
+  fn(q, kv, k_pe, k_pe_stride, q_tokens, kv_tokens, q_offset, dims, scale, out);
+}
 
 MlaDecodeFn mla_decode_for(Isa isa) { return isa >= Isa::kAvx512 ? mla_decode_avx512 : mla_decode_v3; }
 

@@ -4,7 +4,10 @@
 // every head's output. Same contract and shapes as ref::mla_decode_paged; the sums run in
 // 16 float lanes, so results differ from the reference only by float reassociation.
 //
-// Pure function; thread-safe on disjoint outputs (scratch is per thread).
+// Also the naive (prefill) form with the same lane sums, the same contract as
+// ref::mla_attention_naive; callers split a long chunk's queries across threads by q_offset.
+//
+// Pure functions; thread-safe on disjoint outputs (scratch is per thread).
 #pragma once
 
 #include <cstdint>
@@ -20,6 +23,14 @@ using MlaDecodeFn = void (*)(const float* q_abs, int64_t batch, const ref::Paged
 
 // The variant for `isa` (AVX-512 registers from kAvx512 up, else the x86-64-v3 baseline).
 MlaDecodeFn mla_decode_for(Isa isa);
+using MlaNaiveFn = void (*)(const float* q, const float* kv, const float* k_pe, int64_t k_pe_stride,
+                            int64_t q_tokens, int64_t kv_tokens, int64_t q_offset, const ref::MlaDims& dims,
+                            float scale, float* out);
+MlaNaiveFn mla_naive_for(Isa isa);
+// mla_naive_for(active_isa()).
+void mla_attention_naive(const float* q, const float* kv, const float* k_pe, int64_t k_pe_stride, int64_t q_tokens,
+                         int64_t kv_tokens, int64_t q_offset, const ref::MlaDims& dims, float scale, float* out);
+
 // mla_decode_for(active_isa()).
 void mla_decode_paged(const float* q_abs, int64_t batch, const ref::PagedLatentView& cache,
                       const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,

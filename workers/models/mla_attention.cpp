@@ -123,8 +123,20 @@ void MlaLayer::attend_naive(const MlaParams& p, int64_t layer, const SequenceChu
   }
   std::vector<float> kv(static_cast<size_t>(kv_tokens * kv_w));  // [kv_tokens, H, nope + v]
   kv_b_.forward(latents.data(), lat, kv_tokens, kv.data(), kv_w);
-  ref::mla_attention_naive(q, kv.data(), latents.data() + d.kv_lora_rank, lat, n, kv_tokens, seq.start_pos, d,
-                           p.softmax_scale, attn);
+  if (o_.layout() == WeightLayout::kF32) {  // the float32 path keeps the reference
+    ref::mla_attention_naive(q, kv.data(), latents.data() + d.kv_lora_rank, lat, n, kv_tokens, seq.start_pos, d,
+                             p.softmax_scale, attn);
+    return;
+  }
+  // Query rows in chunks of kRowsPerTask as pool tasks (later rows see more keys, so
+  // several chunks per thread keep the threads balanced).
+  constexpr int64_t kRowsPerTask = 16;
+  const int64_t q_width = d.heads * d.qk_dim(), v_width = d.heads * d.v_dim;
+  parallel_tasks((n + kRowsPerTask - 1) / kRowsPerTask, [&](int64_t c) {
+    const int64_t i0 = c * kRowsPerTask, rows = std::min(kRowsPerTask, n - i0);
+    cpu::mla_attention_naive(q + i0 * q_width, kv.data(), latents.data() + d.kv_lora_rank, lat, rows, kv_tokens,
+                             seq.start_pos + i0, d, p.softmax_scale, attn + i0 * v_width);
+  });
 }
 
 // Absorbed form for the one-token sequences `decode_seqs`, all at once.
