@@ -211,8 +211,13 @@ void print_table(const nlohmann::json& j) {
               static_cast<long long>(j.at("batch_size").get<int64_t>()),
               static_cast<long long>(j.at("input_len").get<int64_t>()),
               static_cast<long long>(j.at("output_len").get<int64_t>()));
-  std::printf("Avg latency: %.4f s (p50 %.4f, p90 %.4f)\n", f("avg_latency_s"), f("p50_latency_s"),
-              f("p90_latency_s"));
+  if (j.contains("requests_per_s")) {
+    std::printf("Throughput: %.2f requests/s, %.2f total tokens/s, %.2f output tokens/s\n", f("requests_per_s"),
+                f("total_tokens_per_s"), f("output_tokens_per_s"));
+  } else {
+    std::printf("Avg latency: %.4f s (p50 %.4f, p90 %.4f)\n", f("avg_latency_s"), f("p50_latency_s"),
+                f("p90_latency_s"));
+  }
   std::printf("prefill: %.1f tok/s, %.1f GFLOP/s = %.3f of the %s peak (%.0f GFLOP/s)\n", f("prefill_tokens_per_s"),
               f("prefill_gflops"), f("prefill_peak_fraction"), j.at("compute_peak").get<std::string>().c_str(),
               f("compute_peak_gflops"));
@@ -265,6 +270,12 @@ int run(const std::vector<std::string>& argv, bool throughput) {
   nlohmann::json j = report(**model, a, batch, *summary, *bw, peak, amx > 0);
   j["command"] = cmd;
   j["model"] = a.model;
+  if (throughput) {  // vLLM's throughput figures: one batch of every prompt, end to end
+    const double secs = j.at("avg_latency_s").get<double>();
+    j["requests_per_s"] = static_cast<double>(batch) / secs;
+    j["total_tokens_per_s"] = static_cast<double>(batch * (a.input_len + a.output_len)) / secs;
+    j["output_tokens_per_s"] = static_cast<double>(batch * a.output_len) / secs;
+  }
   if (a.json) {
     std::cout << j.dump() << "\n";
   } else {
