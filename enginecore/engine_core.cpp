@@ -147,10 +147,13 @@ Status EngineCore::finish_step(const protocol::StepResult& result) {
   step.step_id = result.step_id;
   step.sampled_token_ids.resize(in_flight_->requests.size());
   step_logprobs_.clear();
+  step_prompt_logprobs_.clear();
   for (const auto& sample : result.samples) {
     if (sample.slot >= in_flight_->requests.size()) return internal_error("step result names an unknown slot");
     step.sampled_token_ids[sample.slot] = sample.token_ids;
-    if (sample.logprobs) step_logprobs_[in_flight_->requests[sample.slot].request_id] = *sample.logprobs;
+    const std::string& id = in_flight_->requests[sample.slot].request_id;
+    if (sample.logprobs) step_logprobs_[id] = *sample.logprobs;
+    if (sample.prompt_logprobs) step_prompt_logprobs_[id] = *sample.prompt_logprobs;
   }
   Status s = scheduler_->update_from_output(*in_flight_, step);
   if (!s.ok()) return s;
@@ -158,6 +161,7 @@ Status EngineCore::finish_step(const protocol::StepResult& result) {
   ++steps_;
   collect_scheduler_outputs();
   step_logprobs_.clear();
+  step_prompt_logprobs_.clear();
   return Status::ok_status();
 }
 
@@ -171,6 +175,11 @@ void EngineCore::collect_scheduler_outputs() {
     p.num_cached_tokens = static_cast<uint32_t>(std::max(o.num_cached_tokens, 0));
     if (auto it = step_logprobs_.find(o.request_id); it != step_logprobs_.end() && !p.new_token_ids.empty())
       p.new_logprobs = std::move(it->second);
+    // The prompt's scores ride with the first token, as vLLM returns them at prefill's end.
+    if (auto it = step_prompt_logprobs_.find(o.request_id); it != step_prompt_logprobs_.end()) {
+      p.new_prompt_logprobs = std::move(it->second);
+      step_prompt_logprobs_.erase(it);
+    }
     if (o.finished()) requests_.erase(o.request_id);
     pending_.push_back(std::move(p));
   }

@@ -73,8 +73,10 @@ class EngineCore {
   std::unique_ptr<Scheduler> scheduler_;
   std::unordered_map<std::string, RequestInfo> requests_;
   std::optional<SchedulerOutput> in_flight_;
-  // Logprobs the workers returned for a request in the step in flight, by request id.
+  // Logprobs the workers returned for a request in the step in flight, by request id:
+  // of the sampled tokens, and (once, after the last prompt chunk) of the prompt.
   std::unordered_map<std::string, protocol::TokenLogprobs> step_logprobs_;
+  std::unordered_map<std::string, protocol::TokenLogprobs> step_prompt_logprobs_;
   std::vector<protocol::RequestOutput> pending_;
   std::vector<protocol::UtilityOutput> pending_utility_;
   std::mt19937_64 seed_rng_;

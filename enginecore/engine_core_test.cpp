@@ -88,6 +88,62 @@ TEST(EngineCore, SecondaryEosStopsWithAStopTokenAndLogprobsRideAlong) {
   EXPECT_FALSE((*core)->has_unfinished_requests());
 }
 
+// Runs `id` to its end, answering every sample with `token` (and prompt logprobs with the
+// last prompt chunk's sample when `prompt_lp`); returns every output of the request.
+std::vector<protocol::RequestOutput> run_to_end(EngineCore& core, const std::string& id, int32_t token,
+                                                bool prompt_lp = false,
+                                                std::vector<protocol::ScheduledRequest>* scheduled = nullptr) {
+  std::vector<protocol::RequestOutput> outs;
+  for (int step = 0; step < 100 && core.has_unfinished_requests(); ++step) {
+    auto plan = core.plan_step();
+    if (!plan) break;
+    auto result = answer(*plan, token);
+    for (auto& s : result.samples) {
+      const auto& r = plan->requests[s.slot];
+      if (prompt_lp && r.num_output_tokens == 0)
+        s.prompt_logprobs = protocol::TokenLogprobs{1, 3, {7, 7, 8}, {-0.25f, -0.25f, -2.f}, {1}};
+    }
+    for (const auto& r : plan->requests)
+      if (scheduled && r.request_id == id) scheduled->push_back(r);
+    EXPECT_TRUE(core.finish_step(result).ok());
+    for (auto& o : core.take_outputs().outputs)
+      if (o.request_id == id) outs.push_back(std::move(o));
+  }
+  return outs;
+}
+
+TEST(EngineCore, PromptLogprobsSkipThePrefixCacheAndRideWithTheFirstTokenOnce) {
+  auto core = EngineCore::create(small_config());
+  ASSERT_TRUE(core.ok());
+  std::vector<int32_t> prompt(40);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>(i + 1);
+  (*core)->add_request(request("warm", prompt, 2));
+  run_to_end(**core, "warm", 5);
+  // Control: the same prompt without prompt_logprobs hits the prefix cache.
+  (*core)->add_request(request("hit", prompt, 2));
+  std::vector<protocol::ScheduledRequest> hit_plans;
+  run_to_end(**core, "hit", 5, false, &hit_plans);
+  ASSERT_FALSE(hit_plans.empty());
+  EXPECT_GT(hit_plans[0].start_position, 0u);
+
+  auto r = request("plp", prompt, 3);
+  r.params.prompt_logprobs = 2;
+  (*core)->add_request(r);
+  std::vector<protocol::ScheduledRequest> plans;
+  auto outs = run_to_end(**core, "plp", 5, true, &plans);
+  ASSERT_GE(plans.size(), 2u) << "40 prompt tokens with a budget of 32 take two chunks";
+  EXPECT_EQ(plans[0].start_position, 0u);
+  EXPECT_TRUE(plans[0].cached_token_ids.empty());
+  EXPECT_EQ(plans[0].num_tokens, 32u);
+  ASSERT_EQ(outs.size(), 3u);
+  ASSERT_TRUE(outs[0].new_prompt_logprobs.has_value());
+  EXPECT_EQ(outs[0].new_prompt_logprobs->width, 3u);
+  EXPECT_EQ(outs[0].new_token_ids, std::vector<int32_t>{5});
+  EXPECT_FALSE(outs[1].new_prompt_logprobs.has_value());
+  EXPECT_FALSE(outs[2].new_prompt_logprobs.has_value());
+  EXPECT_EQ(outs[0].num_cached_tokens, 0u);
+}
+
 TEST(EngineCore, RefusedRequestsEndWithAnError) {
   auto core = EngineCore::create(small_config());
   ASSERT_TRUE(core.ok());

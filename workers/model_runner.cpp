@@ -41,6 +41,13 @@ Status ModelRunner::apply(const protocol::StepPlan& plan, const protocol::Schedu
     state.num_prompt_tokens = r.num_prompt_tokens;
     const protocol::SamplingParams& wire = plan.sampling_params[static_cast<size_t>(r.params_index)];
     state.params = to_sampler_params(wire);
+    // Scored once, on the pass that produces the first token (not again after recompute).
+    if (wire.prompt_logprobs && r.num_output_tokens == 0) {
+      if (r.start_position != 0)
+        return invalid_argument("request " + r.request_id +
+                                ": prompt_logprobs need the prompt computed from position 0 (no prefix-cache hit)");
+      state.prompt_logprobs = static_cast<int64_t>(*wire.prompt_logprobs);
+    }
     requests_[r.request_id] = std::move(state);
   }
   auto it = requests_.find(r.request_id);
@@ -56,6 +63,46 @@ Status ModelRunner::apply(const protocol::StepPlan& plan, const protocol::Schedu
   if (cache_.blocks_for(static_cast<int64_t>(state.tokens.size())) > static_cast<int64_t>(state.block_table.size()))
     return invalid_argument("request " + r.request_id + ": block table too short");
   return Status::ok_status();
+}
+
+void ModelRunner::score_row(RequestState& state, std::span<const float> row, int32_t token) {
+  ScoredToken scored = sampler_.score(row, token, state.prompt_logprobs);
+  protocol::TokenLogprobs& lp = state.prompt_scores;
+  lp.width = static_cast<uint32_t>(1 + scored.top.size());
+  ++lp.num_positions;
+  lp.token_ids.push_back(scored.token.token);
+  lp.logprobs.push_back(scored.token.logprob);
+  lp.ranks.push_back(static_cast<int32_t>(scored.token.rank));
+  for (const TokenLogprob& t : scored.top) {
+    lp.token_ids.push_back(t.token);
+    lp.logprobs.push_back(t.logprob);
+  }
+}
+
+void ModelRunner::score_prompt_chunk(const protocol::ScheduledRequest& r, RequestState& state, const Logits& logits,
+                                     int64_t first_row) {
+  const int64_t prompt = state.num_prompt_tokens;
+  const int64_t start = r.start_position;
+  const int64_t end = start + r.num_tokens;
+  if (!state.pending_row.empty()) {
+    score_row(state, state.pending_row, state.tokens[static_cast<size_t>(start)]);
+    state.pending_row.clear();
+  }
+  // The row of position p is the distribution of the token at p + 1.
+  for (int64_t p = start; p < end && p + 1 < prompt; ++p) {
+    const float* row = logits.row(first_row + (p - start));
+    if (p + 1 < end) {
+      score_row(state, std::span<const float>(row, static_cast<size_t>(logits.vocab)),
+                state.tokens[static_cast<size_t>(p + 1)]);
+    } else {
+      state.pending_row.assign(row, row + logits.vocab);
+    }
+  }
+  if (end >= prompt) {
+    state.prompt_scores_done = std::move(state.prompt_scores);
+    state.prompt_scores = {};
+    state.prompt_logprobs = -1;
+  }
 }
 
 protocol::SampledRequest ModelRunner::sample(const protocol::ScheduledRequest& r, RequestState& state,
@@ -80,6 +127,10 @@ protocol::SampledRequest ModelRunner::sample(const protocol::ScheduledRequest& r
     }
     out.logprobs = std::move(lp);
   }
+  if (state.prompt_scores_done) {
+    out.prompt_logprobs = std::move(*state.prompt_scores_done);
+    state.prompt_scores_done.reset();
+  }
   return out;
 }
 
@@ -93,11 +144,15 @@ Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan
   std::vector<RequestState*> states;
   ForwardBatch batch;
   batch.logit_rows = LogitRows::kLastPerSequence;
+  int64_t total_tokens = 0;
   for (const auto& r : plan.requests) {
     K2_RETURN_IF_ERROR(apply(plan, r));
     RequestState& state = requests_.at(r.request_id);
     states.push_back(&state);
     if (r.num_tokens == 0) return invalid_argument("request " + r.request_id + ": no tokens scheduled");
+    // Prompt scores need every row of the chunk; the model gives all rows or last rows only.
+    if (state.prompt_logprobs >= 0) batch.logit_rows = LogitRows::kAll;
+    total_tokens += r.num_tokens;
   }
   for (size_t i = 0; i < plan.requests.size(); ++i) {
     const auto& r = plan.requests[i];
@@ -105,14 +160,19 @@ Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan
                                             std::span<const int32_t>(states[i]->block_table)});
   }
   K2_ASSIGN_OR_RETURN(Logits logits, model_.forward(batch, cache_));
-  if (logits.rows != static_cast<int64_t>(plan.requests.size()))
-    return internal_error("model returned " + std::to_string(logits.rows) + " logit rows for " +
-                          std::to_string(plan.requests.size()) + " sequences");
+  const bool all_rows = batch.logit_rows == LogitRows::kAll;
+  const int64_t want_rows = all_rows ? total_tokens : static_cast<int64_t>(plan.requests.size());
+  if (logits.rows != want_rows)
+    return internal_error("model returned " + std::to_string(logits.rows) + " logit rows, expected " +
+                          std::to_string(want_rows));
+  int64_t first_row = 0;  // of request i's chunk when all rows came back
   for (size_t i = 0; i < plan.requests.size(); ++i) {
     const auto& r = plan.requests[i];
+    if (states[i]->prompt_logprobs >= 0) score_prompt_chunk(r, *states[i], logits, first_row);
+    const int64_t last_row = all_rows ? first_row + r.num_tokens - 1 : static_cast<int64_t>(i);
+    first_row += r.num_tokens;
     if (!r.sample) continue;
-    std::span<float> row(logits.data.data() + static_cast<int64_t>(i) * logits.vocab,
-                         static_cast<size_t>(logits.vocab));
+    std::span<float> row(logits.data.data() + last_row * logits.vocab, static_cast<size_t>(logits.vocab));
     result.samples.push_back(sample(r, *states[i], row));
   }
   return result;

@@ -7,11 +7,20 @@
 // mixed) as one varlen forward call, then samples the requests whose chunk reached their
 // end, with per-request seeds so draws do not depend on the batch.
 //
+// prompt_logprobs (vLLM's semantics): every prompt position after the first is scored
+// against the raw logits of the position before it, chunk by chunk; a step with such a
+// request asks the model for every row. A chunk's last row scores the next chunk's first
+// token, which the worker sees only then, so that row waits in the request's state. The
+// scores travel once, with the token sampled after the last prompt chunk. A request resumed
+// after it has produced output (recompute preemption) is not scored again.
+//
 // Holds references to the model and the KV cache (the caller owns both and keeps them
 // alive). Not thread-safe: the worker's one loop thread.
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -41,9 +50,16 @@ class ModelRunner {
     std::vector<int32_t> tokens;  // prompt then outputs, as far as the plans have shown them
     uint32_t num_prompt_tokens = 0;
     SamplingParams params;
+    int64_t prompt_logprobs = -1;  // top-n per prompt position; -1: none asked or all scored
+    protocol::TokenLogprobs prompt_scores;                     // positions 1.. scored so far
+    std::vector<float> pending_row;                            // scores the next chunk's first token
+    std::optional<protocol::TokenLogprobs> prompt_scores_done; // complete, not yet returned
   };
 
   Status apply(const protocol::StepPlan& plan, const protocol::ScheduledRequest& r);
+  void score_prompt_chunk(const protocol::ScheduledRequest& r, RequestState& state, const Logits& logits,
+                          int64_t first_row);
+  void score_row(RequestState& state, std::span<const float> row, int32_t token);
   protocol::SampledRequest sample(const protocol::ScheduledRequest& r, RequestState& state, std::span<float> logits);
 
   const DeepSeekV3& model_;

@@ -56,7 +56,6 @@ void drain_eventfd(int fd) {
 Result<protocol::SamplingParams> to_protocol_params(const openai::SamplingParams& s) {
   if (s.n != 1) return invalid_argument("the engine takes n = 1 per request (the frontend fans out n > 1)");
   if (s.allowed_token_ids) return unimplemented("allowed_token_ids is not supported by the engine yet");
-  if (s.prompt_logprobs) return unimplemented("prompt_logprobs is not supported by the engine yet");
   if (s.max_tokens < 0 || s.min_tokens < 0) return invalid_argument("max_tokens and min_tokens must be >= 0");
   protocol::SamplingParams p;
   p.temperature = static_cast<float>(s.temperature);
@@ -71,6 +70,10 @@ Result<protocol::SamplingParams> to_protocol_params(const openai::SamplingParams
   if (s.logprobs) {
     if (*s.logprobs < 0) return invalid_argument("logprobs must be >= 0");
     p.logprobs = static_cast<uint32_t>(*s.logprobs);
+  }
+  if (s.prompt_logprobs) {
+    if (*s.prompt_logprobs < 0) return invalid_argument("prompt_logprobs must be >= 0");
+    p.prompt_logprobs = static_cast<uint32_t>(*s.prompt_logprobs);
   }
   p.presence_penalty = static_cast<float>(s.presence_penalty);
   p.frequency_penalty = static_cast<float>(s.frequency_penalty);

@@ -127,7 +127,7 @@ class ZmqEngineClient final : public openai::EngineClient {
 };
 
 // The wire's sampling parameters for one engine request. kInvalidArgument / kUnimplemented
-// for what the engine cannot do yet (allowed_token_ids, prompt_logprobs, n != 1).
+// for what the engine cannot do yet (allowed_token_ids, n != 1).
 Result<protocol::SamplingParams> to_protocol_params(const openai::SamplingParams& params);
 // One engine output as the OpenAI layer sees it.
 openai::EngineOutput to_engine_output(const protocol::RequestOutput& output);

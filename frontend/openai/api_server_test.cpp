@@ -128,6 +128,57 @@ TEST_F(ApiServerTest, CompletionsStreamFramingWithUsage) {
   for (size_t i = 0; i + 1 < frames.size(); ++i) EXPECT_EQ(nlohmann::json::parse(frames[i])["id"], id);
 }
 
+// vLLM's shape: one entry per prompt token, null first, then {"<id>": {logprob, rank,
+// decoded_token}} holding the prompt token and the top-n.
+void expect_prompt_logprobs_shape(const nlohmann::json& plp, const std::vector<int32_t>& prompt, size_t top_n) {
+  ASSERT_TRUE(plp.is_array()) << plp.dump();
+  ASSERT_EQ(plp.size(), prompt.size());
+  EXPECT_TRUE(plp[0].is_null());
+  for (size_t i = 1; i < plp.size(); ++i) {
+    ASSERT_TRUE(plp[i].is_object()) << i;
+    ASSERT_TRUE(plp[i].contains(std::to_string(prompt[i]))) << "position " << i << " lacks its prompt token";
+    EXPECT_GE(plp[i].size(), top_n);
+    EXPECT_LE(plp[i].size(), top_n + 1);
+    for (const auto& [key, entry] : plp[i].items()) {
+      EXPECT_EQ(std::to_string(std::stoi(key)), key);
+      EXPECT_TRUE(entry["logprob"].is_number());
+      EXPECT_TRUE(entry["rank"].is_number_integer());
+      EXPECT_TRUE(entry["decoded_token"].is_string());
+    }
+  }
+}
+
+TEST_F(ApiServerTest, PromptLogprobsInVllmShape) {
+  start();
+  const std::vector<int32_t> prompt = tok_->encode("one two three four", false);
+  nlohmann::json body = {{"model", "demo"}, {"prompt", prompt}, {"max_tokens", 2}, {"prompt_logprobs", 2},
+                         {"return_tokens_as_token_ids", true}};
+  auto r = call("POST", "/v1/completions", body.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto j = nlohmann::json::parse(r.body);
+  expect_prompt_logprobs_shape(j["choices"][0]["prompt_logprobs"], prompt, 2);
+  EXPECT_FALSE(j.contains("prompt_logprobs")) << "completions carry it on the choice";
+  const auto& entry = j["choices"][0]["prompt_logprobs"][1][std::to_string(prompt[1])];
+  auto text = tok_->decode(std::span<const int32_t>(&prompt[1], 1), false);
+  ASSERT_TRUE(text.ok());
+  EXPECT_EQ(entry["decoded_token"], *text) << "decoded_token stays text with return_tokens_as_token_ids";
+
+  body = {{"model", "demo"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"max_tokens", 2},
+          {"prompt_logprobs", 1}, {"chat_template_kwargs", {{"thinking", false}}}};
+  r = call("POST", "/v1/chat/completions", body.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  j = nlohmann::json::parse(r.body);
+  ASSERT_TRUE(j.contains("prompt_logprobs")) << "chat carries it on the response";
+  EXPECT_TRUE(j["prompt_logprobs"].is_array());
+  EXPECT_GE(j["prompt_logprobs"].size(), 2u);
+  EXPECT_TRUE(j["prompt_logprobs"][0].is_null());
+
+  body = {{"model", "demo"}, {"prompt", prompt}, {"prompt_logprobs", 1}, {"stream", true}};
+  EXPECT_EQ(call("POST", "/v1/completions", body.dump()).status, 400);
+  body = {{"model", "demo"}, {"prompt", prompt}, {"prompt_logprobs", 21}};
+  EXPECT_EQ(call("POST", "/v1/completions", body.dump()).status, 400) << "over --max-logprobs";
+}
+
 TEST_F(ApiServerTest, ChatStreamStartsWithRoleDelta) {
   start();
   auto r = call("POST", "/v1/chat/completions",

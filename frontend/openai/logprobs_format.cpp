@@ -90,13 +90,17 @@ void CompletionLogprobs::clear() {
 }
 
 ojson prompt_logprobs_json(const TokenStrings& ts, std::span<const PositionLogprobs> positions) {
+  // vLLM's detokenizer fills decoded_token; return_tokens_as_token_ids does not reach it
+  // (the keys are the ids already).
+  TokenStrings decoded = ts;
+  decoded.as_token_ids = false;
   ojson out = ojson::array();
   out.push_back(nullptr);
   for (const auto& p : positions) {
     ojson entry = ojson::object();
     auto add = [&](const TokenLogprob& t) {
       entry[std::to_string(t.token_id)] = {{"logprob", clamp_logprob(t.logprob)}, {"rank", t.rank},
-                                           {"decoded_token", ts.text(t.token_id)}};
+                                           {"decoded_token", decoded.text(t.token_id)}};
     };
     add(p.chosen);
     for (const auto& t : p.top) add(t);

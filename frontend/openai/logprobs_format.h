@@ -3,11 +3,13 @@
 //  - chat: logprobs.content[] = {token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}
 //  - completions: {tokens[], token_logprobs[], top_logprobs[{token: logprob}], text_offset[]}
 //    (echo puts the prompt's positions first; the first prompt token has null logprobs)
-//  - vLLM's prompt_logprobs: [null, {"<id>": {logprob, rank, decoded_token}}, ...]
+//  - vLLM's prompt_logprobs: [null, {"<id>": {logprob, rank, decoded_token}}, ...], the
+//    prompt token's entry first with its rank, then the top-n with ranks 1..n (a prompt
+//    token among the top-n keeps its place and takes its top-n entry, as a Python dict)
 //
 // A token's string is its bytes with ill-formed UTF-8 replaced by U+FFFD (a token can end
 // inside a character), or "token_id:<id>" with return_tokens_as_token_ids; `bytes` are the
-// token's raw bytes. -inf logprobs become -9999.0 as in vLLM (JSON has no infinity).
+// token's raw bytes (prompt_logprobs' decoded_token is always the text, as in vLLM). -inf logprobs become -9999.0 as in vLLM (JSON has no infinity).
 // Stateless functions and a small accumulator (CompletionLogprobs, one per choice, not
 // thread-safe); the tokenizer is shared and immutable.
 #pragma once

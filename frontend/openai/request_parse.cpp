@@ -302,7 +302,8 @@ Status read_common(FieldReader& r, const RequestLimits& limits, CommonRequest& o
   std::optional<int64_t> best_of;
   K2_RETURN_IF_ERROR(r.read_int("best_of", best_of));
   if (best_of && *best_of != out.n) return unimplemented("best_of is not supported; use n");
-  if (out.sampling.prompt_logprobs && out.stream) {
+  // As vLLM: prompt_logprobs = 0 may stream (nothing of the prompt is returned then).
+  if (out.sampling.prompt_logprobs.value_or(0) > 0 && out.stream) {
     return invalid_argument("`prompt_logprobs` are not available when `stream=True`.");
   }
   return Status::ok_status();

@@ -73,6 +73,8 @@ TEST(RequestParse, RangeChecksAre400s) {
     EXPECT_TRUE(st.code() == Code::kInvalidArgument) << bad.dump() << " -> " << st.to_string();
   }
   EXPECT_EQ(chat_status({{"use_beam_search", true}}).code(), Code::kUnimplemented);
+  EXPECT_TRUE(chat_status({{"prompt_logprobs", 0}, {"stream", true}}).ok()) << "vLLM refuses only > 0 when streaming";
+  EXPECT_TRUE(chat_status({{"prompt_logprobs", 5}}, lim).ok()) << "the --max-logprobs limit is inclusive";
 }
 
 TEST(RequestParse, MaxCompletionTokensWins) {

@@ -4,15 +4,22 @@
 1. Exactness through the whole stack: every golden prompt of a model set, sent as token ids to
    /v1/completions at temperature 0 with max_tokens 16, returns the golden greedy tokens
    (compared as tests/data/models/README.md section 8 says), alone and all in flight at once.
-2. Lifecycle: kill -9 of the worker, and separately of the enginecore, while a stream is open:
+2. prompt_logprobs: for every golden prompt, /v1/completions with prompt_logprobs=2 returns for
+   each prompt position the logprob of the prompt token equal to log_softmax of the golden
+   float32 prefill logits of the position before it (within the tolerance), with the top 2 and
+   their ranks, in vLLM's shape; also with chunked prefill and with the prompt already in the
+   prefix cache (which prompt_logprobs must bypass), and through echo + logprobs.
+3. Lifecycle: kill -9 of the worker, and separately of the enginecore, while a stream is open:
    the stream ends with an error, /health turns 503 within 2 s, the server exits non-zero, and
    no process of the tree and no shared-memory segment is left. SIGTERM drains and exits 0.
 
 Usage: serve_test.py K2SERVE DATA_DIR MODEL_SET [MODEL_SET...]
 """
 import json
+import math
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -67,9 +74,108 @@ def check_exactness(k2serve, data, model_set, c):
         for name, _, want in jobs:
             got = results.get(name, [])
             c.check(got[:len(want)] == want, f"concurrent {name}: got {got}, want prefix {want}")
+        # Every golden prompt is in the prefix cache now: prompt_logprobs must bypass it.
+        check_prompt_logprobs(server, model, golden, model_set, c)
     finally:
         server.stop()
     c.check(server.proc.returncode == 0, f"{model_set}: SIGTERM exits 0 (got {server.proc.returncode})")
+
+
+def read_safetensors(path, names):
+    """The named F32 tensors of a safetensors file as {name: (shape, flat list)}: stdlib only."""
+    out = {}
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        base = 8 + n
+        for name in names:
+            meta = header[name]
+            assert meta["dtype"] == "F32", f"{name}: {meta['dtype']}"
+            begin, end = meta["data_offsets"]
+            f.seek(base + begin)
+            raw = f.read(end - begin)
+            out[name] = (meta["shape"], list(struct.unpack(f"<{len(raw) // 4}f", raw)))
+    return out
+
+
+def log_softmax(row):
+    mx = max(row)
+    lse = mx + math.log(sum(math.exp(v - mx) for v in row))
+    return [v - lse for v in row]
+
+
+def golden_prompts(model, golden):
+    """(label, prompt ids, golden prefill logits rows) for every golden prompt with fp32 prefill logits."""
+    names = []
+    for case in golden["cases"]:
+        for i, _ in enumerate(case["prompts"]):
+            names.append(f"{case['name']}.{i}.fp32.prefill_logits")
+    tensors = read_safetensors(model / "golden.safetensors", names)
+    out = []
+    for case in golden["cases"]:
+        for i, prompt in enumerate(case["prompts"]):
+            (rows, vocab), flat = tensors[f"{case['name']}.{i}.fp32.prefill_logits"]
+            assert rows == len(prompt)
+            out.append((f"{case['name']}.{i}", prompt, [flat[r * vocab:(r + 1) * vocab] for r in range(rows)]))
+    return out
+
+
+def check_prompt_logprobs(server, model, golden, label, c):
+    """prompt_logprobs=2 against log_softmax of the golden prefill logits, position by position."""
+    top_n = 2
+    for name, prompt, rows in golden_prompts(model, golden):
+        body = {"model": server.model, "prompt": prompt, "max_tokens": 1, "temperature": 0,
+                "prompt_logprobs": top_n, "ignore_eos": True}
+        plp = server.post("/v1/completions", body)["choices"][0].get("prompt_logprobs")
+        ok = isinstance(plp, list) and len(plp) == len(prompt) and plp[0] is None
+        c.check(ok, f"{label} {name}: prompt_logprobs is a list of {len(prompt)} starting with null")
+        if not ok:
+            continue
+        worst, bad = 0.0, []
+        for p in range(1, len(prompt)):
+            want = log_softmax(rows[p - 1])
+            entry = plp[p]
+            got = entry.get(str(prompt[p])) if isinstance(entry, dict) else None
+            if got is None or not isinstance(got.get("decoded_token"), str):
+                bad.append(f"position {p}: no entry for prompt token {prompt[p]}")
+                continue
+            worst = max(worst, abs(got["logprob"] - want[prompt[p]]))
+            best = max(range(len(want)), key=lambda t: want[t])
+            second = max((t for t in range(len(want)) if t != best), key=lambda t: want[t])
+            ranks = sorted(e["rank"] for e in entry.values())
+            # The prompt token with its own rank, then ranks 1..top_n (one entry if it is among them).
+            if not (ranks[:top_n] == list(range(1, top_n + 1)) and len(entry) in (top_n, top_n + 1)
+                    and (len(entry) == top_n or got["rank"] > top_n)):
+                bad.append(f"position {p}: entries {entry}")
+            elif want[best] - want[second] > 2 * TOL and entry.get(str(best), {}).get("rank") != 1:
+                bad.append(f"position {p}: rank 1 is not token {best}: {entry}")
+        c.check(worst <= TOL and not bad,
+                f"{label} {name}: prompt token logprobs within {TOL} of log_softmax(golden) (worst {worst:.2e}) {bad[:3]}")
+    # echo + logprobs: the prompt's token_logprobs are the same scores.
+    name, prompt, rows = golden_prompts(model, golden)[0]
+    body = {"model": server.model, "prompt": prompt, "max_tokens": 1, "temperature": 0, "echo": True,
+            "logprobs": 1, "ignore_eos": True}
+    lp = server.post("/v1/completions", body)["choices"][0]["logprobs"]["token_logprobs"]
+    got = lp[:len(prompt)]
+    want = [None] + [log_softmax(rows[p - 1])[prompt[p]] for p in range(1, len(prompt))]
+    c.check(got[0] is None and all(abs(g - w) <= TOL for g, w in zip(got[1:], want[1:])),
+            f"{label} {name}: echo + logprobs scores the prompt as prompt_logprobs do")
+
+
+def check_prompt_logprobs_chunked(k2serve, data, model_set, c):
+    """The same with a token budget far below the prompts (chunked prefill), cache warm first."""
+    model = data / "models" / model_set
+    golden = json.loads((model / "golden.json").read_text())
+    server = Server(k2serve, model, ["--tokenizer", str(data / "text" / "tok-1024"), "--dtype", "float32",
+                                     "--enable-chunked-prefill", "--max-num-batched-tokens", "16"],
+                    kv_cache_memory=64 << 20)
+    try:
+        for case in golden["cases"]:
+            for prompt in case["prompts"]:  # warm the prefix cache with every prompt
+                server.post("/v1/completions", {"model": server.model, "prompt": prompt, "max_tokens": 1})
+        check_prompt_logprobs(server, model, golden, f"{model_set} chunked(16)", c)
+    finally:
+        server.stop()
 
 
 def open_stream(server):
@@ -123,6 +229,7 @@ def main():
     c = Checks()
     for s in sets:
         check_exactness(k2serve, data, s, c)
+    check_prompt_logprobs_chunked(k2serve, data, sets[0], c)
     check_kill(k2serve, data, sets[0], "worker", c)
     check_kill(k2serve, data, sets[0], "enginecore", c)
     sys.exit(c.exit_code() if c.passed else 1)

@@ -54,6 +54,7 @@ void apply_penalties(std::span<float> logits, const SamplingParams& p, const Seq
 
 std::vector<TokenLogprob> top_logprobs(const std::vector<float>& lp, int64_t k, std::vector<int32_t>& order) {
   const int64_t n = std::min<int64_t>(k, static_cast<int64_t>(lp.size()));
+  if (n <= 0) return {};
   order.resize(lp.size());
   std::iota(order.begin(), order.end(), 0);
   std::partial_sort(order.begin(), order.begin() + n, order.end(), [&](int32_t a, int32_t b) {
@@ -147,6 +148,14 @@ SampleResult Sampler::sample(std::span<float> logits, const SamplingParams& p, c
     result.top = top_logprobs(raw_lp, p.logprobs, order_);
   }
   return result;
+}
+
+ScoredToken Sampler::score(std::span<const float> logits, int32_t token, int64_t top_n) {
+  log_softmax(logits, logprobs_);
+  ScoredToken out;
+  out.token = {token, logprobs_[static_cast<size_t>(token)], rank_of(logprobs_, token)};
+  out.top = top_logprobs(logprobs_, std::max<int64_t>(top_n, 0), order_);
+  return out;
 }
 
 }  // namespace k2

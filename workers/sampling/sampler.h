@@ -1,6 +1,7 @@
 // Sampler: turns one step's logits into tokens, per sequence, with vLLM V1's semantics and
-// order: allowed/min-token masks, logit_bias, penalties, logprobs of the processed logits,
-// temperature, min_p, top_k, top_p, then a draw. Draws use a counter-based generator keyed
+// order: allowed/min-token masks, logit_bias, penalties, logprobs of the raw logits,
+// temperature, min_p, top_k, top_p, then a draw. It also scores given tokens (prompt
+// logprobs) against raw logits. Draws use a counter-based generator keyed
 // by (request seed, output index), so a seeded request gets the same tokens whatever else
 // shares its batch. Stateless apart from scratch buffers: one Sampler per worker thread.
 #pragma once
@@ -45,14 +46,26 @@ struct SampleResult {
   std::vector<TokenLogprob> top;    // top `logprobs` tokens, best first
 };
 
+// A given token's place in one row's raw distribution (vLLM's prompt logprobs).
+struct ScoredToken {
+  TokenLogprob token;             // logprob and 1-based rank of the given token
+  std::vector<TokenLogprob> top;  // the top n tokens, best first
+};
+
 class Sampler {
  public:
   // `logits` is modified in place (it is the step's scratch). `vocab` columns.
   SampleResult sample(std::span<float> logits, const SamplingParams& params, const SequenceHistory& history);
 
+  // log_softmax of the unprocessed `logits` (no penalties, bias or temperature, as vLLM's
+  // raw prompt logprobs): `token`'s logprob and rank, and the `top_n` best tokens.
+  // `token` must index `logits`.
+  ScoredToken score(std::span<const float> logits, int32_t token, int64_t top_n);
+
  private:
   std::vector<int32_t> order_;
   std::vector<float> probs_;
+  std::vector<float> logprobs_;
 };
 
 // The uniform variate in (0, 1) that request `seed` uses for output token `index`, draw `lane`.

@@ -123,6 +123,28 @@ TEST(Sampler, LogprobsAreOfTheRawDistribution) {
   EXPECT_EQ(r.sampled.rank, r.token == 1 ? 1 : (r.token == 2 ? 2 : 3));
 }
 
+TEST(Sampler, ScoreGivesTheTokensLogSoftmaxRankAndTopN) {
+  const std::vector<float> logits = {0.5f, -1.0f, 4.0f, 2.0f, 2.0f};
+  double z = 0.0;
+  for (float v : logits) z += std::exp(static_cast<double>(v));
+  z = std::log(z);
+  Sampler s;
+  ScoredToken low = s.score(logits, 1, 2);
+  EXPECT_EQ(low.token.token, 1);
+  EXPECT_NEAR(low.token.logprob, -1.0 - z, 1e-6);
+  EXPECT_EQ(low.token.rank, 5);
+  ASSERT_EQ(low.top.size(), 2u);
+  EXPECT_EQ(low.top[0].token, 2);
+  EXPECT_EQ(low.top[0].rank, 1);
+  EXPECT_NEAR(low.top[0].logprob, 4.0 - z, 1e-6);
+  EXPECT_EQ(low.top[1].token, 3) << "ties go to the lower id";
+  EXPECT_EQ(low.top[1].rank, 2);
+  ScoredToken tied = s.score(logits, 4, 0);
+  EXPECT_EQ(tied.token.rank, 3);
+  EXPECT_TRUE(tied.top.empty());
+  EXPECT_EQ(s.score(logits, 2, 99).top.size(), logits.size()) << "top n is capped at the vocabulary";
+}
+
 TEST(Sampler, CounterUniformIsInOpenUnitInterval) {
   for (uint64_t i = 0; i < 1000; ++i) {
     double u = counter_uniform(42, i, 0);

@@ -154,6 +154,30 @@ test('logprobs in chat and completions shape', async () => {
   assert.equal(echo.choices[0].logprobs.token_logprobs[0], null);
 });
 
+test('prompt_logprobs in vLLM shape (choice for completions, response for chat)', async () => {
+  const prompt = [300, 301, 302, 303];
+  const c = await client.completions.create({ model: 'demo', prompt, max_tokens: 2, prompt_logprobs: 2 });
+  validate('CreateCompletionResponse', c);
+  const plp = c.choices[0].prompt_logprobs;
+  assert.equal(plp.length, prompt.length);
+  assert.equal(plp[0], null);
+  for (let i = 1; i < plp.length; ++i) {
+    const entry = plp[i][String(prompt[i])];
+    assert.ok(entry, `position ${i} has its prompt token`);
+    assert.equal(typeof entry.logprob, 'number');
+    assert.ok(Number.isInteger(entry.rank));
+    assert.equal(typeof entry.decoded_token, 'string');
+    assert.ok(Object.keys(plp[i]).length >= 2 && Object.keys(plp[i]).length <= 3);
+  }
+  const r = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'hi' }],
+                                                   max_tokens: 2, prompt_logprobs: 1, ...noThinking });
+  validate('CreateChatCompletionResponse', r);
+  assert.equal(r.prompt_logprobs[0], null);
+  assert.ok(r.prompt_logprobs.length > 1);
+  await assert.rejects(client.completions.create({ model: 'demo', prompt, stream: true, prompt_logprobs: 1 }),
+                       (e) => e.status === 400);
+});
+
 test('stop strings: truncated, never partly streamed', async () => {
   const msg = [{ role: 'user', content: 'SCRIPT_TEXT' }];
   const r = await client.chat.completions.create({ model: 'demo', messages: msg, stop: ['STOP'], ...noThinking });
