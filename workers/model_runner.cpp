@@ -144,33 +144,33 @@ Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan
   std::vector<RequestState*> states;
   ForwardBatch batch;
   batch.logit_rows = LogitRows::kLastPerSequence;
-  int64_t total_tokens = 0;
+  int64_t total_rows = 0;  // logit rows the model returns
   for (const auto& r : plan.requests) {
     K2_RETURN_IF_ERROR(apply(plan, r));
     RequestState& state = requests_.at(r.request_id);
     states.push_back(&state);
     if (r.num_tokens == 0) return invalid_argument("request " + r.request_id + ": no tokens scheduled");
-    // Prompt scores need every row of the chunk; the model gives all rows or last rows only.
-    if (state.prompt_logprobs >= 0) batch.logit_rows = LogitRows::kAll;
-    total_tokens += r.num_tokens;
+    // Prompt scores need every row of the chunk: only that sequence asks for them.
+    total_rows += state.prompt_logprobs >= 0 ? r.num_tokens : 1;
   }
   for (size_t i = 0; i < plan.requests.size(); ++i) {
     const auto& r = plan.requests[i];
-    batch.sequences.push_back(SequenceChunk{std::span<const int32_t>(r.token_ids.ids), r.start_position,
-                                            std::span<const int32_t>(states[i]->block_table)});
+    SequenceChunk seq{std::span<const int32_t>(r.token_ids.ids), r.start_position,
+                      std::span<const int32_t>(states[i]->block_table)};
+    seq.all_logits = states[i]->prompt_logprobs >= 0;
+    batch.sequences.push_back(seq);
   }
   K2_ASSIGN_OR_RETURN(Logits logits, model_.forward(batch, cache_));
-  const bool all_rows = batch.logit_rows == LogitRows::kAll;
-  const int64_t want_rows = all_rows ? total_tokens : static_cast<int64_t>(plan.requests.size());
-  if (logits.rows != want_rows)
+  if (logits.rows != total_rows)
     return internal_error("model returned " + std::to_string(logits.rows) + " logit rows, expected " +
-                          std::to_string(want_rows));
-  int64_t first_row = 0;  // of request i's chunk when all rows came back
+                          std::to_string(total_rows));
+  int64_t first_row = 0;  // of request i's rows
   for (size_t i = 0; i < plan.requests.size(); ++i) {
     const auto& r = plan.requests[i];
-    if (states[i]->prompt_logprobs >= 0) score_prompt_chunk(r, *states[i], logits, first_row);
-    const int64_t last_row = all_rows ? first_row + r.num_tokens - 1 : static_cast<int64_t>(i);
-    first_row += r.num_tokens;
+    const bool all = batch.sequences[i].all_logits;
+    if (all) score_prompt_chunk(r, *states[i], logits, first_row);
+    const int64_t last_row = all ? first_row + r.num_tokens - 1 : first_row;
+    first_row += all ? r.num_tokens : 1;
     if (!r.sample) continue;
     std::span<float> row(logits.data.data() + last_row * logits.vocab, static_cast<size_t>(logits.vocab));
     result.samples.push_back(sample(r, *states[i], row));

@@ -185,7 +185,7 @@ Result<Logits> DeepSeekV3::forward(const ForwardBatch& batch, LatentKvCache& cac
   // Final norm and lm_head over the requested rows only.
   std::vector<int64_t> picked;
   for (size_t s = 0; s < batch.sequences.size(); ++s) {
-    if (batch.logit_rows == LogitRows::kLastPerSequence) {
+    if (batch.logit_rows == LogitRows::kLastPerSequence && !batch.sequences[s].all_logits) {
       picked.push_back(rows.first_row[s + 1] - 1);
     } else {
       for (int64_t i = rows.first_row[s]; i < rows.first_row[s + 1]; ++i) picked.push_back(i);

@@ -59,6 +59,21 @@ TEST_F(DeepSeekV3Test, VarlenBatchMatchesSingleSequences) {
   EXPECT_LE(max_diff(last.row(1), single.row(6), v), 1e-6);
 }
 
+// A sequence asking for all its rows (prompt logprobs) next to one that needs only its last.
+TEST_F(DeepSeekV3Test, PerSequenceAllLogits) {
+  const auto a = prompt(7, 1), b = prompt(3, 2);
+  const int64_t v = model_->config().vocab_size;
+  LatentKvCache c1 = make_cache(), c2 = make_cache();
+  const std::vector<int32_t> ta = {5, 2}, tb = {9};
+  const Logits all = run(c1, {{b, 0, tb}, {a, 0, ta}});
+  SequenceChunk sa{a, 0, ta};
+  sa.all_logits = true;
+  const Logits mixed = run(c2, {{b, 0, tb}, sa}, LogitRows::kLastPerSequence);
+  ASSERT_EQ(mixed.rows, 1 + 7);
+  EXPECT_LE(max_diff(mixed.row(0), all.row(2), v), 1e-6);      // b's last row
+  EXPECT_LE(max_diff(mixed.row(1), all.row(3), 7 * v), 1e-6);  // every row of a
+}
+
 TEST_F(DeepSeekV3Test, ChunkedPrefillAndAbsorbedDecodeMatchOneShotPrefill) {
   const auto a = prompt(9, 3);
   const int64_t v = model_->config().vocab_size;

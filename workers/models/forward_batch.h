@@ -24,6 +24,9 @@ struct SequenceChunk {
   // so a chunk of a multimodal prompt without placeholders passes an empty span. nullopt:
   // a text chunk, every token (a generated placeholder id too) embedded as itself.
   std::optional<std::span<const float>> media_rows = std::nullopt;
+  // With LogitRows::kLastPerSequence: this sequence still gets a row per token (prompt
+  // logprobs), the others only their last.
+  bool all_logits = false;
 };
 
 // The rows of a prompt's media (`rows`: one per placeholder of `prompt`, `width` floats each)
