@@ -1,20 +1,11 @@
 #include "multimodal/data_url.h"
 
+#include "multimodal/ascii.h"
 #include "multimodal/base64.h"
 #include "multimodal/image_format.h"
 
 namespace k2::mm {
 namespace {
-
-bool iequals_prefix(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    char c = s[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != prefix[i]) return false;
-  }
-  return true;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -37,7 +28,7 @@ Status parse_header(std::string_view header, std::string* media_type, bool* base
     size_t next = header.find(';', semi + 1);
     std::string_view param = trim(header.substr(semi + 1, next == std::string_view::npos ? next : next - semi - 1));
     if (*base64) return invalid_argument("data URL: ';base64' must be the last parameter");
-    if (iequals_prefix(param, "base64") && param.size() == 6) {
+    if (starts_with_ci(param, "base64") && param.size() == 6) {
       *base64 = true;
     } else if (param.find('=') == std::string_view::npos) {
       return invalid_argument("data URL: malformed parameter '" + std::string(param) + "'");
@@ -50,7 +41,7 @@ Status parse_header(std::string_view header, std::string* media_type, bool* base
 
 }  // namespace
 
-bool is_data_url(std::string_view url) { return iequals_prefix(url, "data:"); }
+bool is_data_url(std::string_view url) { return starts_with_ci(url, "data:"); }
 
 Result<DataUrl> parse_data_url(std::string_view url, MediaKind kind, size_t max_bytes) {
   if (!is_data_url(url)) return invalid_argument("not a data: URL");

@@ -2,18 +2,10 @@
 
 #include <vector>
 
+#include "multimodal/ascii.h"
+
 namespace k2::mm {
 namespace {
-
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool starts_with_ci(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    if (lower(s[i]) != prefix[i]) return false;
-  }
-  return true;
-}
 
 bool is_hex_digit(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 
@@ -44,7 +36,7 @@ Status parse_host(std::string_view text, HttpUrl* url) {
   }
   std::string host;
   for (char c : text) {
-    c = lower(c);
+    c = ascii_lower(c);
     if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' || c == '_')) {
       return invalid_argument("URL: invalid character in host");
     }

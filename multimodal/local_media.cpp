@@ -12,6 +12,8 @@
 #include <cstring>
 #include <string>
 
+#include "multimodal/ascii.h"
+
 namespace k2::mm {
 namespace {
 
@@ -22,15 +24,6 @@ int hex_value(char c) {
   return -1;
 }
 
-bool starts_with_ci(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    char c = s[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != prefix[i]) return false;
-  }
-  return true;
-}
 
 Result<std::string> percent_decode(std::string_view s) {
   std::string out;

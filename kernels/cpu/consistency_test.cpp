@@ -36,14 +36,7 @@ struct Shape {
 const Shape kShapes[] = {{1, 1},    {15, 3},   {16, 32},  {17, 33},  {33, 63},
                          {100, 130}, {64, 256}, {257, 1001}, {48, 2050}};
 
-std::vector<Isa> levels_to_test() {
-  std::vector<Isa> out;
-  const Isa best = best_isa(detect_features());
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Bf16, Isa::kAmx}) {
-    if (isa <= best) out.push_back(isa);
-  }
-  return out;
-}
+std::vector<Isa> levels_to_test() { return supported_isas(); }
 
 struct Problem {
   int64_t rows, out, in, x_stride, w_stride, y_stride;

@@ -1,5 +1,6 @@
 #include "kernels/cpu/isa.h"
 
+#include <vector>
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -7,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <vector>
 
 namespace k2::cpu {
 namespace {
@@ -105,6 +107,15 @@ std::optional<Isa> parse_isa(std::string_view name) {
     if (name == isa_name(isa)) return isa;
   }
   return std::nullopt;
+}
+
+std::vector<Isa> supported_isas() {
+  std::vector<Isa> out;
+  const Isa best = best_isa(detect_features());
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Bf16, Isa::kAmx}) {
+    if (isa <= best) out.push_back(isa);
+  }
+  return out;
 }
 
 }  // namespace k2::cpu

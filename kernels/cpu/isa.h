@@ -9,6 +9,7 @@
 
 #include <optional>
 #include <string_view>
+#include <vector>
 
 namespace k2::cpu {
 
@@ -47,6 +48,8 @@ Isa apply_isa_override(Isa best, const char* env);
 Isa active_isa();
 
 const char* isa_name(Isa isa);
+// Every level from kScalar up to best_isa(detect_features()): what tests and benchmarks run.
+std::vector<Isa> supported_isas();
 std::optional<Isa> parse_isa(std::string_view name);
 
 }  // namespace k2::cpu

@@ -13,14 +13,7 @@
 namespace k2::cpu {
 namespace {
 
-std::vector<Isa> levels_to_test() {
-  std::vector<Isa> out;
-  const Isa best = best_isa(detect_features());
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512, Isa::kAvx512Bf16, Isa::kAmx}) {
-    if (isa <= best) out.push_back(isa);
-  }
-  return out;
-}
+std::vector<Isa> levels_to_test() { return supported_isas(); }
 
 TEST(LinearMt, PlanCoversEveryBlockOnce) {
   for (int threads : {1, 2, 3, 8}) {

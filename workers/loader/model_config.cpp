@@ -329,15 +329,20 @@ Result<ModelConfig> ModelConfig::from_json_text(const std::string& text) {
   return c;
 }
 
-Result<ModelConfig> ModelConfig::from_dir(const std::filesystem::path& dir) {
+Result<std::string> read_config_json(const std::filesystem::path& dir) {
   const std::filesystem::path path = dir / "config.json";
   std::ifstream in(path, std::ios::binary);
   if (!in) return not_found(path.string() + ": cannot open");
   std::ostringstream text;
   text << in.rdbuf();
   if (in.bad()) return io_error(path.string() + ": read failed");
-  auto config = from_json_text(text.str());
-  if (!config.ok()) return config.status().with_context(path.string());
+  return text.str();
+}
+
+Result<ModelConfig> ModelConfig::from_dir(const std::filesystem::path& dir) {
+  K2_ASSIGN_OR_RETURN(std::string text, read_config_json(dir));
+  auto config = from_json_text(text);
+  if (!config.ok()) return config.status().with_context((dir / "config.json").string());
   return config;
 }
 

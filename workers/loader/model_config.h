@@ -86,4 +86,7 @@ struct ModelConfig {
   static Result<ModelConfig> from_json_text(const std::string& text);
 };
 
+// The text of <dir>/config.json (errors name the file); every config reader starts here.
+Result<std::string> read_config_json(const std::filesystem::path& dir);
+
 }  // namespace k2

@@ -1,9 +1,9 @@
 #include "workers/vision/vision_config.h"
 
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
+
+#include "workers/loader/model_config.h"
 
 namespace k2 {
 namespace {
@@ -150,14 +150,9 @@ Result<VisionConfig> VisionConfig::from_json_text(const std::string& text) {
 }
 
 Result<VisionConfig> VisionConfig::from_dir(const std::filesystem::path& dir) {
-  const std::filesystem::path path = dir / "config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return not_found(path.string() + ": cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) return io_error(path.string() + ": read failed");
-  auto config = from_json_text(text.str());
-  if (!config.ok()) return config.status().with_context(path.string());
+  K2_ASSIGN_OR_RETURN(std::string text, read_config_json(dir));
+  auto config = from_json_text(text);
+  if (!config.ok()) return config.status().with_context((dir / "config.json").string());
   return config;
 }
 
