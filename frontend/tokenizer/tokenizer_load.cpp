@@ -140,6 +140,8 @@ Result<json> parse_json(std::string_view text, const std::string& file) {
     const size_t at = std::min<size_t>(e.byte == 0 ? 0 : e.byte - 1, text.size());
     const size_t line = 1 + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n');
     return invalid_argument(line_error(file, line, e.what()));
+  } catch (const json::exception& e) {  // e.g. out_of_range 406: a number too large for any type
+    return invalid_argument(file + ": " + e.what());
   }
 }
 

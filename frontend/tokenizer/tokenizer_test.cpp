@@ -245,6 +245,14 @@ class TokenizerLoad : public ::testing::Test {
 
 TEST_F(TokenizerLoad, GoodContentsLoad) { EXPECT_TRUE(build(model_, config_).ok()); }
 
+// nlohmann reports a number too large for any type as out_of_range, not parse_error (the
+// fuzzer found it escaping as an exception).
+TEST_F(TokenizerLoad, HugeNumberInConfigIsAnError) {
+  const Status s = build(model_, R"({"model_max_length": 222222222222800000007428453e51932})");
+  EXPECT_EQ(s.code(), Code::kInvalidArgument);
+  EXPECT_NE(s.message().find("tokenizer_config.json"), std::string::npos) << s.message();
+}
+
 TEST_F(TokenizerLoad, MissingDirectoryNamesTheFile) {
   auto r = Tokenizer::load("/nonexistent/tokdir");
   ASSERT_FALSE(r.ok());
