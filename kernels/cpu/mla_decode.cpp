@@ -1,10 +1,10 @@
 #include "kernels/cpu/mla_decode.h"
 
 #include <algorithm>
-#include <cmath>
 #include <vector>
 
 #include "kernels/check.h"
+#include "kernels/ref/dense.h"
 
 namespace k2::cpu {
 namespace {
@@ -49,14 +49,7 @@ constexpr int64_t kLanes = 16;
       for (int64_t h = 0; h < heads; ++h) scores[h * len + t] = dot_lanes(q + h * row, rows[t], row) * scale;
     float* o = out + b * heads * r;  // [heads, kv_lora]
     std::fill(o, o + heads * r, 0.0f);
-    for (int64_t h = 0; h < heads; ++h) {
-      float* s = scores.data() + h * len;
-      const float m = *std::max_element(s, s + len);
-      float sum = 0.0f;
-      for (int64_t t = 0; t < len; ++t) sum += (s[t] = std::exp(s[t] - m));
-      const float inv = 1.0f / sum;
-      for (int64_t t = 0; t < len; ++t) s[t] *= inv;
-    }
+    for (int64_t h = 0; h < heads; ++h) ref::softmax(scores.data() + h * len, len);
     for (int64_t t = 0; t < len; ++t) {
       const float* lat = rows[t];
       for (int64_t h = 0; h < heads; ++h) {
@@ -87,14 +80,11 @@ constexpr int64_t kLanes = 16;
                 dot_lanes(qh + d.nope_dim, k_pe + t * k_pe_stride, d.rope_dim)) *
                scale;
       }
-      const float m = *std::max_element(s, s + visible);
-      float sum = 0.0f;
-      for (int64_t t = 0; t < visible; ++t) sum += (s[t] = std::exp(s[t] - m));
-      const float inv = 1.0f / sum;
+      ref::softmax(s, visible);
       float* oh = out + (i * d.heads + h) * d.v_dim;
       std::fill(oh, oh + d.v_dim, 0.0f);
       for (int64_t t = 0; t < visible; ++t) {
-        const float p = s[t] * inv;
+        const float p = s[t];
         const float* v = kv + (t * d.heads + h) * kv_w + d.nope_dim;
         for (int64_t j = 0; j < d.v_dim; ++j) oh[j] += p * v[j];
       }

@@ -25,6 +25,26 @@ constexpr uint64_t kLowMask = 0xffffffffull;
 thread_local const ThreadPool* tls_pool = nullptr;
 thread_local int tls_thread = 0;
 
+// Makes the calling thread task 0 of `pool` for its lifetime (nested calls then run inline),
+// restoring the identity it had before: the caller may itself be a worker of another pool.
+class AsCallerOf {
+ public:
+  explicit AsCallerOf(const ThreadPool* pool) : outer_pool_(tls_pool), outer_thread_(tls_thread) {
+    tls_pool = pool;
+    tls_thread = 0;
+  }
+  ~AsCallerOf() {
+    tls_pool = outer_pool_;
+    tls_thread = outer_thread_;
+  }
+  AsCallerOf(const AsCallerOf&) = delete;
+  AsCallerOf& operator=(const AsCallerOf&) = delete;
+
+ private:
+  const ThreadPool* outer_pool_;
+  int outer_thread_;
+};
+
 uint32_t* futex_word(std::atomic<uint32_t>& a) {
   static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t) && std::atomic<uint32_t>::is_always_lock_free);
   return reinterpret_cast<uint32_t*>(&a);
@@ -178,13 +198,8 @@ void ThreadPool::run(int64_t n_tasks, void* ctx, Trampoline fn) {
     solo_calls_.fetch_add(1, std::memory_order_relaxed);
     // As a task of this pool, so that a nested call runs inline instead of waiting for the
     // call mutex this thread already holds.
-    const ThreadPool* outer_pool = tls_pool;
-    const int outer_thread = tls_thread;
-    tls_pool = this;
-    tls_thread = 0;
+    const AsCallerOf caller(this);
     for (int64_t t = 0; t < n_tasks; ++t) fn(ctx, t, 0);
-    tls_pool = outer_pool;
-    tls_thread = outer_thread;
     return;
   }
   calls_.fetch_add(1, std::memory_order_relaxed);
@@ -198,16 +213,13 @@ void ThreadPool::run(int64_t n_tasks, void* ctx, Trampoline fn) {
   if (sleeping != 0) {
     futex_wake(job_seq_, static_cast<int>(std::min<int64_t>(sleeping, n_tasks - 1)));
   }
-  // The caller may itself be a worker of another pool: restore its identity afterwards.
-  const ThreadPool* outer_pool = tls_pool;
-  const int outer_thread = tls_thread;
-  tls_pool = this;
-  tls_thread = 0;
-  drain(0);
-  const int64_t drained_ns = now_ns();
-  wait_for_completion();
-  tls_pool = outer_pool;
-  tls_thread = outer_thread;
+  int64_t drained_ns = 0;
+  {
+    const AsCallerOf caller(this);
+    drain(0);
+    drained_ns = now_ns();
+    wait_for_completion();
+  }
   note_call(start_ns, drained_ns, now_ns());
 }
 
