@@ -135,7 +135,7 @@ TEST(BenchOverheadE2E, ReportsOneRowPerBatchSize) {
   const std::string cmd = (kBin / "k2serve").string() + " bench overhead --k2serve " + (kBin / "k2serve").string() +
                           " --base-config " + (kData / "models/tiny-bf16/config.json").string() + " --tokenizer " +
                           (kData / "text/tok-1024").string() +
-                          " --batch-sizes 1,4 --output-len 12 --rounds 1 > " + out.string() + " 2>&1";
+                          " --batch-sizes 1,4 --output-len 64 --rounds 1 > " + out.string() + " 2>&1";
   const int rc = std::system(cmd.c_str());
   const std::string text = read_file(out);
   std::error_code ec;
@@ -148,7 +148,9 @@ TEST(BenchOverheadE2E, ReportsOneRowPerBatchSize) {
     std::istringstream row(text.substr(at));
     int64_t b = 0, steps = 0;
     row >> b >> steps;
-    EXPECT_GE(steps, 11) << text;  // at least the decode steps of one round
+    // The batch's requests arrive over a few steps (HTTP), and a fast-path step of this tiny
+    // model takes ~0.2 ms, so only part of a round's 64 steps runs at the full batch size.
+    EXPECT_GE(steps, 11) << text;
   }
 }
 
