@@ -175,13 +175,20 @@ TEST(ThreadPool, RepeatedStallsRunCallsOnTheCallerAlone) {
     o.solo_ms = solo_ms;
     ThreadPool pool(o);
     for (int call = 0; call < 200 && pool.stats().solo_calls == 0; ++call) {
-      pool.parallel_for(64, [&](int64_t, int thread) {
+      // The caller's first task waits (bounded) until a worker has claimed a task, so every
+      // call really stalls on a sleeping worker even when workers wake slowly (sanitizers).
+      std::atomic<bool> worker_took{false};
+      pool.parallel_for(64, [&](int64_t task, int thread) {
         if (thread != 0) {
+          worker_took.store(true);
           std::this_thread::sleep_for(std::chrono::milliseconds(5));
           return;
         }
-        const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(10);
-        while (std::chrono::steady_clock::now() < until) {
+        const auto now = std::chrono::steady_clock::now();
+        const auto until = now + std::chrono::microseconds(10);
+        const auto give_up = now + std::chrono::milliseconds(50);
+        while (std::chrono::steady_clock::now() < until ||
+               (task == 63 && !worker_took.load() && std::chrono::steady_clock::now() < give_up)) {
         }
       });
     }
