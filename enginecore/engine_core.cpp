@@ -69,6 +69,8 @@ void EngineCore::add_request(const protocol::AddRequest& request) {
   params.stop = stop_params_of(info.params);
   params.priority = request.priority;
   params.skip_prefix_cache = info.params.prompt_logprobs.has_value();
+  params.cache_salt = request.cache_salt;
+  params.group_id = request.group_id;
   if (request.prompt.location != protocol::DataLocation::kInline || requests_.contains(request.request_id)) {
     pending_.push_back(error_output(request.request_id));
     spdlog::warn("request {}: refused (prompt not inline or duplicate id)", request.request_id);

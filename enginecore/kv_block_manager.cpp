@@ -43,19 +43,44 @@ int64_t KvBlockManager::max_tokens_per_request() const {
   return static_cast<int64_t>(pool_.num_usable_blocks()) * config_.block_size;
 }
 
+bool KvBlockManager::writes_cache(const Request& request) const {
+  return config_.enable_prefix_caching || !request.group_id().empty();
+}
+
+bool KvBlockManager::reads_cache(const Request& request) const {
+  return writes_cache(request) && !request.skip_prefix_cache();
+}
+
+BlockHash KvBlockManager::root_of(const Request& request) const {
+  // Distinct prefixes keep the two namespaces apart even if a salt equals a group id.
+  const std::string key = config_.enable_prefix_caching ? (request.cache_salt().empty() ? "" : "salt:" + request.cache_salt())
+                                                        : "group:" + request.group_id();
+  if (key.empty()) return root_;
+  XXH3_state_t* state = XXH3_createState();
+  K2_CHECK(state != nullptr, "xxhash state allocation failed");
+  XXH3_128bits_reset(state);
+  XXH3_128bits_update(state, &root_.low, sizeof(root_.low));
+  XXH3_128bits_update(state, &root_.high, sizeof(root_.high));
+  XXH3_128bits_update(state, key.data(), key.size());
+  const XXH128_hash_t h = XXH3_128bits_digest(state);
+  XXH3_freeState(state);
+  return BlockHash{h.low64, h.high64};
+}
+
 void KvBlockManager::ensure_block_hashes(Request& request, int32_t num_blocks) {
   std::vector<BlockHash>& hashes = request.blocks().block_hashes;
   const std::span<const TokenId> tokens = request.all_token_ids();
   const auto bs = static_cast<size_t>(config_.block_size);
+  const BlockHash root = hashes.empty() ? root_of(request) : BlockHash{};
   for (auto i = static_cast<int32_t>(hashes.size()); i < num_blocks; ++i) {
-    const BlockHash& parent = hashes.empty() ? root_ : hashes.back();
+    const BlockHash& parent = hashes.empty() ? root : hashes.back();
     hashes.push_back(chain_block_hash(parent, tokens.subspan(static_cast<size_t>(i) * bs, bs), scratch_));
   }
 }
 
 PrefixHit KvBlockManager::find_cached_prefix(Request& request) {
   PrefixHit hit;
-  if (!config_.enable_prefix_caching || request.skip_prefix_cache()) return hit;
+  if (!reads_cache(request)) return hit;
   K2_CHECK(request.blocks().block_table.empty(), "prefix lookup for a request holding blocks");
   const int32_t max_blocks = (request.num_tokens() - 1) / config_.block_size;
   ensure_block_hashes(request, max_blocks);
@@ -101,7 +126,7 @@ bool KvBlockManager::allocate_slots(Request& request, int32_t num_new_tokens, co
 }
 
 void KvBlockManager::cache_computed_blocks(Request& request) {
-  if (!config_.enable_prefix_caching) return;
+  if (!writes_cache(request)) return;
   RequestBlocks& blocks = request.blocks();
   const int32_t num_full = request.num_computed_tokens() / config_.block_size;
   if (num_full <= blocks.num_hashed_blocks) return;

@@ -46,6 +46,12 @@ class KvBlockManager {
 
   int32_t block_size() const { return config_.block_size; }
   bool prefix_caching_enabled() const { return config_.enable_prefix_caching; }
+  // Whether the request's computed blocks are registered: with prefix caching on, every
+  // request's; with it off, only n > 1 siblings', for themselves (see root_of).
+  bool writes_cache(const Request& request) const;
+  // Whether it looks them up: as writes_cache, except prompt_logprobs requests, which need
+  // every prompt token computed (vLLM's skip_reading_prefix_cache).
+  bool reads_cache(const Request& request) const;
   int32_t blocks_needed(int64_t num_tokens) const;
   // The most tokens one request can ever hold in the whole cache.
   int64_t max_tokens_per_request() const;
@@ -79,6 +85,9 @@ class KvBlockManager {
   KvBlockManager(const KvCacheConfig& config, BlockHash root);
   // Extends request.blocks().block_hashes to cover its first `num_blocks` full blocks.
   void ensure_block_hashes(Request& request, int32_t num_blocks);
+  // The key chain's root for this request: the global root, or one derived from its cache
+  // salt (prefix caching on) or its sibling group (off), so that only those requests meet.
+  BlockHash root_of(const Request& request) const;
 
   KvCacheConfig config_;
   BlockHash root_;

@@ -22,7 +22,9 @@ Request::Request(RequestParams params, uint64_t arrival_seq)
       stop_(std::move(params.stop)),
       priority_(params.priority),
       arrival_seq_(arrival_seq),
-      skip_prefix_cache_(params.skip_prefix_cache) {}
+      skip_prefix_cache_(params.skip_prefix_cache),
+      cache_salt_(std::move(params.cache_salt)),
+      group_id_(std::move(params.group_id)) {}
 
 void Request::set_num_computed_tokens(int32_t n) {
   K2_CHECK(n >= 0 && n <= num_tokens(), "request " + id_ + ": computed tokens out of range");

@@ -60,6 +60,11 @@ struct RequestParams {
   StopParams stop;
   int32_t priority = 0;            // priority policy only: lower value is served first
   bool skip_prefix_cache = false;  // prompt_logprobs need every prompt token computed
+  // vLLM's cache_salt: only requests with the same salt share prefix-cache blocks.
+  std::string cache_salt;
+  // The n > 1 siblings of one prompt share a group: later siblings wait for the first one's
+  // prompt blocks and then start from them, even with prefix caching off (see Scheduler).
+  std::string group_id;
 };
 
 // KV bookkeeping of one request; written only by KvBlockManager and the Scheduler.
@@ -102,6 +107,8 @@ class Request {
   int32_t priority() const { return priority_; }
   uint64_t arrival_seq() const { return arrival_seq_; }
   bool skip_prefix_cache() const { return skip_prefix_cache_; }
+  const std::string& cache_salt() const { return cache_salt_; }
+  const std::string& group_id() const { return group_id_; }
   int32_t num_preemptions() const { return num_preemptions_; }
   void count_preemption() { ++num_preemptions_; }
 
@@ -123,6 +130,8 @@ class Request {
   int32_t priority_ = 0;
   uint64_t arrival_seq_ = 0;
   bool skip_prefix_cache_ = false;
+  std::string cache_salt_;
+  std::string group_id_;
   int32_t num_preemptions_ = 0;
   RequestBlocks blocks_;
 };

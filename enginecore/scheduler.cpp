@@ -134,9 +134,28 @@ void Scheduler::preempt(Request* victim, std::vector<Pick>& picks, int32_t& budg
   out.preempted_request_ids.push_back(victim->id());
 }
 
+bool Scheduler::waits_for_sibling(const Request& request) const {
+  if (request.group_id().empty() || !kv_.reads_cache(request)) return false;
+  auto leader_id = group_leaders_.find(request.group_id());
+  if (leader_id == group_leaders_.end()) return false;
+  const Request* leader = find_request(leader_id->second);
+  if (leader == nullptr || leader == &request || leader->status() != RequestStatus::kRunning) return false;
+  // Bounded by the leader's own prompt, so that a group whose prompts differ (not one the
+  // frontend sends) waits at most for the leader's prefill.
+  const int32_t reusable_blocks =
+      std::min((request.num_tokens() - 1) / kv_.block_size(), leader->num_prompt_tokens() / kv_.block_size());
+  return leader->blocks().num_hashed_blocks < reusable_blocks;
+}
+
 void Scheduler::schedule_waiting(std::vector<Pick>& picks, int32_t& budget) {
+  std::vector<Request*> deferred;
   while (!waiting_.empty() && budget > 0 && running_.size() < static_cast<size_t>(config_.max_num_seqs)) {
     Request* request = waiting_.front();
+    if (waits_for_sibling(*request)) {
+      waiting_.pop_front();
+      deferred.push_back(request);
+      continue;
+    }
     const PrefixHit hit = kv_.find_cached_prefix(*request);
     const int32_t remaining = request->num_tokens() - hit.num_tokens;
     if (!config_.enable_chunked_prefill && remaining > budget) break;
@@ -151,7 +170,17 @@ void Scheduler::schedule_waiting(std::vector<Pick>& picks, int32_t& budget) {
     running_.push_back(request);
     picks.push_back({request, num_new, /*is_new=*/true});
     budget -= num_new;
+    if (!request->group_id().empty()) {
+      const Request* leader = group_leaders_.contains(request->group_id())
+                                  ? find_request(group_leaders_[request->group_id()]) : nullptr;
+      if (leader == nullptr || leader->status() != RequestStatus::kRunning) {
+        group_leaders_[request->group_id()] = request->id();
+      }
+    }
   }
+  // Back in front, in their order (push_preempted puts a request first under FCFS and by its
+  // key under priority, so pushing in reverse keeps both orders).
+  for (auto it = deferred.rbegin(); it != deferred.rend(); ++it) waiting_.push_preempted(*it);
 }
 
 ScheduledRequest Scheduler::make_scheduled(const Pick& pick) {
@@ -264,6 +293,9 @@ void Scheduler::finish_request(Request* request, FinishReason reason, std::optio
   kv_.free(*request);
   request->finish(reason, stop_token);
   std::string id = request->id();
+  if (auto leader = group_leaders_.find(request->group_id()); leader != group_leaders_.end() && leader->second == id) {
+    group_leaders_.erase(leader);
+  }
   outputs_.push_back(RequestOutput{id, std::move(new_token_ids), reason, stop_token,
                                    std::max(0, request->num_cached_tokens())});
   requests_.erase(id);

@@ -13,9 +13,16 @@
 // update_from_output() -> take_outputs() -> frontend.  Exactly one plan is in flight at a
 // time; abort() during a step is applied when that step's result arrives.
 //
+// n > 1: the frontend sends the n samples of one prompt as sibling requests of one group
+// (vLLM's ParentRequest fan-out). The first sibling admitted leads; the others stay queued
+// (later requests may pass them) until the leader's full prompt blocks are registered, then
+// start from those blocks and compute only the last partial block. So the prompt is
+// computed once, with or without prefix caching (without it, only siblings see each other's
+// blocks), where vLLM computes it once per sibling that shares a step with the first.
+//
 // Owns every Request and the KvBlockManager. Not thread-safe: one engine-loop thread.
-// Not yet: n > 1 (parallel sampling sharing the prompt's blocks), speculative-decode
-// tokens, async scheduling (several plans in flight), multimodal extra hash keys.
+// Not yet: speculative-decode tokens, async scheduling (several plans in flight),
+// multimodal extra hash keys.
 #pragma once
 
 #include <cstdint>
@@ -101,6 +108,8 @@ class Scheduler {
   // reports whether it preempted: then no waiting request is admitted in this step.
   bool schedule_running(std::vector<Pick>& picks, int32_t& budget, SchedulerOutput& out);
   void schedule_waiting(std::vector<Pick>& picks, int32_t& budget);
+  // A sibling whose group leader is still computing the prompt blocks it could reuse.
+  bool waits_for_sibling(const Request& request) const;
   void preempt(Request* victim, std::vector<Pick>& picks, int32_t& budget, SchedulerOutput& out);
   ScheduledRequest make_scheduled(const Pick& pick);
 
@@ -118,6 +127,7 @@ class Scheduler {
   std::vector<RequestOutput> outputs_;
   std::vector<std::string> finished_since_plan_;
   std::vector<std::string> pending_aborts_;  // aborted while their step was in flight
+  std::unordered_map<std::string, std::string> group_leaders_;  // group id -> leader's request id
   uint64_t next_arrival_seq_ = 0;
   uint64_t step_id_ = 0;
   bool in_flight_ = false;

@@ -48,6 +48,8 @@ RequestParams make_request(Bytes& in, int index) {
   p.stop.stop_token_ids = {static_cast<TokenId>(in.next() % 16)};
   p.priority = static_cast<int8_t>(in.next()) % 4;
   p.skip_prefix_cache = in.next() % 8 == 0;
+  if (const int group = in.next() % 8; group < 3) p.group_id = "g" + std::to_string(group);
+  if (in.next() % 8 == 0) p.cache_salt = "salt";
   return p;
 }
 

@@ -55,7 +55,16 @@ class Harness {
   Status add(const std::string& id, std::vector<TokenId> prompt, StopParams stop, int32_t priority = 0) {
     prompts[id] = prompt;
     stops[id] = stop;
-    RequestParams p{id, std::move(prompt), std::move(stop), priority, false};
+    RequestParams p{id, std::move(prompt), std::move(stop), priority, false, {}, {}};
+    return scheduler->add_request(std::move(p));
+  }
+
+  // One of the n siblings of a prompt (group), or a salted request (salt).
+  Status add_in(const std::string& id, std::vector<TokenId> prompt, StopParams stop, std::string group,
+                std::string salt = "") {
+    prompts[id] = prompt;
+    stops[id] = stop;
+    RequestParams p{id, std::move(prompt), std::move(stop), 0, false, std::move(salt), std::move(group)};
     return scheduler->add_request(std::move(p));
   }
 
@@ -311,6 +320,87 @@ TEST(Scheduler, DisabledPrefixCachingComputesEverything) {
   const SchedulerOutput plan = h.step();
   EXPECT_EQ(plan.requests[0].start_position, 0);
   EXPECT_EQ(h.scheduler->stats().prefix_cache_hits, 0);
+}
+
+// n = 3 of a 14-token prompt (3 full blocks of 4 reusable, the rest recomputed): one
+// sibling computes the prompt, the others wait for its blocks and then compute 2 tokens.
+void expect_siblings_share_the_prompt(bool prefix_caching) {
+  Harness h(config(64), kv_config(64, 4, prefix_caching));
+  const std::vector<TokenId> prompt = iota_tokens(14, 10);
+  for (const char* id : {"s0", "s1", "s2"}) ASSERT_TRUE(h.add_in(id, prompt, max_tokens(4), "g").ok());
+  ASSERT_TRUE(h.add("other", iota_tokens(5, 300), max_tokens(4)).ok());
+  const SchedulerOutput first = h.step();
+  ASSERT_EQ(first.requests.size(), 2u);  // the leader, and the unrelated request passes the siblings
+  EXPECT_EQ(first.requests[0].request_id, "s0");
+  EXPECT_EQ(first.requests[0].token_ids.size(), 14u);
+  EXPECT_EQ(first.requests[1].request_id, "other");
+  const std::vector<BlockId> leader_blocks = first.requests[0].new_block_ids;
+
+  const SchedulerOutput second = h.step();
+  std::map<std::string, ScheduledRequest> by_id;
+  for (const ScheduledRequest& s : second.requests) by_id[s.request_id] = s;
+  for (const char* id : {"s1", "s2"}) {
+    ASSERT_TRUE(by_id.contains(id)) << id;
+    const ScheduledRequest& s = by_id[id];
+    EXPECT_TRUE(s.is_new);
+    EXPECT_EQ(s.start_position, 12);
+    EXPECT_EQ(s.token_ids, std::vector<TokenId>(prompt.begin() + 12, prompt.end()));
+    for (size_t b = 0; b < 3; ++b) EXPECT_EQ(s.new_block_ids[b], leader_blocks[b]) << id << " block " << b;
+    EXPECT_NE(s.new_block_ids[3], leader_blocks[3]);  // the partial block is each sibling's own
+  }
+  EXPECT_EQ(h.scheduler->kv_cache().pool().ref_count(leader_blocks[0]), 3);
+  h.run_to_completion();
+  for (const char* id : {"s0", "s1", "s2"}) EXPECT_EQ(h.records[id].tokens, h.expected(id)) << id;
+  EXPECT_EQ(h.records["s1"].num_cached_tokens, 12);
+}
+
+TEST(SchedulerSiblings, ComputeThePromptOnceWithPrefixCaching) { expect_siblings_share_the_prompt(true); }
+TEST(SchedulerSiblings, ComputeThePromptOnceWithoutPrefixCaching) { expect_siblings_share_the_prompt(false); }
+
+TEST(SchedulerSiblings, WithoutPrefixCachingOnlySiblingsSeeTheBlocks) {
+  Harness h(config(64), kv_config(64, 4, /*prefix_caching=*/false));
+  const std::vector<TokenId> prompt = iota_tokens(14, 10);
+  ASSERT_TRUE(h.add_in("s0", prompt, max_tokens(30), "g").ok());
+  h.step();
+  ASSERT_TRUE(h.add("stranger", prompt, max_tokens(2)).ok());
+  ASSERT_TRUE(h.add_in("t0", prompt, max_tokens(2), "another-group").ok());
+  const SchedulerOutput plan = h.step();
+  for (const ScheduledRequest& s : plan.requests) {
+    if (s.is_new) {
+      EXPECT_EQ(s.start_position, 0) << s.request_id;
+    }
+  }
+  EXPECT_EQ(h.scheduler->stats().prefix_cache_queries, 0);  // siblings are not prefix-cache traffic
+}
+
+TEST(SchedulerSiblings, ALeaderPreemptedOrFinishedNoLongerHoldsTheOthers) {
+  Harness h(config(8), kv_config(64));  // 8 tokens a step: the leader needs two steps
+  const std::vector<TokenId> prompt = iota_tokens(14, 10);
+  ASSERT_TRUE(h.add_in("s0", prompt, max_tokens(1), "g").ok());
+  ASSERT_TRUE(h.add_in("s1", prompt, max_tokens(1), "g").ok());
+  EXPECT_EQ(h.step().requests.size(), 1u);  // s1 waits: the leader has computed 8 of 14
+  ASSERT_TRUE(h.scheduler->abort("s0"));    // applied when the step is back (it is)
+  const SchedulerOutput plan = h.step();
+  ASSERT_EQ(plan.requests.size(), 1u);
+  EXPECT_EQ(plan.requests[0].request_id, "s1");
+  EXPECT_EQ(plan.requests[0].start_position, 8);  // the two blocks s0 registered
+  h.run_to_completion();
+  EXPECT_EQ(h.records["s1"].tokens, h.expected("s1"));
+}
+
+TEST(Scheduler, CacheSaltSeparatesPrefixes) {
+  Harness h(config(64), kv_config(64));
+  const std::vector<TokenId> prompt = iota_tokens(12, 10);
+  ASSERT_TRUE(h.add_in("a", prompt, max_tokens(2), "", "tenant-1").ok());
+  h.run_to_completion();
+  ASSERT_TRUE(h.add_in("b", prompt, max_tokens(2), "", "tenant-2").ok());
+  ASSERT_TRUE(h.add("c", prompt, max_tokens(2)).ok());
+  ASSERT_TRUE(h.add_in("d", prompt, max_tokens(2), "", "tenant-1").ok());
+  std::map<std::string, int32_t> start;
+  for (const ScheduledRequest& s : h.step().requests) start[s.request_id] = s.start_position;
+  EXPECT_EQ(start["b"], 0);
+  EXPECT_EQ(start["c"], 0);
+  EXPECT_EQ(start["d"], 8);
 }
 
 // Built with append: g++ 12 -O3 reports a false -Wrestrict on "literal" + std::string&&.

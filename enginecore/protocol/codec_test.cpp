@@ -47,7 +47,7 @@ std::vector<Message> sample_messages() {
   out.push_back(Hello{ProcessKind::kEngineCore, 3, kProtocolVersion, true, false, 4242});
   out.push_back(EngineConfigMsg{R"({"max_model_len":4096})", "abc123", {"ipc:///tmp/k2/in"}, {"ipc:///tmp/k2/out"}, 3});
   out.push_back(ReadyMsg{3, 1000, 16, 4096, 256, 8192, 0xdeadbeefULL, "{}", {"/k2serve-1-abc-kv"}});
-  AddRequest add{"cmpl-1-abcdefgh", inline_tokens({1, 2, 3, 163584}), sample_params(), 1, 1.7e9, 0};
+  AddRequest add{"cmpl-1-abcdefgh", inline_tokens({1, 2, 3, 163584}), sample_params(), 1, 1.7e9, 0, "tenant", "cmpl-1/0"};
   out.push_back(add);
   add.prompt = TokenIds{DataLocation::kShm, {}, ShmHandle{2, 4096, 40000, 9}, 0, 10000};
   out.push_back(add);
@@ -120,7 +120,7 @@ TEST(Codec, EveryMessageRoundTrips) {
 TEST(Codec, LargeTokenArraysTravelAsExtraFrames) {
   std::vector<int32_t> ids(1000);
   for (int i = 0; i < 1000; ++i) ids[i] = i * 161 - 5;
-  AddRequest add{"big", inline_tokens(ids), SamplingParams{}, 0, 0, 0};
+  AddRequest add{"big", inline_tokens(ids), SamplingParams{}, 0, 0, 0, {}, {}};
   Frames f = encode(add, EncodeOptions{256});
   ASSERT_EQ(f.size(), 3u);
   EXPECT_EQ(f[2].size(), 4000u);
@@ -129,7 +129,7 @@ TEST(Codec, LargeTokenArraysTravelAsExtraFrames) {
   ASSERT_TRUE(back.ok()) << back.status().to_string();
   EXPECT_TRUE(*back == Message(add));
 
-  Frames small = encode(Message(AddRequest{"s", inline_tokens({1, 2}), {}, 0, 0, 0}), EncodeOptions{256});
+  Frames small = encode(Message(AddRequest{"s", inline_tokens({1, 2}), {}, 0, 0, 0, {}, {}}), EncodeOptions{256});
   EXPECT_EQ(small.size(), 2u);
 
   Frames truncated = f;
@@ -147,9 +147,9 @@ TEST(Codec, FramingErrorsAreValues) {
   EXPECT_EQ(decode(Frames{}).status().code(), Code::kCorrupt);
   EXPECT_EQ(decode(Frames{good[0]}).status().code(), Code::kCorrupt);
   EXPECT_EQ(decode(frames_of({"", good[1]})).status().code(), Code::kCorrupt);
-  EXPECT_EQ(decode(frames_of({header(MsgType::kAbortRequests, 2), good[1]})).status().code(), Code::kUnimplemented);
-  EXPECT_EQ(decode(frames_of({std::string{1, 0}, good[1]})).status().code(), Code::kCorrupt);
-  EXPECT_EQ(decode(frames_of({std::string{1, 99}, good[1]})).status().code(), Code::kCorrupt);
+  EXPECT_EQ(decode(frames_of({header(MsgType::kAbortRequests, kProtocolVersion + 1), good[1]})).status().code(), Code::kUnimplemented);
+  EXPECT_EQ(decode(frames_of({std::string{static_cast<char>(kProtocolVersion), 0}, good[1]})).status().code(), Code::kCorrupt);
+  EXPECT_EQ(decode(frames_of({std::string{static_cast<char>(kProtocolVersion), 99}, good[1]})).status().code(), Code::kCorrupt);
   EXPECT_EQ(decode(frames_of({good[0], good[1] + "x"})).status().code(), Code::kCorrupt);
   // The body of one type under another type's header.
   EXPECT_FALSE(decode(frames_of({header(MsgType::kHello), good[1]})).ok());
@@ -218,7 +218,7 @@ TEST(Codec, TypeAndRangeErrors) {
 
 TEST(Codec, ValidationRejectsWhatWouldBreakTheEngine) {
   auto invalid = [](Message m) { return decode(encode(m)).status().code() == Code::kInvalidArgument; };
-  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0};
+  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0, {}, {}};
   EXPECT_TRUE(decode(encode(add)).ok());
   AddRequest bad = add;
   bad.params.temperature = std::nanf("");
@@ -269,7 +269,7 @@ TEST(Codec, ValidationRejectsWhatWouldBreakTheEngine) {
 // A float of exactly 2^64 (or an integer that converts to it) would make msgpack-cxx's
 // integral-float shortcut cast 2^64 to uint64_t on the next encode: found by the fuzzer.
 TEST(Codec, FloatsThatCannotBeReEncodedAreRejected) {
-  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0};
+  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0, {}, {}};
   add.params.temperature = 1.5f;
   Frames f = encode(add);
   const std::string one_and_half("\xca\x3f\xc0\x00\x00", 5);

@@ -20,7 +20,7 @@
 
 namespace k2::protocol {
 
-inline constexpr uint8_t kProtocolVersion = 1;
+inline constexpr uint8_t kProtocolVersion = 2;
 
 // The second byte of frame 0; also the index + 1 of the type in Message.
 enum class MsgType : uint8_t {
@@ -193,8 +193,10 @@ struct AddRequest {
   uint32_t client_index = 0;  // which frontend's PULL socket gets the outputs
   double arrival_time = 0;    // seconds since the epoch, frontend clock
   int32_t priority = 0;
+  std::string cache_salt;  // vLLM's cache_salt: prefix-cache blocks are shared only within a salt
+  std::string group_id;    // the n > 1 siblings of one prompt (they share its KV blocks)
   bool operator==(const AddRequest&) const = default;
-  MSGPACK_DEFINE(request_id, prompt, params, client_index, arrival_time, priority);
+  MSGPACK_DEFINE(request_id, prompt, params, client_index, arrival_time, priority, cache_salt, group_id);
 };
 
 struct AbortRequests {

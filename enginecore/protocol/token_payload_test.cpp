@@ -24,7 +24,7 @@ TEST(TokenPayload, SmallInlineLargeInArenaThroughTheCodec) {
   EXPECT_EQ(l->location, DataLocation::kShm);
   EXPECT_EQ(l->handle.arena_id, 5u);
 
-  AddRequest add{"r", *l, SamplingParams{}, 0, 0, 0};
+  AddRequest add{"r", *l, SamplingParams{}, 0, 0, 0, {}, {}};
   Frames frames = encode(add);
   EXPECT_LT(frames[1].size(), 200u) << "the prompt does not ride in the message";
   auto decoded = decode(frames);

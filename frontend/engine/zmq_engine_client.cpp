@@ -177,6 +177,8 @@ Status ZmqEngineClient::add_request(openai::GenerateRequest request, openai::Out
   add.params = std::move(params);
   add.arrival_time = now_seconds();
   add.priority = request.priority;
+  add.cache_salt = request.cache_salt.value_or("");
+  add.group_id = request.group_id.value_or("");
   {
     std::lock_guard lock(mu_);
     if (!healthy_) return unavailable("the engine is not running: " + dead_reason_);

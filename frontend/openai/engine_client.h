@@ -58,6 +58,9 @@ struct GenerateRequest {
   std::vector<int32_t> prompt_ids;
   SamplingParams sampling;
   std::optional<std::string> cache_salt;
+  // The n > 1 samples of one prompt carry one group id: the engine computes the prompt once
+  // and shares its KV blocks among them.
+  std::optional<std::string> group_id;
   int32_t priority = 0;
 };
 

@@ -51,6 +51,10 @@ void GenerationJob::start(JobSpec spec, std::shared_ptr<http::Exchange> exchange
     req.request_id = job->runs_[i].engine_id;
     req.prompt_ids = job->spec_.choices[i].prompt_ids;
     req.sampling = job->spec_.choices[i].sampling;
+    req.cache_salt = job->spec_.choices[i].cache_salt;
+    if (job->siblings_of_prompt(job->spec_.choices[i].prompt_index) > 1) {
+      req.group_id = job->spec_.response_id + "/" + std::to_string(job->spec_.choices[i].prompt_index);
+    }
     Status st = job->engine_->add_request(std::move(req), [job, i](EngineOutput out) { job->on_output(i, std::move(out)); });
     if (!st.ok()) {
       for (size_t k = 0; k < i; ++k) job->engine_->abort(job->runs_[k].engine_id);
@@ -64,6 +68,11 @@ void GenerationJob::start(JobSpec spec, std::shared_ptr<http::Exchange> exchange
     http::Headers h{{"Content-Type", "text/event-stream; charset=utf-8"}, {"Cache-Control", "no-cache"}};
     exchange->stream(200, std::move(h), job);
   }
+}
+
+size_t GenerationJob::siblings_of_prompt(int32_t prompt_index) const {
+  return static_cast<size_t>(std::count_if(spec_.choices.begin(), spec_.choices.end(),
+                                           [prompt_index](const JobChoice& c) { return c.prompt_index == prompt_index; }));
 }
 
 void GenerationJob::on_output(size_t choice, EngineOutput out) {

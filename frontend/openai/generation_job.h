@@ -46,6 +46,7 @@ struct JobChoice {
   SamplingParams sampling;
   ChoiceConfig config;
   std::string echo_text;  // prepended to the output (echo)
+  std::optional<std::string> cache_salt;
 };
 
 struct JobSpec {
@@ -100,6 +101,8 @@ class GenerationJob : public http::StreamSource, public std::enable_shared_from_
 
   void on_output(size_t choice, EngineOutput out);
   void cancel();
+  // How many choices sample the prompt with this index (n, for every prompt).
+  size_t siblings_of_prompt(int32_t prompt_index) const;
   // Drains the queue into per-choice deltas, in first-arrival order.
   std::vector<std::pair<size_t, ChoiceDelta>> drain_queue();
   void record_metrics(size_t choice, const EngineOutput& out, bool finished_now);

@@ -71,6 +71,7 @@ struct CommonRequest {
   bool echo = false;
   std::optional<int32_t> logprobs;  // top-k count per generated token; absent: no logprobs
   std::optional<std::string> request_id;  // the body's vLLM `request_id`
+  std::optional<std::string> cache_salt;  // vLLM's: prefix-cache blocks are shared only within a salt
   std::vector<std::string> ignored_fields;
 };
 

@@ -293,9 +293,10 @@ Status read_common(FieldReader& r, const RequestLimits& limits, CommonRequest& o
   K2_RETURN_IF_ERROR(r.read_bool("return_tokens_as_token_ids", out.return_tokens_as_token_ids));
   K2_RETURN_IF_ERROR(r.read_bool("echo", out.echo));
   K2_RETURN_IF_ERROR(r.read_string("request_id", out.request_id));
-  std::optional<std::string> salt;
-  K2_RETURN_IF_ERROR(r.read_string("cache_salt", salt));
-  if (salt && salt->empty()) return invalid_argument("Parameter 'cache_salt' must be a non-empty string if provided.");
+  K2_RETURN_IF_ERROR(r.read_string("cache_salt", out.cache_salt));
+  if (out.cache_salt && out.cache_salt->empty()) {
+    return invalid_argument("Parameter 'cache_salt' must be a non-empty string if provided.");
+  }
   bool beam = false;
   K2_RETURN_IF_ERROR(r.read_bool("use_beam_search", beam));
   if (beam) return unimplemented("use_beam_search is not supported by this server");

@@ -152,6 +152,7 @@ void OpenAiServer::handle_chat(const std::shared_ptr<http::Exchange>& ex) {
     c.config.parser = spec.parser;
     c.config.parallel_tool_calls = req.parallel_tool_calls;
     c.echo_text = echo;
+    c.cache_salt = req.cache_salt;
     spec.choices.push_back(std::move(c));
   }
   if (config_.log_requests) {

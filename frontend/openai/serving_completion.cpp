@@ -63,6 +63,7 @@ void OpenAiServer::handle_completion(const std::shared_ptr<http::Exchange>& ex) 
       c.config.include_stop_str_in_output = req.include_stop_str_in_output;
       c.config.stop_token_ids = req.sampling.stop_token_ids;
       c.echo_text = echo;
+      c.cache_salt = req.cache_salt;
       spec.choices.push_back(std::move(c));
     }
   }

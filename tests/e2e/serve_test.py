@@ -9,7 +9,9 @@
    float32 prefill logits of the position before it (within the tolerance), with the top 2 and
    their ranks, in vLLM's shape; also with chunked prefill and with the prompt already in the
    prefix cache (which prompt_logprobs must bypass), and through echo + logprobs.
-3. Lifecycle: kill -9 of the worker, and separately of the enginecore, while a stream is open:
+3. n > 1: the siblings of one prompt share its KV blocks (the prompt's full blocks are computed
+   once, with prefix caching off too) and greedy siblings equal the n = 1 answer.
+4. Lifecycle: kill -9 of the worker, and separately of the enginecore, while a stream is open:
    the stream ends with an error, /health turns 503 within 2 s, the server exits non-zero, and
    no process of the tree and no shared-memory segment is left. SIGTERM drains and exits 0.
 
@@ -178,6 +180,29 @@ def check_prompt_logprobs_chunked(k2serve, data, model_set, c):
         server.stop()
 
 
+def check_siblings(k2serve, data, model_set, c):
+    """n = 3 with prefix caching off: two siblings start from the first one's 2 full blocks."""
+    model = data / "models" / model_set
+    server = Server(k2serve, model, ["--tokenizer", str(data / "text" / "tok-1024"), "--dtype", "float32",
+                                     "--no-enable-prefix-caching", "--block-size", "16"], kv_cache_memory=64 << 20)
+    try:
+        prompt = [(7 * i + 3) % 500 + 1 for i in range(40)]
+        body = {"model": server.model, "prompt": prompt, "max_tokens": 8, "temperature": 0, "ignore_eos": True}
+        one = server.post("/v1/completions", body)
+        three = server.post("/v1/completions", dict(body, n=3))
+        texts = [ch["text"] for ch in sorted(three["choices"], key=lambda ch: ch["index"])]
+        c.check(texts == [one["choices"][0]["text"]] * 3, f"n=3 greedy siblings equal the n=1 answer ({texts})")
+        cached = three["usage"]["prompt_tokens_details"]["cached_tokens"]
+        c.check(cached == 32, f"n=3: siblings reuse the 2 full prompt blocks (cached_tokens {cached}, want 32)")
+        c.check(one["usage"]["prompt_tokens_details"]["cached_tokens"] == 0,
+                "prefix caching off: an unrelated request reuses nothing")
+        again = server.post("/v1/completions", body)
+        c.check(again["usage"]["prompt_tokens_details"]["cached_tokens"] == 0,
+                "prefix caching off: the siblings' blocks are not shared with later requests")
+    finally:
+        server.stop()
+
+
 def open_stream(server):
     body = {"model": server.model, "prompt": [1, 2, 3], "max_tokens": 2000, "temperature": 0,
             "ignore_eos": True, "stream": True}
@@ -230,6 +255,7 @@ def main():
     for s in sets:
         check_exactness(k2serve, data, s, c)
     check_prompt_logprobs_chunked(k2serve, data, sets[0], c)
+    check_siblings(k2serve, data, sets[0], c)
     check_kill(k2serve, data, sets[0], "worker", c)
     check_kill(k2serve, data, sets[0], "enginecore", c)
     sys.exit(c.exit_code() if c.passed else 1)
