@@ -55,7 +55,8 @@ EngineCore::EngineCore(const EngineCoreConfig& config, std::unique_ptr<Scheduler
     : config_(config), scheduler_(std::move(scheduler)), seed_rng_(config.seed) {}
 
 void EngineCore::add_request(const protocol::AddRequest& request) {
-  RequestInfo info{request.params};
+  RequestInfo info{request.params, {}};
+  info.events.push_back({protocol::RequestEventType::kQueued, now_seconds()});
   // The model's stop ids first (eos_token_ids[0] is the EOS proper), then the request's.
   std::vector<int32_t> eos = config_.eos_token_ids;
   append_unique(eos, request.params.eos_token_ids);
@@ -113,8 +114,11 @@ std::optional<protocol::StepPlan> EngineCore::plan_step() {
   plan.finished_request_ids = out.preempted_request_ids;
   plan.finished_request_ids.insert(plan.finished_request_ids.end(), out.finished_request_ids.begin(),
                                    out.finished_request_ids.end());
+  const double now = now_seconds();
+  for (const std::string& id : out.preempted_request_ids) record_event(id, protocol::RequestEventType::kPreempted, now);
   for (size_t i = 0; i < out.requests.size(); ++i) {
     const ScheduledRequest& s = out.requests[i];
+    if (s.is_new) record_event(s.request_id, protocol::RequestEventType::kScheduled, now);
     const Request* request = scheduler_->find_request(s.request_id);
     K2_CHECK(request != nullptr, "engine core: a scheduled request is unknown");
     protocol::ScheduledRequest r;
@@ -137,6 +141,10 @@ std::optional<protocol::StepPlan> EngineCore::plan_step() {
   }
   in_flight_ = std::move(out);
   return plan;
+}
+
+void EngineCore::record_event(const std::string& request_id, protocol::RequestEventType type, double now) {
+  if (auto it = requests_.find(request_id); it != requests_.end()) it->second.events.push_back({type, now});
 }
 
 Status EngineCore::finish_step(const protocol::StepResult& result) {
@@ -182,7 +190,11 @@ void EngineCore::collect_scheduler_outputs() {
       p.new_prompt_logprobs = std::move(it->second);
       step_prompt_logprobs_.erase(it);
     }
-    if (o.finished()) requests_.erase(o.request_id);
+    if (auto it = requests_.find(o.request_id); it != requests_.end()) {
+      p.events = std::move(it->second.events);
+      it->second.events.clear();
+      if (o.finished()) requests_.erase(it);
+    }
     pending_.push_back(std::move(p));
   }
 }

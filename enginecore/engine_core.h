@@ -64,7 +64,10 @@ class EngineCore {
  private:
   struct RequestInfo {
     protocol::SamplingParams params;  // seed always set, eos ids merged
+    // Queued/scheduled/preempted times not yet sent: they ride on the request's next output.
+    std::vector<protocol::RequestEvent> events;
   };
+  void record_event(const std::string& request_id, protocol::RequestEventType type, double now);
 
   EngineCore(const EngineCoreConfig& config, std::unique_ptr<Scheduler> scheduler);
   void collect_scheduler_outputs();

@@ -70,6 +70,13 @@ TEST(EngineCore, SecondaryEosStopsWithAStopTokenAndLogprobsRideAlong) {
   auto out = (*core)->take_outputs();
   ASSERT_EQ(out.outputs.size(), 1u);
   EXPECT_EQ(out.outputs[0].new_token_ids, std::vector<int32_t>{5});
+  // vLLM's engine-core events ride on the first output, in order, no later than its step.
+  const auto& events = out.outputs[0].events;
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].type, protocol::RequestEventType::kQueued);
+  EXPECT_EQ(events[1].type, protocol::RequestEventType::kScheduled);
+  EXPECT_LE(events[0].timestamp, events[1].timestamp);
+  EXPECT_LE(events[1].timestamp, out.timestamp);
   ASSERT_TRUE(out.outputs[0].new_logprobs);
   EXPECT_EQ(out.outputs[0].new_logprobs->width, 2u);
   ASSERT_TRUE(out.scheduler_stats);
@@ -82,6 +89,7 @@ TEST(EngineCore, SecondaryEosStopsWithAStopTokenAndLogprobsRideAlong) {
   ASSERT_TRUE((*core)->finish_step(answer(*plan, 101)).ok());
   out = (*core)->take_outputs();
   ASSERT_EQ(out.outputs.size(), 1u);
+  EXPECT_TRUE(out.outputs[0].events.empty());
   EXPECT_EQ(out.outputs[0].finish_reason, protocol::FinishReason::kStop);
   EXPECT_EQ(out.outputs[0].stop_token, 101);
   EXPECT_EQ(out.finished_requests, std::vector<std::string>{"a"});

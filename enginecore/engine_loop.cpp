@@ -16,8 +16,10 @@
 #include "enginecore/protocol/child_process.h"
 #include "enginecore/protocol/engine_config.h"
 #include "enginecore/protocol/option_table.h"
+#include "enginecore/protocol/token_payload.h"
 #include "enginecore/protocol/zmq_channel.h"
 #include "enginecore/stop_ids.h"
+#include "shm/arena.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
 
@@ -81,6 +83,7 @@ class EngineProcess {
   Status build_core(const WorkerFacts& facts, protocol::ReadyMsg& ready);
   Status poll_events(std::chrono::milliseconds timeout, zmq::socket_t* socket, bool* readable);
   Status drain_input();
+  void take_prompt_from_arena(protocol::AddRequest& add);
   Status run_step(const protocol::StepPlan& plan, StepTimingLog::Marks& marks);
   void log_step_timing();
   Status write_plan(const protocol::StepPlan& plan);
@@ -96,6 +99,7 @@ class EngineProcess {
   zmq::context_t context_{1};
   std::optional<zmq::socket_t> input_, output_, results_;
   std::optional<RingWriter> ring_;
+  std::optional<Arena> prompt_arena_;  // the frontend's; we free each prompt block once read
   std::vector<ChildProcess> workers_;
   std::vector<pid_t> worker_pids_;
   std::unique_ptr<EngineCore> core_;
@@ -136,6 +140,10 @@ Status EngineProcess::connect_frontend() {
   K2_RETURN_IF_ERROR(engine_config_table().apply_json(j, config_));
   if (msg.output_addresses.empty()) return invalid_argument("the frontend sent no output address");
   run_id_ = msg.run_id;
+  if (!msg.prompt_arena.empty()) {
+    K2_ASSIGN_OR_RETURN(Arena prompts, Arena::open(msg.prompt_arena));
+    prompt_arena_.emplace(std::move(prompts));
+  }
   protocol::SocketOptions push_options;
   push_options.linger_ms = 4000;  // EngineDead must get out before the process exits
   K2_ASSIGN_OR_RETURN(zmq::socket_t push, protocol::make_socket(context_, zmq::socket_type::push, push_options));
@@ -194,7 +202,7 @@ Result<WorkerFacts> EngineProcess::handshake_workers(zmq::socket_t& router) {
   };
   auto config_for = [&](const protocol::Hello& hello) -> Result<protocol::EngineConfigMsg> {
     return protocol::EngineConfigMsg{engine_config_table().to_json(config_).dump(), run_id_, {ring_->name()},
-                                     {results_addr}, hello.rank};
+                                     {results_addr}, hello.rank, ""};
   };
   K2_ASSIGN_OR_RETURN(std::vector<protocol::HandshakePeer> peers, protocol::handshake_serve(router, options, config_for));
   WorkerFacts facts;
@@ -283,6 +291,7 @@ Status EngineProcess::drain_input() {
     K2_ASSIGN_OR_RETURN(std::optional<protocol::Received> got, protocol::receive_valid(*input_, 0ms, /*routed=*/false));
     if (!got) return Status::ok_status();
     if (auto* add = std::get_if<protocol::AddRequest>(&got->message)) {
+      take_prompt_from_arena(*add);
       core_->add_request(*add);
     } else if (auto* abort = std::get_if<protocol::AbortRequests>(&got->message)) {
       core_->abort(abort->request_ids);
@@ -293,6 +302,23 @@ Status EngineProcess::drain_input() {
                    protocol::message_type_name(protocol::message_type(got->message)));
     }
   }
+}
+
+// A prompt that travelled through the arena becomes inline (and its block free). One that
+// cannot be read stays in the arena's form, which the core refuses with an error output
+// for that request alone.
+void EngineProcess::take_prompt_from_arena(protocol::AddRequest& add) {
+  if (add.prompt.location != protocol::DataLocation::kShm) return;
+  Result<std::vector<int32_t>> ids = protocol::read_tokens(add.prompt, prompt_arena_ ? &*prompt_arena_ : nullptr);
+  if (prompt_arena_) {
+    if (Status freed = prompt_arena_->free(add.prompt.handle); !freed.ok())
+      spdlog::warn("request {}: prompt block not freed: {}", add.request_id, freed.to_string());
+  }
+  if (!ids.ok()) {
+    spdlog::warn("request {}: prompt unreadable: {}", add.request_id, ids.status().to_string());
+    return;
+  }
+  add.prompt = protocol::inline_tokens(std::move(ids).value());
 }
 
 Status EngineProcess::write_plan(const protocol::StepPlan& plan) {

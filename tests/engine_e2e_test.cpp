@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "engine_test_util.h"
+#include "enginecore/protocol/token_payload.h"
 #include "frontend/engine/zmq_engine_client.h"
 
 namespace k2 {
@@ -151,6 +152,11 @@ TEST_P(EngineE2e, GoldenTokensAloneAndConcurrently) {
   for (size_t i = 0; i < prompts.size(); ++i)
     testing::expect_golden_tokens(prompts[i], c.get(ids[i]).tokens, atol, "together");
   EXPECT_GT(client->stats().prefix_cache_hits, 0u);  // the second round reused the first's blocks
+  // Prompts longer than the inline limit went through the shared-memory arena and came out
+  // whole (the golden tokens above depend on every id).
+  size_t num_long = 0;
+  for (const auto& g : prompts) num_long += g.prompt.size() > protocol::kInlineTokenLimit ? 2 : 0;
+  EXPECT_EQ(client->num_prompts_in_shm(), num_long);
   EXPECT_TRUE(client->drain(5s));
   const pid_t engine = client->enginecore_pid();
   const auto workers = client->worker_pids();

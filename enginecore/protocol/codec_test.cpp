@@ -45,7 +45,7 @@ TokenLogprobs sample_logprobs() {
 std::vector<Message> sample_messages() {
   std::vector<Message> out;
   out.push_back(Hello{ProcessKind::kEngineCore, 3, kProtocolVersion, true, false, 4242});
-  out.push_back(EngineConfigMsg{R"({"max_model_len":4096})", "abc123", {"ipc:///tmp/k2/in"}, {"ipc:///tmp/k2/out"}, 3});
+  out.push_back(EngineConfigMsg{R"({"max_model_len":4096})", "abc123", {"ipc:///tmp/k2/in"}, {"ipc:///tmp/k2/out"}, 3, "k2serve-1-abc123-prompts"});
   out.push_back(ReadyMsg{3, 1000, 16, 4096, 256, 8192, 0xdeadbeefULL, "{}", {"/k2serve-1-abc-kv"}});
   AddRequest add{"cmpl-1-abcdefgh", inline_tokens({1, 2, 3, 163584}), sample_params(), 1, 1.7e9, 0, "tenant", "cmpl-1/0"};
   out.push_back(add);

@@ -164,8 +164,11 @@ struct EngineConfigMsg {
   std::vector<std::string> input_addresses;
   std::vector<std::string> output_addresses;
   uint32_t rank = 0;
+  // The sender's arena of large prompt arrays ("" = all inline); the receiver opens it and
+  // frees each block once it has read it.
+  std::string prompt_arena;
   bool operator==(const EngineConfigMsg&) const = default;
-  MSGPACK_DEFINE(config_json, run_id, input_addresses, output_addresses, rank);
+  MSGPACK_DEFINE(config_json, run_id, input_addresses, output_addresses, rank, prompt_arena);
 };
 
 // Peer -> parent once initialized (weights loaded, KV cache allocated).

@@ -122,12 +122,12 @@ Status run_frontend(zmq::context_t& ctx, const std::string& handshake_addr, cons
   opts.ready_timeout = 10s;
   opts.peers_alive = std::move(alive);
   K2_ASSIGN_OR_RETURN(auto peers, handshake_serve(router, opts, [&](const Hello& h) -> Result<EngineConfigMsg> {
-    return EngineConfigMsg{"{}", "run", {handshake_addr}, {output_addr}, h.rank};
+    return EngineConfigMsg{"{}", "run", {handshake_addr}, {output_addr}, h.rank, ""};
   }));
   if (peers.size() != engines) return internal_error("wrong peer count");
   for (uint32_t r = 0; r < engines; ++r) {
     if (peers[r].hello.rank != r || peers[r].ready.num_kv_blocks != 100 + r) return internal_error("bad ready");
-    AddRequest add{"req-" + std::to_string(r), inline_tokens({1, 2, 1000}), SamplingParams{}, 0, 0, 0};
+    AddRequest add{"req-" + std::to_string(r), inline_tokens({1, 2, 1000}), SamplingParams{}, 0, 0, 0, {}, {}};
     K2_RETURN_IF_ERROR(send(router, add, peers[r].routing_id));
   }
   std::vector<bool> seen(engines, false);

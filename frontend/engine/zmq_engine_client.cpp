@@ -10,10 +10,14 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "enginecore/protocol/token_payload.h"
 #include "shm/segment.h"
 
 namespace k2::frontend {
 namespace {
+
+constexpr uint64_t kPromptArenaId = 1;
+constexpr size_t kPromptArenaBytes = size_t{256} << 20;
 
 using namespace std::chrono_literals;
 
@@ -84,8 +88,14 @@ Result<protocol::SamplingParams> to_protocol_params(const openai::SamplingParams
   return p;
 }
 
-openai::EngineOutput to_engine_output(const protocol::RequestOutput& o) {
+openai::EngineOutput to_engine_output(const protocol::RequestOutput& o, double engine_time) {
   openai::EngineOutput out;
+  out.engine_time = engine_time;
+  for (const protocol::RequestEvent& e : o.events) {
+    if (e.type == protocol::RequestEventType::kQueued) out.queued_time = e.timestamp;
+    // A preempted request is scheduled again; vLLM's scheduled_ts is the first time.
+    if (e.type == protocol::RequestEventType::kScheduled && out.scheduled_time == 0) out.scheduled_time = e.timestamp;
+  }
   out.new_token_ids = o.new_token_ids;
   if (o.new_logprobs) out.logprobs = to_positions(*o.new_logprobs);
   if (o.new_prompt_logprobs) out.prompt_logprobs = to_positions(*o.new_prompt_logprobs);
@@ -113,6 +123,15 @@ Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
   K2_ASSIGN_OR_RETURN(protocol::RunDir dir, protocol::RunDir::create());
   run_dir_.emplace(std::move(dir));
   run_id_ = make_run_id();
+  // Address space only: tmpfs pages exist once a prompt is written, and a full arena sends
+  // the prompt inline instead.
+  ArenaOptions arena;
+  arena.run_id = run_id_;
+  arena.name = "prompts";
+  arena.arena_id = kPromptArenaId;
+  arena.bytes = kPromptArenaBytes;
+  K2_ASSIGN_OR_RETURN(Arena prompts, Arena::create(arena));
+  prompt_arena_.emplace(std::move(prompts));
   K2_ASSIGN_OR_RETURN(std::string input_addr, run_dir_->ipc_address("input"));
   K2_ASSIGN_OR_RETURN(std::string output_addr, run_dir_->ipc_address("output"));
   context_ = std::make_unique<zmq::context_t>(1);
@@ -144,7 +163,8 @@ Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
   };
   const std::string config_json = engine_config_table().to_json(options.config).dump();
   auto config_for = [&](const protocol::Hello& hello) -> Result<protocol::EngineConfigMsg> {
-    return protocol::EngineConfigMsg{config_json, run_id_, {input_addr}, {output_addr}, hello.rank};
+    return protocol::EngineConfigMsg{config_json, run_id_, {input_addr}, {output_addr}, hello.rank,
+                                     prompt_arena_->name()};
   };
   K2_ASSIGN_OR_RETURN(std::vector<protocol::HandshakePeer> peers, protocol::handshake_serve(*router_, hs, config_for));
   const protocol::ReadyMsg& ready = peers[0].ready;
@@ -173,7 +193,13 @@ Status ZmqEngineClient::add_request(openai::GenerateRequest request, openai::Out
   if (request.prompt_ids.empty()) return invalid_argument("the prompt is empty");
   protocol::AddRequest add;
   add.request_id = request.request_id;
-  add.prompt = protocol::inline_tokens(std::move(request.prompt_ids));
+  if (Result<protocol::TokenIds> placed = protocol::place_tokens(request.prompt_ids, &*prompt_arena_); placed.ok()) {
+    add.prompt = std::move(placed).value();
+    if (add.prompt.location == protocol::DataLocation::kShm) ++num_prompts_in_shm_;
+  } else {
+    spdlog::debug("request {}: prompt sent inline ({})", request.request_id, placed.status().to_string());
+    add.prompt = protocol::inline_tokens(std::move(request.prompt_ids));
+  }
   add.params = std::move(params);
   add.arrival_time = now_seconds();
   add.priority = request.priority;
@@ -181,9 +207,16 @@ Status ZmqEngineClient::add_request(openai::GenerateRequest request, openai::Out
   add.group_id = request.group_id.value_or("");
   {
     std::lock_guard lock(mu_);
-    if (!healthy_) return unavailable("the engine is not running: " + dead_reason_);
-    if (in_flight_.contains(add.request_id))
-      return invalid_argument("request id " + add.request_id + " is already in flight");
+    Status refused;
+    if (!healthy_) {
+      refused = unavailable("the engine is not running: " + dead_reason_);
+    } else if (in_flight_.contains(add.request_id)) {
+      refused = invalid_argument("request id " + add.request_id + " is already in flight");
+    }
+    if (!refused.ok()) {
+      if (add.prompt.location == protocol::DataLocation::kShm) (void)prompt_arena_->free(add.prompt.handle);
+      return refused;
+    }
     in_flight_[add.request_id] =
         InFlight{std::make_shared<openai::OutputCallback>(std::move(on_output)), add.params.logprobs.has_value()};
     send_queue_.push_back(std::move(add));
@@ -295,7 +328,7 @@ void ZmqEngineClient::dispatch(protocol::EngineOutputs& outputs) {
     for (const auto& o : outputs.outputs) {
       auto it = in_flight_.find(o.request_id);
       if (it == in_flight_.end()) continue;
-      calls.emplace_back(it->second.callback, to_engine_output(o));
+      calls.emplace_back(it->second.callback, to_engine_output(o, outputs.timestamp));
       if (o.finish_reason != protocol::FinishReason::kNone) in_flight_.erase(it);
     }
     if (in_flight_.empty()) drained_.notify_all();

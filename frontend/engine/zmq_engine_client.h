@@ -36,6 +36,7 @@
 #include "enginecore/protocol/messages.h"
 #include "enginecore/protocol/zmq_channel.h"
 #include "frontend/openai/engine_client.h"
+#include "shm/arena.h"
 #include "shm/status.h"
 
 namespace k2::frontend {
@@ -84,6 +85,8 @@ class ZmqEngineClient final : public openai::EngineClient {
   pid_t enginecore_pid() const { return engine_pid_; }
   const std::vector<pid_t>& worker_pids() const { return worker_pids_; }
   const std::vector<std::string>& shm_segments() const { return segments_; }
+  // Prompts sent through the prompt arena (longer than protocol::kInlineTokenLimit ids).
+  uint64_t num_prompts_in_shm() const { return num_prompts_in_shm_.load(); }
 
  private:
   struct InFlight {
@@ -111,6 +114,10 @@ class ZmqEngineClient final : public openai::EngineClient {
   std::string engine_identity_;
   std::vector<pid_t> worker_pids_;
   std::vector<std::string> segments_;
+  // Large prompt arrays go here; the enginecore frees each block once read. Created before
+  // the engine, removed with this client (its name carries our pid for stale cleanup).
+  std::optional<Arena> prompt_arena_;
+  std::atomic<uint64_t> num_prompts_in_shm_{0};
   EngineCapacities capacities_;
   int wake_fd_ = -1;
   std::thread io_thread_;

@@ -285,6 +285,10 @@ TEST_F(ApiServerTest, MetricsCarryVllmNames) {
                            "vllm:generation_tokens_total{model_name=\"demo\",engine=\"0\"} 4.0",
                            "vllm:request_success_total{model_name=\"demo\",engine=\"0\",finished_reason=\"length\"} 1.0",
                            "vllm:time_to_first_token_seconds_count{model_name=\"demo\",engine=\"0\"} 1.0",
+                           "vllm:request_queue_time_seconds_count{model_name=\"demo\",engine=\"0\"} 1.0",
+                           "vllm:request_prefill_time_seconds_count{model_name=\"demo\",engine=\"0\"} 1.0",
+                           "vllm:request_decode_time_seconds_count{model_name=\"demo\",engine=\"0\"} 1.0",
+                           "vllm:request_inference_time_seconds_count{model_name=\"demo\",engine=\"0\"} 1.0",
                            "vllm:e2e_request_latency_seconds_bucket", "vllm:kv_cache_usage_perc",
                            "vllm:prefix_cache_queries_total", "http_requests_total{handler=\"/v1/completions\""}) {
     EXPECT_NE(m.body.find(name), std::string::npos) << name;

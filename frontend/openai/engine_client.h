@@ -92,6 +92,11 @@ struct EngineOutput {
   std::optional<int32_t> stop_token_id;
   int32_t num_cached_tokens = 0;  // prompt tokens served from the prefix cache
   std::string error;              // with kError
+  // Engine-clock seconds for vLLM's phase histograms (0 = not in this output): when the
+  // engine queued the request, when it first scheduled it, and this output's step.
+  double queued_time = 0;
+  double scheduled_time = 0;
+  double engine_time = 0;
   bool finished() const { return finish_reason != FinishReason::kNone; }
 };
 

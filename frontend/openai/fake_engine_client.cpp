@@ -1,6 +1,7 @@
 #include "frontend/openai/fake_engine_client.h"
 
 #include <algorithm>
+#include <chrono>
 #include <string_view>
 
 namespace k2::openai {
@@ -139,9 +140,12 @@ PositionLogprobs FakeEngineClient::make_logprobs(int32_t token, size_t position,
 EngineOutput FakeEngineClient::step(Active& a) {
   EngineOutput out;
   const auto& sp = a.request.sampling;
+  out.engine_time = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
   if (a.first) {
     a.first = false;
     out.num_cached_tokens = a.num_cached;
+    out.queued_time = out.engine_time - 0.002;
+    out.scheduled_time = out.engine_time - 0.001;
     if (sp.prompt_logprobs) {
       std::vector<PositionLogprobs> pl;
       for (size_t i = 1; i < a.request.prompt_ids.size(); ++i) {

@@ -99,6 +99,12 @@ void GenerationJob::record_metrics(size_t choice, const EngineOutput& out, bool 
   const auto now = http::Clock::now();
   const auto arrival = exchange_->request().received;
   const int64_t prompt_len = static_cast<int64_t>(spec_.choices[choice].prompt_ids.size());
+  if (out.queued_time > 0) r.queued_time = out.queued_time;
+  if (out.scheduled_time > 0 && r.scheduled_time == 0) r.scheduled_time = out.scheduled_time;
+  if (!out.new_token_ids.empty() && out.engine_time > 0) {
+    if (r.first_token_time == 0) r.first_token_time = out.engine_time;
+    r.last_token_time = out.engine_time;
+  }
   if (!out.new_token_ids.empty()) {
     if (r.last_output == http::Clock::time_point{}) {
       metrics_->on_first_token(seconds_between(arrival, now), prompt_len);
@@ -111,6 +117,10 @@ void GenerationJob::record_metrics(size_t choice, const EngineOutput& out, bool 
   if (finished_now) {
     metrics_->on_finished(r.finish_reason, seconds_between(arrival, now), prompt_len, r.state->num_generated(),
                           spec_.choices[choice].sampling.max_tokens, static_cast<int32_t>(spec_.choices.size()));
+    if (r.queued_time > 0 && r.scheduled_time > 0 && r.first_token_time > 0) {
+      metrics_->on_phases(RequestPhases{r.scheduled_time - r.queued_time, r.first_token_time - r.scheduled_time,
+                                        r.last_token_time - r.first_token_time, r.last_token_time - r.scheduled_time});
+    }
   }
 }
 

@@ -92,6 +92,8 @@ class GenerationJob : public http::StreamSource, public std::enable_shared_from_
     nlohmann::ordered_json stop_reason;
     bool role_sent = false, echo_sent = false, done = false, tool_calls = false;
     http::Clock::time_point last_output{};
+    // Engine-clock stamps of the phases (vLLM's RequestStateStats), 0 until seen.
+    double queued_time = 0, scheduled_time = 0, first_token_time = 0, last_token_time = 0;
     std::unique_ptr<CompletionLogprobs> completion_logprobs;  // streaming completions: running offsets
   };
   struct Queued {

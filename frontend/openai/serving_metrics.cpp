@@ -43,6 +43,14 @@ ServingMetrics::ServingMetrics(http::MetricsRegistry& r, std::string model_name,
                         "Histogram of time_per_output_token_seconds per request.", kLabels, itl_buckets())),
       e2e_(r.histogram("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", kLabels,
                        e2e_buckets())),
+      queue_time_(r.histogram("vllm:request_queue_time_seconds",
+                              "Histogram of time spent in WAITING phase for request.", kLabels, e2e_buckets())),
+      prefill_time_(r.histogram("vllm:request_prefill_time_seconds",
+                                "Histogram of time spent in PREFILL phase for request.", kLabels, e2e_buckets())),
+      decode_time_(r.histogram("vllm:request_decode_time_seconds",
+                               "Histogram of time spent in DECODE phase for request.", kLabels, e2e_buckets())),
+      inference_time_(r.histogram("vllm:request_inference_time_seconds",
+                                  "Histogram of time spent in RUNNING phase for request.", kLabels, e2e_buckets())),
       prompt_hist_(r.histogram("vllm:request_prompt_tokens", "Number of prefill tokens processed.", kLabels,
                                http::buckets_1_2_5(static_cast<double>(max_model_len)))),
       generation_hist_(r.histogram("vllm:request_generation_tokens", "Number of generation tokens processed.", kLabels,
@@ -86,6 +94,13 @@ void ServingMetrics::on_finished(const std::string& finish_reason, double e2e, i
   max_tokens_hist_.observe(labels(), max_tokens);
   n_hist_.observe(labels(), n);
   if (generation_tokens > 1) tpot_.observe(labels(), e2e / static_cast<double>(generation_tokens));
+}
+
+void ServingMetrics::on_phases(const RequestPhases& p) {
+  queue_time_.observe(labels(), p.queue);
+  prefill_time_.observe(labels(), p.prefill);
+  decode_time_.observe(labels(), p.decode);
+  inference_time_.observe(labels(), p.inference);
 }
 
 void ServingMetrics::on_http(const http::CompletedExchange& done) {

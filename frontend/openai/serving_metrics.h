@@ -15,6 +15,15 @@
 
 namespace k2::openai {
 
+// Seconds a finished request spent in each phase, on the engine's clock (vLLM's
+// queued_ts -> scheduled_ts -> first_token_ts -> last_token_ts).
+struct RequestPhases {
+  double queue = 0;      // waiting before its first scheduling
+  double prefill = 0;    // first scheduling -> first token
+  double decode = 0;     // first token -> last token
+  double inference = 0;  // first scheduling -> last token
+};
+
 class ServingMetrics {
  public:
   ServingMetrics(http::MetricsRegistry& registry, std::string model_name, int64_t max_model_len,
@@ -25,6 +34,7 @@ class ServingMetrics {
   void on_tokens(int64_t count, double seconds_since_previous_output);
   void on_finished(const std::string& finish_reason, double e2e_seconds, int64_t prompt_tokens,
                    int64_t generation_tokens, int32_t max_tokens, int32_t n);
+  void on_phases(const RequestPhases& phases);
   void on_http(const http::CompletedExchange& done);
 
  private:
@@ -45,6 +55,10 @@ class ServingMetrics {
   http::HistogramFamily& itl_;
   http::HistogramFamily& tpot_;
   http::HistogramFamily& e2e_;
+  http::HistogramFamily& queue_time_;
+  http::HistogramFamily& prefill_time_;
+  http::HistogramFamily& decode_time_;
+  http::HistogramFamily& inference_time_;
   http::HistogramFamily& prompt_hist_;
   http::HistogramFamily& generation_hist_;
   http::HistogramFamily& max_tokens_hist_;

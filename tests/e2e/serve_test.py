@@ -199,6 +199,14 @@ def check_siblings(k2serve, data, model_set, c):
         again = server.post("/v1/completions", body)
         c.check(again["usage"]["prompt_tokens_details"]["cached_tokens"] == 0,
                 "prefix caching off: the siblings' blocks are not shared with later requests")
+        m = server.metrics()
+        phases = ["queue", "prefill", "decode", "inference"]
+        counts = [m.get(f"vllm:request_{p}_time_seconds_count", 0) for p in phases]
+        c.check(counts == [5.0] * 4, f"phase histograms count the 5 finished requests ({counts})")
+        sums = {p: m.get(f"vllm:request_{p}_time_seconds_sum", -1) for p in phases}
+        c.check(all(v >= 0 for v in sums.values()) and
+                abs(sums["prefill"] + sums["decode"] - sums["inference"]) < 1e-6 * max(1.0, sums["inference"]),
+                f"prefill + decode = inference time ({sums})")
     finally:
         server.stop()
 
