@@ -13,6 +13,7 @@
 #include "enginecore/protocol/child_process.h"
 #include "enginecore/protocol/option_table.h"
 #include "enginecore/protocol/zmq_channel.h"
+#include "shm/numa.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
 #include "workers/generate.h"
@@ -56,7 +57,20 @@ struct WorkerState {
   Segment kv_segment;
   std::optional<LatentKvCache> cache;
   int64_t num_blocks = 0;
+  NumaPlacement placement;
 };
+
+// Before anything is allocated: the weights and the KV arena then land on the worker's node,
+// and the model's thread pool (one thread per CPU it may use) on its CPUs.
+Status place_worker(uint32_t rank, WorkerState& w) {
+  const char* env = std::getenv("VLLM_CPU_OMP_THREADS_BIND");
+  const std::string spec = env != nullptr && *env != '\0' ? env : "auto";
+  K2_ASSIGN_OR_RETURN(w.placement, plan_numa_placement(spec, static_cast<int>(rank)));
+  K2_RETURN_IF_ERROR(apply_numa_placement(w.placement));
+  spdlog::info("worker {}: {} of {} NUMA node(s) (VLLM_CPU_OMP_THREADS_BIND={})", rank, describe(w.placement),
+               numa_node_count(), spec);
+  return Status::ok_status();
+}
 
 Result<EngineConfig> config_from_json(const std::string& text) {
   EngineConfig cfg;
@@ -73,6 +87,7 @@ Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, WorkerSt
   spdlog::info("--dtype {}{}: dense weights {}, routed experts {}", cfg.dtype,
                cfg.quantization ? " --quantization " + *cfg.quantization : std::string(),
                weight_layout_name(layouts.dense), weight_layout_name(layouts.experts));
+  K2_RETURN_IF_ERROR(place_worker(rank, w));
   K2_ASSIGN_OR_RETURN(w.model, load_model(cfg.model, ProgressStyle::kAuto, cfg.load_format == "dummy", layouts));
   const ModelConfig& mc = w.model->config();
   const int64_t row_dim = w.model->cache_row_dim();
@@ -87,7 +102,8 @@ Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, WorkerSt
   in.memory_utilization = cfg.gpu_memory_utilization;
   K2_ASSIGN_OR_RETURN(w.num_blocks, kv_cache_blocks(in));
   const uint64_t bytes = LatentKvCache::bytes_needed(mc.num_hidden_layers, w.num_blocks, cfg.block_size, row_dim);
-  K2_ASSIGN_OR_RETURN(w.kv_segment, Segment::create(msg.run_id, "kv-worker" + std::to_string(rank), bytes));
+  K2_ASSIGN_OR_RETURN(w.kv_segment, Segment::create(msg.run_id, "kv-worker" + std::to_string(rank), bytes,
+                                                      w.placement.node));
   K2_ASSIGN_OR_RETURN(LatentKvCache cache,
                       LatentKvCache::create_in(std::span<std::byte>(w.kv_segment.data(), w.kv_segment.size()),
                                                mc.num_hidden_layers, w.num_blocks, cfg.block_size, row_dim));
@@ -102,7 +118,9 @@ protocol::ReadyMsg ready_message(uint32_t rank, const WorkerState& w) {
   nlohmann::json facts = {{"eos_token_ids", mc.eos_token_ids},
                           {"max_position_embeddings", mc.max_position_embeddings},
                           {"vocab_size", mc.vocab_size},
-                          {"pid", ::getpid()}};
+                          {"pid", ::getpid()},
+                          {"numa_node", w.placement.node},
+                          {"kv_numa_bound", w.kv_segment.numa_bound()}};
   protocol::ReadyMsg ready;
   ready.rank = rank;
   ready.num_kv_blocks = static_cast<uint64_t>(w.num_blocks);

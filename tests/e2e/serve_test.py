@@ -199,6 +199,10 @@ def check_siblings(k2serve, data, model_set, c):
         again = server.post("/v1/completions", body)
         c.check(again["usage"]["prompt_tokens_details"]["cached_tokens"] == 0,
                 "prefix caching off: the siblings' blocks are not shared with later requests")
+        log = server.log_text()
+        numa = Path("/sys/devices/system/node/node0").exists()
+        c.check("worker 0: " + ("node 0, cpus" if numa else "unbound") in log,
+                "the worker reports its NUMA placement (node 0 with VLLM_CPU_OMP_THREADS_BIND=auto)")
         m = server.metrics()
         phases = ["queue", "prefill", "decode", "inference"]
         counts = [m.get(f"vllm:request_{p}_time_seconds_count", 0) for p in phases]
