@@ -77,8 +77,16 @@ void EngineCore::add_request(const protocol::AddRequest& request) {
     spdlog::warn("request {}: refused (prompt not inline or duplicate id)", request.request_id);
     return;
   }
+  if (request.structured) {
+    if (Status st = structured_.add(request.request_id, *request.structured); !st.ok()) {
+      spdlog::warn("request {}: refused: {}", request.request_id, st.to_string());
+      pending_.push_back(error_output(request.request_id));
+      return;
+    }
+  }
   Status s = scheduler_->add_request(std::move(params));
   if (!s.ok()) {
+    structured_.remove(request.request_id);
     spdlog::warn("request {}: refused: {}", request.request_id, s.to_string());
     pending_.push_back(error_output(request.request_id));
     return;
@@ -130,6 +138,7 @@ std::optional<protocol::StepPlan> EngineCore::plan_step() {
     r.blocks.replace = s.is_new;
     r.blocks.block_ids.assign(s.new_block_ids.begin(), s.new_block_ids.end());
     r.sample = s.needs_sample;
+    if (s.needs_sample) r.allowed_token_mask = structured_.next_mask(s.request_id);
     r.num_output_tokens = static_cast<uint32_t>(request->num_output_tokens());
     r.num_prompt_tokens = static_cast<uint32_t>(s.num_prompt_tokens);
     if (s.is_new) {
@@ -167,12 +176,33 @@ Status EngineCore::finish_step(const protocol::StepResult& result) {
   }
   Status s = scheduler_->update_from_output(*in_flight_, step);
   if (!s.ok()) return s;
+  const SchedulerOutput done = std::move(*in_flight_);
   in_flight_.reset();
+  advance_structured(done, step);
   ++steps_;
   collect_scheduler_outputs();
   step_logprobs_.clear();
   step_prompt_logprobs_.clear();
   return Status::ok_status();
+}
+
+void EngineCore::advance_structured(const SchedulerOutput& plan, const StepResult& step) {
+  for (size_t i = 0; i < plan.requests.size(); ++i) {
+    const std::string& id = plan.requests[i].request_id;
+    if (step.sampled_token_ids[i].empty() || !structured_.tracks(id)) continue;
+    const int32_t token = step.sampled_token_ids[i][0];
+    switch (structured_.accept(id, token)) {
+      case StructuredOutputs::Accepted::kContinue:
+        break;
+      case StructuredOutputs::Accepted::kComplete:
+        scheduler_->finish_stopped(id);  // false when the token already finished it (EOS)
+        break;
+      case StructuredOutputs::Accepted::kRejected:
+        spdlog::error("request {}: token {} breaks its structured output grammar; aborted", id, token);
+        scheduler_->abort(id);
+        break;
+    }
+  }
 }
 
 void EngineCore::collect_scheduler_outputs() {
@@ -193,7 +223,10 @@ void EngineCore::collect_scheduler_outputs() {
     if (auto it = requests_.find(o.request_id); it != requests_.end()) {
       p.events = std::move(it->second.events);
       it->second.events.clear();
-      if (o.finished()) requests_.erase(it);
+      if (o.finished()) {
+        requests_.erase(it);
+        structured_.remove(o.request_id);
+      }
     }
     pending_.push_back(std::move(p));
   }

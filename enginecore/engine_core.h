@@ -20,6 +20,7 @@
 
 #include "enginecore/protocol/messages.h"
 #include "enginecore/scheduler.h"
+#include "enginecore/structured_outputs.h"
 #include "shm/status.h"
 
 namespace k2::engine {
@@ -56,6 +57,11 @@ class EngineCore {
   protocol::EngineOutputs take_outputs();
   bool has_outputs() const { return !pending_.empty() || !pending_utility_.empty(); }
 
+  // Enables structured outputs (see StructuredOutputs::set_vocabulary).
+  Status set_vocabulary(std::vector<std::string> token_bytes, int64_t vocab_size) {
+    return structured_.set_vocabulary(std::move(token_bytes), vocab_size, config_.eos_token_ids);
+  }
+
   bool has_unfinished_requests() const { return scheduler_->has_unfinished_requests(); }
   bool step_in_flight() const { return in_flight_.has_value(); }
   const Scheduler& scheduler() const { return *scheduler_; }
@@ -71,6 +77,9 @@ class EngineCore {
 
   EngineCore(const EngineCoreConfig& config, std::unique_ptr<Scheduler> scheduler);
   void collect_scheduler_outputs();
+  // Advances the grammars of the structured requests sampled in `plan`; ends those whose
+  // grammar completed or was broken.
+  void advance_structured(const SchedulerOutput& plan, const StepResult& step);
 
   EngineCoreConfig config_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -82,6 +91,7 @@ class EngineCore {
   std::unordered_map<std::string, protocol::TokenLogprobs> step_prompt_logprobs_;
   std::vector<protocol::RequestOutput> pending_;
   std::vector<protocol::UtilityOutput> pending_utility_;
+  StructuredOutputs structured_;
   std::mt19937_64 seed_rng_;
   uint64_t steps_ = 0;
 };

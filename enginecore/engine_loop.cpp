@@ -59,6 +59,7 @@ struct WorkerFacts {
   int64_t num_blocks = 0;
   std::vector<int64_t> eos_ids;
   int64_t max_position_embeddings = 0;
+  int64_t vocab_size = 0;  // the model's logit count
   std::vector<std::string> segments;
 };
 
@@ -100,6 +101,7 @@ class EngineProcess {
   std::optional<zmq::socket_t> input_, output_, results_;
   std::optional<RingWriter> ring_;
   std::optional<Arena> prompt_arena_;  // the frontend's; we free each prompt block once read
+  std::vector<std::string> vocabulary_;  // token bytes from the frontend, until the core exists
   std::vector<ChildProcess> workers_;
   std::vector<pid_t> worker_pids_;
   std::unique_ptr<EngineCore> core_;
@@ -143,6 +145,10 @@ Status EngineProcess::connect_frontend() {
   if (!msg.prompt_arena.empty()) {
     K2_ASSIGN_OR_RETURN(Arena prompts, Arena::open(msg.prompt_arena));
     prompt_arena_.emplace(std::move(prompts));
+    if (msg.vocabulary.valid()) {
+      K2_ASSIGN_OR_RETURN(vocabulary_, protocol::read_vocabulary(msg.vocabulary, *prompt_arena_));
+      (void)prompt_arena_->free(msg.vocabulary);
+    }
   }
   protocol::SocketOptions push_options;
   push_options.linger_ms = 4000;  // EngineDead must get out before the process exits
@@ -218,6 +224,7 @@ Result<WorkerFacts> EngineProcess::handshake_workers(zmq::socket_t& router) {
     for (const auto& e : j["eos_token_ids"])
       if (e.is_number_integer()) facts.eos_ids.push_back(e.get<int64_t>());
   facts.max_position_embeddings = j["max_position_embeddings"].get<int64_t>();
+  if (j.contains("vocab_size") && j["vocab_size"].is_number_integer()) facts.vocab_size = j["vocab_size"].get<int64_t>();
   return facts;
 }
 
@@ -243,6 +250,13 @@ Status EngineProcess::build_core(const WorkerFacts& facts, protocol::ReadyMsg& r
   cc.seed = static_cast<uint64_t>(config_.seed);
   cc.engine_index = rank_;
   K2_ASSIGN_OR_RETURN(core_, EngineCore::create(cc));
+  if (!vocabulary_.empty()) {
+    // Without it the engine still serves; structured requests are refused one by one.
+    if (Status st = core_->set_vocabulary(std::move(vocabulary_), facts.vocab_size); !st.ok()) {
+      spdlog::warn("enginecore {}: structured outputs disabled: {}", rank_, st.to_string());
+    }
+    vocabulary_ = {};
+  }
   nlohmann::json extra = {{"worker_pids", worker_pids_}, {"eos_token_ids", cc.eos_token_ids}, {"pid", ::getpid()}};
   ready.rank = rank_;
   ready.num_kv_blocks = static_cast<uint64_t>(cc.kv.num_blocks);

@@ -282,6 +282,15 @@ bool Scheduler::abort(const std::string& request_id) {
   return true;
 }
 
+bool Scheduler::finish_stopped(const std::string& request_id) {
+  auto it = requests_.find(request_id);
+  if (it == requests_.end()) return false;
+  Request* request = it->second.get();
+  if (in_flight_ && request->status() == RequestStatus::kRunning) return false;
+  finish_request(request, FinishReason::kStop, std::nullopt, {});
+  return true;
+}
+
 void Scheduler::finish_request(Request* request, FinishReason reason, std::optional<TokenId> stop_token,
                                std::vector<TokenId> new_token_ids) {
   const bool on_workers = request->status() == RequestStatus::kRunning;

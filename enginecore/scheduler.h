@@ -64,6 +64,9 @@ class Scheduler {
   // Ends a waiting or running request (the client went away): frees its blocks and queues a
   // finished(abort) output. False if the id is unknown (e.g. it already finished).
   bool abort(const std::string& request_id);
+  // Ends a request as finished(stop) for a reason the scheduler cannot see (its structured
+  // output's grammar is complete). False if the id is unknown or its step is in flight.
+  bool finish_stopped(const std::string& request_id);
 
   // Plans one step. Call update_from_output() with its result before the next schedule()
   // unless the plan is empty (then nothing is in flight).

@@ -20,6 +20,16 @@ constexpr const char* kUsage = "k2serve serve MODEL_DIR [options]";
 
 // SIGTERM/SIGINT are blocked in every thread and taken synchronously by the main loop, so
 // no handler runs in the middle of a request thread.
+// What each id decodes to, for the engine's grammars; special tokens can never be part of
+// constrained text.
+std::vector<std::string> grammar_vocabulary(const Tokenizer& tokenizer) {
+  std::vector<std::string> out(static_cast<size_t>(tokenizer.vocab_size()));
+  for (int32_t id = 0; id < tokenizer.vocab_size(); ++id) {
+    if (!tokenizer.is_special(id)) out[static_cast<size_t>(id)] = std::string(tokenizer.token_bytes(id));
+  }
+  return out;
+}
+
 sigset_t shutdown_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -54,6 +64,7 @@ int run_server(const EngineConfig& cfg) {
   }
   frontend::ZmqEngineClientOptions engine_opts;
   engine_opts.config = cfg;
+  engine_opts.vocabulary = grammar_vocabulary(**tokenizer);
   auto engine = frontend::ZmqEngineClient::start(engine_opts);
   if (!engine.ok()) {
     spdlog::error("starting the engine: {}", engine.status().to_string());

@@ -10,7 +10,7 @@ packages=(
   libspdlog-dev libfmt-dev nlohmann-json3-dev libmsgpack-cxx-dev
   libpcre2-dev libxxhash-dev libstb-dev libjpeg62-turbo-dev libwebp-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  nodejs npm python3 curl
+  nodejs npm python3 python3-jsonschema curl
 )
 
 missing=()
@@ -27,6 +27,7 @@ for p in "${missing[@]:-}"; do
     nodejs) command -v node >/dev/null 2>&1 && continue ;;
     npm) command -v npm >/dev/null 2>&1 && continue ;;
     python3) command -v python3 >/dev/null 2>&1 && continue ;;
+    python3-jsonschema) python3 -c 'import jsonschema' >/dev/null 2>&1 && continue ;;
   esac
   filtered+=("$p")
 done

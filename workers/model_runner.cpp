@@ -110,7 +110,7 @@ protocol::SampledRequest ModelRunner::sample(const protocol::ScheduledRequest& r
   const size_t prompt = std::min<size_t>(state.num_prompt_tokens, state.tokens.size());
   SequenceHistory history{std::span<const int32_t>(state.tokens).first(prompt),
                           std::span<const int32_t>(state.tokens).subspan(prompt)};
-  SampleResult result = sampler_.sample(logits, state.params, history);
+  SampleResult result = sampler_.sample(logits, state.params, history, r.allowed_token_mask);
   protocol::SampledRequest out;
   out.slot = r.slot;
   out.token_ids = {result.token};

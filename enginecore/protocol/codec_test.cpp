@@ -45,9 +45,9 @@ TokenLogprobs sample_logprobs() {
 std::vector<Message> sample_messages() {
   std::vector<Message> out;
   out.push_back(Hello{ProcessKind::kEngineCore, 3, kProtocolVersion, true, false, 4242});
-  out.push_back(EngineConfigMsg{R"({"max_model_len":4096})", "abc123", {"ipc:///tmp/k2/in"}, {"ipc:///tmp/k2/out"}, 3, "k2serve-1-abc123-prompts"});
+  out.push_back(EngineConfigMsg{R"({"max_model_len":4096})", "abc123", {"ipc:///tmp/k2/in"}, {"ipc:///tmp/k2/out"}, 3, "k2serve-1-abc123-prompts", ShmHandle{1, 4096, 1000, 3}});
   out.push_back(ReadyMsg{3, 1000, 16, 4096, 256, 8192, 0xdeadbeefULL, "{}", {"/k2serve-1-abc-kv"}});
-  AddRequest add{"cmpl-1-abcdefgh", inline_tokens({1, 2, 3, 163584}), sample_params(), 1, 1.7e9, 0, "tenant", "cmpl-1/0"};
+  AddRequest add{"cmpl-1-abcdefgh", inline_tokens({1, 2, 3, 163584}), sample_params(), 1, 1.7e9, 0, "tenant", "cmpl-1/0", StructuredOutputParams{R"({"type":"object"})", false, 7}};
   out.push_back(add);
   add.prompt = TokenIds{DataLocation::kShm, {}, ShmHandle{2, 4096, 40000, 9}, 0, 10000};
   out.push_back(add);
@@ -82,6 +82,7 @@ std::vector<Message> sample_messages() {
   r2.sample = true;
   r2.num_output_tokens = 3;
   r2.num_prompt_tokens = 38;
+  r2.allowed_token_mask = {0xffffffffu, 0x1u};
   plan.requests.push_back(r2);
   plan.finished_request_ids = {"r0"};
   plan.total_num_tokens = 4;
@@ -120,7 +121,7 @@ TEST(Codec, EveryMessageRoundTrips) {
 TEST(Codec, LargeTokenArraysTravelAsExtraFrames) {
   std::vector<int32_t> ids(1000);
   for (int i = 0; i < 1000; ++i) ids[i] = i * 161 - 5;
-  AddRequest add{"big", inline_tokens(ids), SamplingParams{}, 0, 0, 0, {}, {}};
+  AddRequest add{"big", inline_tokens(ids), SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt};
   Frames f = encode(add, EncodeOptions{256});
   ASSERT_EQ(f.size(), 3u);
   EXPECT_EQ(f[2].size(), 4000u);
@@ -129,7 +130,7 @@ TEST(Codec, LargeTokenArraysTravelAsExtraFrames) {
   ASSERT_TRUE(back.ok()) << back.status().to_string();
   EXPECT_TRUE(*back == Message(add));
 
-  Frames small = encode(Message(AddRequest{"s", inline_tokens({1, 2}), {}, 0, 0, 0, {}, {}}), EncodeOptions{256});
+  Frames small = encode(Message(AddRequest{"s", inline_tokens({1, 2}), {}, 0, 0, 0, {}, {}, std::nullopt}), EncodeOptions{256});
   EXPECT_EQ(small.size(), 2u);
 
   Frames truncated = f;
@@ -218,7 +219,7 @@ TEST(Codec, TypeAndRangeErrors) {
 
 TEST(Codec, ValidationRejectsWhatWouldBreakTheEngine) {
   auto invalid = [](Message m) { return decode(encode(m)).status().code() == Code::kInvalidArgument; };
-  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0, {}, {}};
+  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt};
   EXPECT_TRUE(decode(encode(add)).ok());
   AddRequest bad = add;
   bad.params.temperature = std::nanf("");
@@ -257,6 +258,16 @@ TEST(Codec, ValidationRejectsWhatWouldBreakTheEngine) {
   p = plan;
   p.requests[1].num_tokens = 2;
   EXPECT_TRUE(invalid(p));
+  p = plan;
+  p.requests[1].sample = false;  // a mask for a step that draws nothing
+  EXPECT_TRUE(invalid(p));
+
+  AddRequest structured = std::get<AddRequest>(sample_messages()[3]);
+  ASSERT_TRUE(structured.structured);
+  structured.structured->json_object = true;  // a schema and json_object at once
+  EXPECT_TRUE(invalid(structured));
+  structured.structured->json_schema.clear();
+  EXPECT_FALSE(invalid(structured));
 
   StepResult r = std::get<StepResult>(sample_messages()[9]);
   r.samples[0].logprobs->ranks.pop_back();
@@ -269,7 +280,7 @@ TEST(Codec, ValidationRejectsWhatWouldBreakTheEngine) {
 // A float of exactly 2^64 (or an integer that converts to it) would make msgpack-cxx's
 // integral-float shortcut cast 2^64 to uint64_t on the next encode: found by the fuzzer.
 TEST(Codec, FloatsThatCannotBeReEncodedAreRejected) {
-  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0, {}, {}};
+  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt};
   add.params.temperature = 1.5f;
   Frames f = encode(add);
   const std::string one_and_half("\xca\x3f\xc0\x00\x00", 5);

@@ -9,6 +9,8 @@ namespace {
 constexpr size_t kMaxRequestIdBytes = 512;
 constexpr uint32_t kMaxN = 1024;
 constexpr uint32_t kMaxLogprobs = 1 << 20;
+constexpr size_t kMaxSchemaBytes = size_t{1} << 20;
+constexpr size_t kMaxMaskWords = size_t{1} << 20;  // 32M token ids
 
 bool finite(float v) { return std::isfinite(v); }
 // msgpack-cxx packs an integral float as an integer after `d <= float(UINT64_MAX)`, which
@@ -85,6 +87,12 @@ Status check(const AddRequest& m) {
   K2_RETURN_IF_ERROR(check_tokens(m.prompt));
   if (m.prompt.count == 0) return invalid_argument("empty prompt");
   if (!packable(m.arrival_time)) return invalid_argument("arrival_time out of range");
+  if (m.structured) {
+    if (m.structured->json_schema.size() > kMaxSchemaBytes) return invalid_argument("structured output schema too large");
+    if (m.structured->json_object == !m.structured->json_schema.empty())
+      return invalid_argument("structured output needs exactly one of a schema and json_object");
+    if (m.structured->reasoning_end_token_id < -1) return invalid_argument("reasoning_end_token_id");
+  }
   return check_params(m.params);
 }
 
@@ -115,6 +123,8 @@ Status check(const StepPlan& m) {
     if (r.num_tokens != r.token_ids.count) return invalid_argument("num_tokens disagrees with the token ids");
     if (r.params_index < -1 || r.params_index >= static_cast<int64_t>(m.sampling_params.size()))
       return invalid_argument("sampling params index out of range");
+    if (r.allowed_token_mask.size() > kMaxMaskWords) return invalid_argument("token mask too large");
+    if (!r.allowed_token_mask.empty() && !r.sample) return invalid_argument("a token mask on a step that samples nothing");
     total += r.num_tokens;
   }
   if (total != m.total_num_tokens) return invalid_argument("total_num_tokens disagrees with the requests");

@@ -131,6 +131,19 @@ struct SamplingParams {
                  logit_bias, n);
 };
 
+// Constrained decoding of one request (vLLM's structured outputs: tool_choice required or
+// named, response_format). The enginecore compiles the grammar and sends each step's mask of
+// allowed tokens with the plan.
+struct StructuredOutputParams {
+  std::string json_schema;   // the schema as JSON text (key order = property order); "" with json_object
+  bool json_object = false;  // any JSON object
+  // Reasoning models: the grammar applies from the token after this one (</think>); -1: from
+  // the first generated token.
+  int32_t reasoning_end_token_id = -1;
+  bool operator==(const StructuredOutputParams&) const = default;
+  MSGPACK_DEFINE(json_schema, json_object, reasoning_end_token_id);
+};
+
 // Logprobs of `num_positions` positions, `width` = 1 + top-k candidates each (the sampled
 // token first), flattened row-major as vLLM's LogprobsLists.
 struct TokenLogprobs {
@@ -167,8 +180,11 @@ struct EngineConfigMsg {
   // The sender's arena of large prompt arrays ("" = all inline); the receiver opens it and
   // frees each block once it has read it.
   std::string prompt_arena;
+  // In prompt_arena: the bytes of every token id (a msgpack array of bin, "" for special
+  // tokens), for structured outputs; invalid = none. The receiver frees it once read.
+  ShmHandle vocabulary{};
   bool operator==(const EngineConfigMsg&) const = default;
-  MSGPACK_DEFINE(config_json, run_id, input_addresses, output_addresses, rank, prompt_arena);
+  MSGPACK_DEFINE(config_json, run_id, input_addresses, output_addresses, rank, prompt_arena, vocabulary);
 };
 
 // Peer -> parent once initialized (weights loaded, KV cache allocated).
@@ -198,8 +214,9 @@ struct AddRequest {
   int32_t priority = 0;
   std::string cache_salt;  // vLLM's cache_salt: prefix-cache blocks are shared only within a salt
   std::string group_id;    // the n > 1 siblings of one prompt (they share its KV blocks)
+  std::optional<StructuredOutputParams> structured;
   bool operator==(const AddRequest&) const = default;
-  MSGPACK_DEFINE(request_id, prompt, params, client_index, arrival_time, priority, cache_salt, group_id);
+  MSGPACK_DEFINE(request_id, prompt, params, client_index, arrival_time, priority, cache_salt, group_id, structured);
 };
 
 struct AbortRequests {
@@ -305,9 +322,12 @@ struct ScheduledRequest {
   // the prefix cache already holds, so the worker knows the whole sequence (penalties).
   std::vector<int32_t> cached_token_ids;
   uint32_t num_prompt_tokens = 0;  // splits the worker's token history into prompt / output
+  // Structured outputs: bit (id % 32) of word (id / 32) set = id may be sampled this step;
+  // ids past the mask are not allowed. Empty: no constraint.
+  std::vector<uint32_t> allowed_token_mask;
   bool operator==(const ScheduledRequest&) const = default;
   MSGPACK_DEFINE(request_id, slot, token_ids, start_position, num_tokens, blocks, sample, params_index,
-                 num_output_tokens, cached_token_ids, num_prompt_tokens);
+                 num_output_tokens, cached_token_ids, num_prompt_tokens, allowed_token_mask);
 };
 
 struct StepPlan {

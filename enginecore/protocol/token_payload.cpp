@@ -1,5 +1,7 @@
 #include "enginecore/protocol/token_payload.h"
 
+#include <msgpack.hpp>
+
 #include <cstring>
 
 namespace k2::protocol {
@@ -31,6 +33,37 @@ Result<std::vector<int32_t>> read_tokens(const TokenIds& tokens, const Arena* ar
       break;
   }
   return invalid_argument("token ids still refer to a wire frame");
+}
+
+Result<ShmHandle> store_vocabulary(const std::vector<std::string>& token_bytes, Arena& arena) {
+  msgpack::sbuffer buf;
+  msgpack::packer<msgpack::sbuffer> pk(buf);
+  pk.pack_array(static_cast<uint32_t>(token_bytes.size()));
+  for (const std::string& t : token_bytes) {
+    pk.pack_bin(static_cast<uint32_t>(t.size()));
+    pk.pack_bin_body(t.data(), static_cast<uint32_t>(t.size()));
+  }
+  return arena.store(std::as_bytes(std::span<const char>(buf.data(), buf.size())));
+}
+
+Result<std::vector<std::string>> read_vocabulary(const ShmHandle& handle, const Arena& arena) {
+  std::string blob(handle.bytes, '\0');
+  K2_RETURN_IF_ERROR(arena.copy_out(handle, std::as_writable_bytes(std::span<char>(blob.data(), blob.size()))));
+  std::vector<std::string> out;
+  try {
+    msgpack::object_handle oh = msgpack::unpack(blob.data(), blob.size());
+    const msgpack::object& o = oh.get();
+    if (o.type != msgpack::type::ARRAY) return invalid_argument("vocabulary is not an array");
+    out.reserve(o.via.array.size);
+    for (uint32_t i = 0; i < o.via.array.size; ++i) {
+      const msgpack::object& t = o.via.array.ptr[i];
+      if (t.type != msgpack::type::BIN) return invalid_argument("vocabulary entry " + std::to_string(i) + " is not bytes");
+      out.emplace_back(t.via.bin.ptr, t.via.bin.size);
+    }
+  } catch (const std::exception& e) {
+    return invalid_argument(std::string("vocabulary does not decode: ") + e.what());
+  }
+  return out;
 }
 
 }  // namespace k2::protocol

@@ -25,4 +25,9 @@ Result<TokenIds> place_tokens(std::span<const int32_t> ids, Arena* arena, size_t
 // is an error). `arena` may be null when the ids are known to be inline.
 Result<std::vector<int32_t>> read_tokens(const TokenIds& tokens, const Arena* arena);
 
+// The vocabulary of EngineConfigMsg::vocabulary: the bytes of each token id as a msgpack
+// array of bin. Stored in / read from `arena`; reading checks the shape, never trusts it.
+Result<ShmHandle> store_vocabulary(const std::vector<std::string>& token_bytes, Arena& arena);
+Result<std::vector<std::string>> read_vocabulary(const ShmHandle& handle, const Arena& arena);
+
 }  // namespace k2::protocol

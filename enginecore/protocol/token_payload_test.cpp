@@ -9,6 +9,26 @@
 namespace k2::protocol {
 namespace {
 
+TEST(TokenPayload, VocabularyRoundTripsThroughAnArenaAndBadBlobsAreErrors) {
+  auto arena = Arena::create(ArenaOptions{make_run_id(), "vocab", 6, 1 << 20, -1});
+  ASSERT_TRUE(arena.ok());
+  const std::vector<std::string> vocab = {"a", "", std::string("\xe4\xb8", 2), std::string(1, '\0'), " the"};
+  auto handle = store_vocabulary(vocab, *arena);
+  ASSERT_TRUE(handle.ok()) << handle.status().to_string();
+  auto back = read_vocabulary(*handle, *arena);
+  ASSERT_TRUE(back.ok()) << back.status().to_string();
+  EXPECT_EQ(*back, vocab);
+  // Bytes that are not an array of bin: an error naming the problem.
+  const std::string not_bin = "\x92\x01\x02";  // [1, 2]
+  auto bad = arena->store(std::as_bytes(std::span<const char>(not_bin.data(), not_bin.size())));
+  ASSERT_TRUE(bad.ok());
+  auto refused = read_vocabulary(*bad, *arena);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("not bytes"), std::string::npos);
+  ASSERT_TRUE(arena->free(*handle).ok());
+  EXPECT_FALSE(read_vocabulary(*handle, *arena).ok());  // stale handle
+}
+
 TEST(TokenPayload, SmallInlineLargeInArenaThroughTheCodec) {
   auto arena = Arena::create(ArenaOptions{make_run_id(), "prompts", 5, 1 << 20, -1});
   ASSERT_TRUE(arena.ok());
@@ -24,7 +44,7 @@ TEST(TokenPayload, SmallInlineLargeInArenaThroughTheCodec) {
   EXPECT_EQ(l->location, DataLocation::kShm);
   EXPECT_EQ(l->handle.arena_id, 5u);
 
-  AddRequest add{"r", *l, SamplingParams{}, 0, 0, 0, {}, {}};
+  AddRequest add{"r", *l, SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt};
   Frames frames = encode(add);
   EXPECT_LT(frames[1].size(), 200u) << "the prompt does not ride in the message";
   auto decoded = decode(frames);

@@ -132,6 +132,10 @@ Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
   arena.bytes = kPromptArenaBytes;
   K2_ASSIGN_OR_RETURN(Arena prompts, Arena::create(arena));
   prompt_arena_.emplace(std::move(prompts));
+  ShmHandle vocabulary{};
+  if (!options.vocabulary.empty()) {
+    K2_ASSIGN_OR_RETURN(vocabulary, protocol::store_vocabulary(options.vocabulary, *prompt_arena_));
+  }
   K2_ASSIGN_OR_RETURN(std::string input_addr, run_dir_->ipc_address("input"));
   K2_ASSIGN_OR_RETURN(std::string output_addr, run_dir_->ipc_address("output"));
   context_ = std::make_unique<zmq::context_t>(1);
@@ -164,7 +168,7 @@ Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
   const std::string config_json = engine_config_table().to_json(options.config).dump();
   auto config_for = [&](const protocol::Hello& hello) -> Result<protocol::EngineConfigMsg> {
     return protocol::EngineConfigMsg{config_json, run_id_, {input_addr}, {output_addr}, hello.rank,
-                                     prompt_arena_->name()};
+                                     prompt_arena_->name(), vocabulary};
   };
   K2_ASSIGN_OR_RETURN(std::vector<protocol::HandshakePeer> peers, protocol::handshake_serve(*router_, hs, config_for));
   const protocol::ReadyMsg& ready = peers[0].ready;
@@ -205,6 +209,10 @@ Status ZmqEngineClient::add_request(openai::GenerateRequest request, openai::Out
   add.priority = request.priority;
   add.cache_salt = request.cache_salt.value_or("");
   add.group_id = request.group_id.value_or("");
+  if (request.structured) {
+    add.structured = protocol::StructuredOutputParams{request.structured->json_schema, request.structured->json_object,
+                                                      request.structured->reasoning_end_token_id};
+  }
   {
     std::lock_guard lock(mu_);
     Status refused;

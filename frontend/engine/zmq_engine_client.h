@@ -49,6 +49,9 @@ struct ZmqEngineClientOptions {
   std::filesystem::path worker_binary;
   std::chrono::milliseconds hello_timeout{std::chrono::minutes(5)};
   std::chrono::milliseconds ready_timeout{std::chrono::minutes(30)};  // weight load included
+  // The bytes of every token id ("" for special tokens): the engine's structured outputs
+  // need it. Empty: structured requests are refused.
+  std::vector<std::string> vocabulary;
 };
 
 // What the engine reported in READY.

@@ -69,6 +69,8 @@ class OpenAiServer {
 
   // Chat prompt rendering shared by chat and /tokenize.
   Result<std::string> render_prompt(const ChatRequest& request) const;
+  // </think>'s id: structured outputs of a thinking request start after it.
+  std::optional<int32_t> think_end_token_id() const;
   Status check_model(const std::string& model) const;
   RequestLimits limits() const;
   std::string new_response_id(const std::string& prefix, const http::Exchange& ex, const CommonRequest& req) const;

@@ -53,6 +53,14 @@ struct SamplingParams {
   std::optional<int32_t> prompt_logprobs;  // top-k count per prompt token
 };
 
+// Constrained decoding (tool_choice required/named, response_format), compiled and applied
+// by the engine.
+struct StructuredOutputRequest {
+  std::string json_schema;  // JSON text, key order kept; "" with json_object
+  bool json_object = false;
+  int32_t reasoning_end_token_id = -1;  // constrain only after this token; -1: from the start
+};
+
 struct GenerateRequest {
   std::string request_id;  // unique among in-flight requests
   std::vector<int32_t> prompt_ids;
@@ -61,6 +69,7 @@ struct GenerateRequest {
   // The n > 1 samples of one prompt carry one group id: the engine computes the prompt once
   // and shares its KV blocks among them.
   std::optional<std::string> group_id;
+  std::optional<StructuredOutputRequest> structured;
   int32_t priority = 0;
 };
 

@@ -47,6 +47,7 @@ struct JobChoice {
   ChoiceConfig config;
   std::string echo_text;  // prepended to the output (echo)
   std::optional<std::string> cache_salt;
+  std::optional<StructuredOutputRequest> structured;  // what the engine's grammar enforces
 };
 
 struct JobSpec {

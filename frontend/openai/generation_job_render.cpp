@@ -96,7 +96,9 @@ void GenerationJob::render_stream_delta(size_t choice, ChoiceDelta& d, std::stri
                                          {"refusal", nullptr}}
                                  : ojson(nullptr);
     std::string reason = d.finish_reason.value_or("");
-    if (d.finish_reason && r.state->tool_calls_sent()) reason = "tool_calls";
+    if (d.finish_reason && r.state->tool_calls_sent() && spec_.parser->tool_calls_finish_reason()) {
+      reason = "tool_calls";
+    }
     c["finish_reason"] = d.finish_reason ? ojson(reason) : ojson(nullptr);
   } else {
     std::string text = d.content;
@@ -152,7 +154,8 @@ ojson GenerationJob::chat_choice_json(size_t choice) {
   c["logprobs"] = spec_.logprobs ? ojson{{"content", chat_logprob_content(token_strings_, r.logprobs, *spec_.logprobs)},
                                          {"refusal", nullptr}}
                                  : ojson(nullptr);
-  c["finish_reason"] = calls.empty() ? r.finish_reason : std::string("tool_calls");
+  const bool tool_calls_finish = !calls.empty() && spec_.parser->tool_calls_finish_reason();
+  c["finish_reason"] = tool_calls_finish ? std::string("tool_calls") : r.finish_reason;
   c["stop_reason"] = r.stop_reason;
   return c;
 }

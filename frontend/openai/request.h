@@ -72,6 +72,10 @@ struct CommonRequest {
   std::optional<int32_t> logprobs;  // top-k count per generated token; absent: no logprobs
   std::optional<std::string> request_id;  // the body's vLLM `request_id`
   std::optional<std::string> cache_salt;  // vLLM's: prefix-cache blocks are shared only within a salt
+  // A JSON document the output must be: response_format json_schema / json_object, or vLLM's
+  // structured_outputs {json | json_object}. (tool_choice required/named bring their own.)
+  std::optional<ojson> json_schema;
+  bool json_object = false;
   std::vector<std::string> ignored_fields;
 };
 
@@ -86,7 +90,6 @@ struct ChatRequest : CommonRequest {
   ojson chat_template_kwargs = ojson::object();
   std::optional<std::string> chat_template;  // per-request template (needs the server's consent)
   bool include_reasoning = true;
-  std::string response_format_type;  // "", "text", "json_object", "json_schema" (not enforced)
 };
 
 // One prompt of /v1/completions: text or token ids.

@@ -264,6 +264,49 @@ Status read_sampling(FieldReader& r, const RequestLimits& limits, CommonRequest&
   return read_max_tokens(r, out);
 }
 
+// response_format (OpenAI) and structured_outputs (vLLM), for chat and completions alike.
+Status read_structured_outputs(FieldReader& r, CommonRequest& out) {
+  if (const ojson* rf = r.get("response_format")) {
+    auto type = rf->is_object() ? rf->find("type") : rf->end();
+    if (!rf->is_object() || type == rf->end() || !type->is_string()) {
+      return invalid_argument("response_format must be an object with a 'type'");
+    }
+    const std::string t = type->get<std::string>();
+    if (t == "json_object") {
+      out.json_object = true;
+    } else if (t == "json_schema") {
+      auto js = rf->find("json_schema");
+      if (js == rf->end() || !js->is_object() || !js->contains("schema")) {
+        return invalid_argument("response_format json_schema needs json_schema.schema");
+      }
+      out.json_schema = (*js)["schema"];
+    } else if (t != "text") {
+      return invalid_argument("response_format type must be 'text', 'json_object' or 'json_schema'");
+    }
+  }
+  if (const ojson* so = r.get("structured_outputs")) {
+    if (!so->is_object()) return FieldReader::type_error("structured_outputs", "an object");
+    for (auto it = so->begin(); it != so->end(); ++it) {
+      if (it.value().is_null() || (it.value().is_boolean() && !it.value().get<bool>())) continue;
+      if (it.key() == "json") {
+        out.json_schema = it.value();
+        if (it.value().is_string()) {
+          out.json_schema = ojson::parse(it.value().get<std::string>(), nullptr, false);
+          if (out.json_schema->is_discarded()) return invalid_argument("structured_outputs.json is not JSON");
+        }
+      } else if (it.key() == "json_object") {
+        out.json_object = true;
+      } else if (it.key() != "disable_fallback" && it.key() != "disable_any_whitespace") {
+        return unimplemented("structured_outputs." + it.key() + " is not supported (json and json_object are)");
+      }
+    }
+  }
+  if (out.json_schema && !out.json_schema->is_object() && !out.json_schema->is_boolean()) {
+    return invalid_argument("a JSON schema must be an object");
+  }
+  return Status::ok_status();
+}
+
 Status read_common(FieldReader& r, const RequestLimits& limits, CommonRequest& out) {
   std::optional<std::string> s;
   K2_RETURN_IF_ERROR(r.read_string("model", s));
@@ -293,6 +336,7 @@ Status read_common(FieldReader& r, const RequestLimits& limits, CommonRequest& o
   K2_RETURN_IF_ERROR(r.read_bool("return_tokens_as_token_ids", out.return_tokens_as_token_ids));
   K2_RETURN_IF_ERROR(r.read_bool("echo", out.echo));
   K2_RETURN_IF_ERROR(r.read_string("request_id", out.request_id));
+  K2_RETURN_IF_ERROR(read_structured_outputs(r, out));
   K2_RETURN_IF_ERROR(r.read_string("cache_salt", out.cache_salt));
   if (out.cache_salt && out.cache_salt->empty()) {
     return invalid_argument("Parameter 'cache_salt' must be a non-empty string if provided.");
@@ -433,17 +477,6 @@ Status read_chat_extras(FieldReader& r, ChatRequest& out, const RequestLimits& l
     if (*top > 0 && !logprobs) return invalid_argument("when using `top_logprobs`, `logprobs` must be set to true.");
   }
   if (logprobs) out.logprobs = static_cast<int32_t>(top.value_or(0));
-  if (const ojson* rf = r.get("response_format")) {
-    auto type = rf->is_object() ? rf->find("type") : rf->end();
-    if (!rf->is_object() || type == rf->end() || !type->is_string()) {
-      return invalid_argument("response_format must be an object with a 'type'");
-    }
-    out.response_format_type = type->get<std::string>();
-    if (out.response_format_type != "text" && out.response_format_type != "json_object" &&
-        out.response_format_type != "json_schema") {
-      return invalid_argument("response_format type must be 'text', 'json_object' or 'json_schema'");
-    }
-  }
   return Status::ok_status();
 }
 

@@ -4,6 +4,8 @@
 #include "frontend/http/json_error.h"
 #include "frontend/openai/api_server.h"
 #include "frontend/openai/generation_job.h"
+#include "frontend/openai/structured_plan.h"
+#include "frontend/parsers/kimi_k2_markers.h"
 
 namespace k2::openai {
 
@@ -78,6 +80,11 @@ Result<std::string> OpenAiServer::render_prompt(const ChatRequest& request) cons
   return rendered;
 }
 
+std::optional<int32_t> OpenAiServer::think_end_token_id() const {
+  if (auto id = tokenizer_->special_token_id(parsers::kThinkEnd)) return id;
+  return tokenizer_->token_id(parsers::kThinkEnd);
+}
+
 void OpenAiServer::handle_chat(const std::shared_ptr<http::Exchange>& ex) {
   auto body = parse_json_body(ex->request().body);
   if (!body.ok()) return fail(ex, body.status());
@@ -94,14 +101,6 @@ void OpenAiServer::handle_chat(const std::shared_ptr<http::Exchange>& ex) {
   if (tools_active && req.tool_choice.kind == ToolChoiceKind::kAuto &&
       !(config_.enable_auto_tool_choice && config_.tool_call_parser)) {
     return fail(ex, invalid_argument("\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set"));
-  }
-  if (tools_active && !config_.tool_call_parser) {
-    return fail(ex, invalid_argument("tool_choice \"required\" or a named function needs --tool-call-parser on this "
-                                     "server (no guided decoding)"));
-  }
-  if (!req.response_format_type.empty() && req.response_format_type != "text") {
-    spdlog::warn("[{}] response_format {} is accepted but not enforced (no guided decoding)", ex->request_id(),
-                 req.response_format_type);
   }
   auto prompt = render_prompt(req);
   if (!prompt.ok()) return fail(ex, prompt.status());
@@ -123,8 +122,15 @@ void OpenAiServer::handle_chat(const std::shared_ptr<http::Exchange>& ex) {
   parsers::OutputParserConfig pc;
   pc.parse_reasoning = config_.reasoning_parser.has_value();
   pc.thinking = thinking_enabled(req.chat_template_kwargs);
-  pc.parse_tools = tools_active;
-  if (pc.parse_reasoning || pc.parse_tools) spec.parser = pc;
+  // required / named are enforced by the engine's grammar and read back as JSON (vLLM's
+  // structured-output path); only "auto" runs the tool-call parser.
+  pc.parse_tools = tools_active && req.tool_choice.kind == ToolChoiceKind::kAuto;
+  std::optional<int32_t> reasoning_end;
+  if (pc.parse_reasoning && pc.thinking) reasoning_end = think_end_token_id();
+  auto structured = plan_structured_output(req, reasoning_end);
+  if (!structured.ok()) return fail(ex, structured.status());
+  pc.forced = structured->forced;
+  if (pc.parse_reasoning || pc.parse_tools || pc.forced.active()) spec.parser = pc;
   spec.include_reasoning = req.include_reasoning;
   spec.reasoning_field = config_.reasoning_field;
   spec.parallel_tool_calls = req.parallel_tool_calls;
@@ -153,6 +159,7 @@ void OpenAiServer::handle_chat(const std::shared_ptr<http::Exchange>& ex) {
     c.config.parallel_tool_calls = req.parallel_tool_calls;
     c.echo_text = echo;
     c.cache_salt = req.cache_salt;
+    c.structured = structured->engine;
     spec.choices.push_back(std::move(c));
   }
   if (config_.log_requests) {

@@ -3,6 +3,7 @@
 
 #include "frontend/openai/api_server.h"
 #include "frontend/openai/generation_job.h"
+#include "frontend/openai/structured_plan.h"
 
 namespace k2::openai {
 
@@ -30,6 +31,8 @@ void OpenAiServer::handle_completion(const std::shared_ptr<http::Exchange>& ex) 
   spec.return_tokens_as_token_ids = req.return_tokens_as_token_ids;
   spec.echo_logprobs = req.echo && req.logprobs.has_value();
   spec.prompt_logprobs = body->contains("prompt_logprobs") && !(*body)["prompt_logprobs"].is_null();
+  auto structured = plan_structured_output(static_cast<const CommonRequest&>(req));
+  if (!structured.ok()) return fail(ex, structured.status());
   size_t total_prompt = 0;
   for (size_t p = 0; p < req.prompts.size(); ++p) {
     const PromptInput& in = req.prompts[p];
@@ -64,6 +67,7 @@ void OpenAiServer::handle_completion(const std::shared_ptr<http::Exchange>& ex) 
       c.config.stop_token_ids = req.sampling.stop_token_ids;
       c.echo_text = echo;
       c.cache_salt = req.cache_salt;
+      c.structured = structured->engine;
       spec.choices.push_back(std::move(c));
     }
   }

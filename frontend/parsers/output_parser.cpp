@@ -76,7 +76,14 @@ ParsedOutput parse_output(std::string_view text, const OutputParserConfig& confi
   } else {
     out.content = std::string(text);
   }
-  if (config.parse_tools) {
+  if (config.forced.active()) {
+    std::vector<ToolCall> calls = forced_tool_calls(out.content.value_or(""), config.forced);
+    if (!calls.empty()) {
+      out.tools_called = true;
+      out.tool_calls = std::move(calls);
+      out.content = "";  // as vLLM: "" rather than null beside forced calls
+    }
+  } else if (config.parse_tools) {
     ToolParseResult tools = extract_tool_calls(out.content.value_or(""));
     if (tools.tools_called) {
       out.tools_called = true;
@@ -91,11 +98,21 @@ OutputStream::OutputStream(const OutputParserConfig& config)
     // Without a reasoning parser, or with thinking off, the reasoning stage passes every
     // byte through as content.
     : reasoning_(config.parse_reasoning && config.thinking) {
-  if (config.parse_tools) tools_.emplace();
+  if (config.forced.active()) {
+    forced_.emplace(config.forced);
+  } else if (config.parse_tools) {
+    tools_.emplace();
+  }
 }
 
 void OutputStream::route(const ReasoningDelta& step, bool final, DeltaMessage& out) {
   out.reasoning += step.reasoning;
+  if (forced_) {
+    forced_text_ += step.content;
+    for (ToolCallDelta& d : forced_->feed(step.content)) out.tool_calls.push_back(std::move(d));
+    if (final && !forced_->any_sent()) out.content += forced_text_;
+    return;
+  }
   if (!tools_) {
     out.content += step.content;
     return;

@@ -21,6 +21,7 @@
 #include <string_view>
 #include <vector>
 
+#include "frontend/parsers/forced_tool_calls.h"
 #include "frontend/parsers/kimi_k2_reasoning_parser.h"
 #include "frontend/parsers/kimi_k2_tool_parser.h"
 #include "shm/status.h"
@@ -31,6 +32,10 @@ struct OutputParserConfig {
   bool parse_reasoning = false;
   bool thinking = true;  // chat_template_kwargs.thinking, Python truthiness, default true
   bool parse_tools = false;
+  // tool_choice required / named: the content is the forced JSON (parse_tools is then off).
+  ForcedToolChoice forced;
+  // OpenAI: finish_reason "tool_calls" when calls were made, except for a named function.
+  bool tool_calls_finish_reason() const { return forced.mode != ForcedToolMode::kNamed; }
 };
 
 // Reads {tools, tool_choice?, tool_parser, reasoning_parser, chat_template_kwargs} as the
@@ -63,13 +68,17 @@ class OutputStream {
   // The generation ended: release what was held back. Call once, after the last feed.
   DeltaMessage finish();
   // Whether a tool section was seen (finish_reason "tool_calls" when calls were sent).
-  bool tools_called() const { return tools_.has_value() && tools_->tools_called(); }
+  bool tools_called() const {
+    return (tools_.has_value() && tools_->tools_called()) || (forced_.has_value() && forced_->any_sent());
+  }
 
  private:
   void route(const ReasoningDelta& step, bool final, DeltaMessage& out);
 
   KimiK2ReasoningStream reasoning_;
   std::optional<KimiK2ToolStream> tools_;
+  std::optional<ForcedToolStream> forced_;
+  std::string forced_text_;  // all forced content, returned as content if no call came of it
 };
 
 // OpenAI shapes: a delta {"reasoning"?, "content"?, "tool_calls"?} with tool-call

@@ -98,7 +98,7 @@ TEST(OutputParserGolden, StreamedCallsUseTwoFragmentsAndIndexOrder) {
       EXPECT_EQ(t.deltas_with_tool_calls, 0) << c.id;
     }
   }
-  OutputParserConfig config{.parse_reasoning = true, .thinking = true, .parse_tools = true};
+  OutputParserConfig config{.parse_reasoning = true, .thinking = true, .parse_tools = true, .forced = {}};
   OutputStream stream(config);
   DeltaMessage d = stream.feed(
       "<think>r</think>Hi <|tool_calls_section_begin|><|tool_call_begin|>functions.a:0"
@@ -151,7 +151,7 @@ TEST(OutputParserConfig, RejectsUnknownParsersAndBadShapes) {
 }
 
 TEST(OutputParser, ReasoningOnlyWithToolsKeepsNullContent) {
-  OutputParserConfig config{.parse_reasoning = true, .thinking = true, .parse_tools = true};
+  OutputParserConfig config{.parse_reasoning = true, .thinking = true, .parse_tools = true, .forced = {}};
   ParsedOutput out = parse_output("<think>still", config);
   EXPECT_EQ(out.reasoning, "still");
   EXPECT_FALSE(out.content.has_value());
@@ -179,7 +179,7 @@ TEST(OutputParser, LongOutputStreamsByteByByteInLinearTime) {
   std::string text = "<think>" + filler + "<|tool_calls_section_begin|>" + filler + "</think>" + filler +
                      "<|tool_calls_section_begin|><|tool_call_begin|>functions.f:0<|tool_call_argument_begin|>" +
                      filler + "<|tool_call_end|>";
-  OutputParserConfig config{.parse_reasoning = true, .thinking = true, .parse_tools = true};
+  OutputParserConfig config{.parse_reasoning = true, .thinking = true, .parse_tools = true, .forced = {}};
   std::vector<std::string> pieces;
   for (char c : text) pieces.emplace_back(1, c);
   ParsedOutput whole = parse_output(text, config);

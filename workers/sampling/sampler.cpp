@@ -83,12 +83,20 @@ double counter_uniform(uint64_t seed, uint64_t index, uint64_t lane) {
   return (static_cast<double>(x >> 11) + 0.5) / 9007199254740992.0;  // (0, 1)
 }
 
-SampleResult Sampler::sample(std::span<float> logits, const SamplingParams& p, const SequenceHistory& h) {
+SampleResult Sampler::sample(std::span<float> logits, const SamplingParams& p, const SequenceHistory& h,
+                             std::span<const uint32_t> allowed_mask) {
   const int64_t vocab = static_cast<int64_t>(logits.size());
   SampleResult result;
   // Logprobs are of the model's raw distribution (vLLM V1's default raw_logprobs mode).
   std::vector<float> raw_lp;
   if (p.logprobs >= 0) log_softmax(logits, raw_lp);
+
+  if (!allowed_mask.empty()) {
+    const int64_t masked = std::min<int64_t>(vocab, static_cast<int64_t>(allowed_mask.size()) * 32);
+    for (int64_t i = 0; i < masked; ++i)
+      if (((allowed_mask[static_cast<size_t>(i >> 5)] >> (i & 31)) & 1u) == 0) logits[i] = kNegInf;
+    for (int64_t i = masked; i < vocab; ++i) logits[i] = kNegInf;
+  }
 
   if (static_cast<int64_t>(h.output_ids.size()) < p.min_tokens)
     for (int32_t t : p.stop_token_ids_for_min_tokens)

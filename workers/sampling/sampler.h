@@ -1,5 +1,5 @@
 // Sampler: turns one step's logits into tokens, per sequence, with vLLM V1's semantics and
-// order: allowed/min-token masks, logit_bias, penalties, logprobs of the raw logits,
+// order: the structured-output mask, allowed/min-token masks, logit_bias, penalties, logprobs of the raw logits,
 // temperature, min_p, top_k, top_p, then a draw. It also scores given tokens (prompt
 // logprobs) against raw logits. Draws use a counter-based generator keyed
 // by (request seed, output index), so a seeded request gets the same tokens whatever else
@@ -55,7 +55,10 @@ struct ScoredToken {
 class Sampler {
  public:
   // `logits` is modified in place (it is the step's scratch). `vocab` columns.
-  SampleResult sample(std::span<float> logits, const SamplingParams& params, const SequenceHistory& history);
+  // allowed_mask (structured outputs, applied first as vLLM applies the grammar bitmask): bit
+  // (id % 32) of word (id / 32) set = id may be drawn; ids past the mask may not. Empty: all.
+  SampleResult sample(std::span<float> logits, const SamplingParams& params, const SequenceHistory& history,
+                      std::span<const uint32_t> allowed_mask = {});
 
   // log_softmax of the unprocessed `logits` (no penalties, bias or temperature, as vLLM's
   // raw prompt logprobs): `token`'s logprob and rank, and the `top_n` best tokens.

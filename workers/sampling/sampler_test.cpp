@@ -27,6 +27,29 @@ TEST(Sampler, GreedyPicksArgmaxAndBiasCanFlipIt) {
   EXPECT_EQ(run({0.1f, 2.0f, 1.5f}, p).token, 2);
 }
 
+TEST(Sampler, StructuredOutputMaskLimitsTheDraw) {
+  // 40 tokens, token 39 the best; the mask allows 3 and 33 only (and nothing past word 1).
+  std::vector<float> logits(40, 0.f);
+  logits[39] = 9.f;
+  logits[33] = 2.f;
+  logits[3] = 1.f;
+  const std::vector<uint32_t> mask = {1u << 3, 1u << 1};
+  Sampler s;
+  std::vector<float> greedy_row = logits;
+  EXPECT_EQ(s.sample(greedy_row, greedy(), {}, mask).token, 33);
+  const std::vector<uint32_t> short_mask = {1u << 3};  // ids 32.. are past the mask: not allowed
+  std::vector<float> short_row = logits;
+  EXPECT_EQ(s.sample(short_row, greedy(), {}, short_mask).token, 3);
+  SamplingParams hot;
+  hot.temperature = 5.0;
+  for (uint64_t seed = 0; seed < 50; ++seed) {
+    hot.seed = seed;
+    std::vector<float> row = logits;
+    const int32_t t = s.sample(row, hot, {}, mask).token;
+    EXPECT_TRUE(t == 3 || t == 33) << t;
+  }
+}
+
 TEST(Sampler, MinTokensMasksStopIds) {
   SamplingParams p = greedy();
   p.min_tokens = 2;
