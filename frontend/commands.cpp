@@ -10,6 +10,8 @@
 #include "bench/serve/engine_overhead.h"
 #include "enginecore/protocol/option_table.h"
 #include "frontend/chat_template/render_chat_command.h"
+#include "frontend/proxy/launch_dp.h"
+#include "frontend/proxy/proxy_server.h"
 #include "frontend/parsers/parse_output_command.h"
 #include "frontend/serve_command.h"
 #include "frontend/tokenizer/tokenizer_commands.h"
@@ -110,6 +112,9 @@ int run_bench(const std::vector<std::string>& args) {
 const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"serve", "serve a model with the OpenAI-compatible API (vLLM's flags)", serve_command, ""},
+      {"proxy", "balance OpenAI-compatible servers (external data-parallel ranks)", proxy::proxy_command, ""},
+      {"launch-dp", "start this node's external data-parallel ranks, one API server each", proxy::launch_dp_command,
+       ""},
       {"golden-check", "check a checkpoint's float32 forward pass against golden logits", nullptr, "k2serve-worker"},
       {"generate", "greedy token ids for a prompt of ids", nullptr, "k2serve-worker"},
       {"make-random-model", "write a random Kimi-format checkpoint (bench-ds3, k2-layer, tiny presets)", nullptr,

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "int_options.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/packed.h"
@@ -36,26 +37,9 @@ struct Options {
 
 Options parse_options(int argc, char** argv) {
   Options o;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string key = argv[i];
-    const int64_t v = std::strtoll(argv[i + 1], nullptr, 10);
-    if (v <= 0) {
-      std::fprintf(stderr, "bad value for %s\n", key.c_str());
-      std::exit(2);
-    }
-    if (key == "--weights-mib") o.weights_mib = v;
-    else if (key == "--bw-mib") o.bw_mib = v;
-    else if (key == "--iters") o.iters = v;
-    else if (key == "--rows") o.rows = v;
-    else if (key == "--threads") o.max_threads = v;
-    else if (key == "--in") o.in = v;
-    else if (key == "--out") o.out = v;
-    else if (key == "--group") o.group = v;
-    else {
-      std::fprintf(stderr, "unknown option %s\n", key.c_str());
-      std::exit(2);
-    }
-  }
+  k2::bench::parse_int_options(argc, argv, {{"--weights-mib", &o.weights_mib}, {"--bw-mib", &o.bw_mib},
+                                            {"--iters", &o.iters}, {"--rows", &o.rows}, {"--threads", &o.max_threads},
+                                            {"--in", &o.in}, {"--out", &o.out}, {"--group", &o.group}});
   return o;
 }
 
