@@ -4,8 +4,11 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <cstring>
 #include <map>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kernels/ref/dense.h"
@@ -15,6 +18,7 @@
 #include "workers/golden_vision.h"
 #include "workers/kv_cache.h"
 #include "workers/loader/checkpoint.h"
+#include "workers/parallel/thread_group_communicator.h"
 
 namespace k2 {
 namespace {
@@ -113,6 +117,76 @@ Result<CaseRun> run_case(const DeepSeekV3& model, const GoldenCase& c, int64_t b
     for (size_t p = 0; p < n; ++p) run.decode[p].insert(run.decode[p].end(), logits.row(p), logits.row(p) + vocab);
   }
   return run;
+}
+
+// The N ranks of the model under check: N shards over one in-process group, or the plain
+// model when N is 1 (exactly what an unsharded golden-check loads).
+struct RankGroup {
+  std::vector<std::unique_ptr<ThreadGroupCommunicator>> comms;
+  std::vector<std::unique_ptr<DeepSeekV3>> models;
+  const DeepSeekV3& lead() const { return *models[0]; }
+  int size() const { return static_cast<int>(models.size()); }
+};
+
+Result<RankGroup> load_ranks(const std::filesystem::path& dir, const GoldenCheckOptions& options,
+                             const WeightLayouts& layouts) {
+  RankGroup g;
+  const int n = options.tensor_parallel_size;
+  if (n == 1) {
+    K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m, load_model(dir, options.progress, false, layouts));
+    g.models.push_back(std::move(m));
+    return g;
+  }
+  K2_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::from_dir(dir));
+  K2_RETURN_IF_ERROR(DeepSeekV3::check_shard(config, Shard{0, n, options.expert_parallel}));
+  WeightLayouts chosen = layouts;  // as load_model chooses them
+  if (!chosen.exact() && config.weight_format == WeightFormat::kInt4PackQuantized && chosen.experts == chosen.dense) {
+    chosen.experts = WeightLayout::kInt4;
+  }
+  chosen.int4_group = config.int4_group_size;
+  K2_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(dir, config));
+  g.comms = ThreadGroupCommunicator::create(n);
+  for (int r = 0; r < n; ++r) {
+    K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m,
+                        DeepSeekV3::load(checkpoint, config, options.progress, chosen,
+                                         Shard{r, n, options.expert_parallel}, g.comms[static_cast<size_t>(r)].get()));
+    g.models.push_back(std::move(m));
+  }
+  return g;
+}
+
+// Elements whose bits differ (so -0 against +0 or two NaNs count as what they are).
+int64_t differing_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return static_cast<int64_t>(std::max(a.size(), b.size()));
+  int64_t n = 0;
+  for (size_t i = 0; i < a.size(); ++i) n += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  return n;
+}
+
+// Runs the case on every rank at once (one thread each: their collectives pair up) and
+// returns rank 0's run; every other rank's logits must equal rank 0's bit for bit.
+Result<CaseRun> run_case_ranks(const RankGroup& g, const GoldenCase& c, int64_t block_size, GoldenReport& report) {
+  if (g.size() == 1) return run_case(g.lead(), c, block_size);
+  std::vector<std::optional<Result<CaseRun>>> runs(static_cast<size_t>(g.size()));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < g.size(); ++r) {
+    threads.emplace_back([&, r] { runs[static_cast<size_t>(r)] = run_case(*g.models[static_cast<size_t>(r)], c, block_size); });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const auto& run : runs) {
+    if (!run->ok()) return run->status();
+  }
+  const CaseRun& lead = runs[0]->value();
+  for (int r = 1; r < g.size(); ++r) {
+    const CaseRun& other = runs[static_cast<size_t>(r)]->value();
+    int64_t differ = 0;
+    for (size_t p = 0; p < lead.prefill.size(); ++p) {
+      differ += differing_bits(lead.prefill[p], other.prefill[p]) + differing_bits(lead.decode[p], other.decode[p]);
+    }
+    report.check(c.name + ".rank" + std::to_string(r) + ".logits", static_cast<double>(differ), 0.0,
+                 "logits differing from rank 0's, bit for bit");
+  }
+  return std::move(*runs[0]);
 }
 
 // Compares a [rows, width] engine block against a golden tensor of the same shape.
@@ -401,12 +475,12 @@ Result<bool> run_fast_check(const std::filesystem::path& dir, const GoldenSet& g
                             const GoldenCheckOptions& options, std::ostream& out) {
   Report report(out);
   K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> exact, load_model(dir, options.progress));
-  K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> fast, load_model(dir, options.progress, false, options.layouts));
-  out << "fast path: dense weights " << weight_layout_name(fast->weight_layouts().dense) << ", routed experts "
-      << weight_layout_name(fast->weight_layouts().experts) << "\n";
+  K2_ASSIGN_OR_RETURN(RankGroup fast, load_ranks(dir, options, options.layouts));
+  out << "fast path: dense weights " << weight_layout_name(fast.lead().weight_layouts().dense) << ", routed experts "
+      << weight_layout_name(fast.lead().weight_layouts().experts) << "\n";
   for (const GoldenCase& c : golden.cases()) {
     Result<CaseRun> a = run_case(*exact, c, options.block_size);
-    Result<CaseRun> b = a.ok() ? run_case(*fast, c, options.block_size) : a;
+    Result<CaseRun> b = a.ok() ? run_case_ranks(fast, c, options.block_size, report) : a;
     if (!b.ok()) {
       report.fail(c.name, b.status().to_string());
       continue;
@@ -420,17 +494,27 @@ Result<bool> run_fast_check(const std::filesystem::path& dir, const GoldenSet& g
 }  // namespace
 
 Result<bool> run_golden_check(const std::filesystem::path& dir, std::ostream& out, const GoldenCheckOptions& options) {
+  if (options.tensor_parallel_size < 1) return invalid_argument("--tensor-parallel-size must be at least 1");
   K2_ASSIGN_OR_RETURN(bool vision, is_vision_golden_set(dir));
+  if (vision && options.tensor_parallel_size > 1) {
+    return unimplemented("golden-check --tensor-parallel-size > 1 does not cover a vision set yet");
+  }
   if (vision) return run_vision_golden_check(dir, out, options);
   K2_ASSIGN_OR_RETURN(GoldenSet golden, GoldenSet::open(dir));
   K2_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::from_dir(dir));
+  if (options.tensor_parallel_size > 1) {
+    K2_RETURN_IF_ERROR(DeepSeekV3::check_shard(config, Shard{0, options.tensor_parallel_size, options.expert_parallel}));
+    out << (options.expert_parallel ? "expert" : "tensor") << " parallel: " << options.tensor_parallel_size
+        << " ranks as threads of this process; rank 0 checked against the goldens\n";
+  }
   if (!options.layouts.exact()) return run_fast_check(dir, golden, options, out);
   Report report(out);
   check_int4(report, golden, dir, config);
-  K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> model, load_model(dir, options.progress));
+  K2_ASSIGN_OR_RETURN(RankGroup ranks, load_ranks(dir, options, WeightLayouts{}));
+  const DeepSeekV3* model = &ranks.lead();
   check_rope(report, golden, model->attention_params());
   for (const GoldenCase& c : golden.cases()) {
-    Result<CaseRun> run = run_case(*model, c, options.block_size);
+    Result<CaseRun> run = run_case_ranks(ranks, c, options.block_size, report);
     if (!run.ok()) {
       report.fail(c.name, run.status().to_string());
       continue;

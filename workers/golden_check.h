@@ -4,7 +4,12 @@
 // "N passed, M failed". A multimodal set (golden.json in the vision format) goes to
 // run_vision_golden_check (golden_vision.h).
 //
-// A free function; it owns the model and caches it creates. Thread-compatible.
+// With tensor_parallel_size N > 1 the model is loaded as N shards (N in-process ranks, one
+// thread each, over a ThreadGroupCommunicator); rank 0's outputs are checked against the
+// goldens with the unsharded tolerances, and every other rank's logits must equal rank 0's
+// bit for bit. A set whose shapes do not divide by N is an error value.
+//
+// A free function; it owns the models, threads and caches it creates. Thread-compatible.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +28,8 @@ struct GoldenCheckOptions {
   // Not all float32: check the fast path (issue 6 §2 criteria against the float32 path)
   // instead of the float32 tolerances.
   WeightLayouts layouts;
+  int tensor_parallel_size = 1;  // ranks of the (in-process) tensor-parallel group
+  bool expert_parallel = false;  // routed experts split whole over the ranks (EP = TP size here)
 };
 
 // True when every check passed. Unreadable or malformed inputs are error values.

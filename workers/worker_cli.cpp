@@ -21,6 +21,8 @@ struct GoldenCheckArgs {
   bool fast = false;
   std::string dtype = "float32";
   std::string quantization;
+  int64_t tensor_parallel_size = 1;
+  bool enable_expert_parallel = false;
   bool help = false;
 };
 
@@ -40,6 +42,10 @@ const k2::OptionTable<GoldenCheckArgs>& golden_table() {
              "check the CPU fast path (bf16 weights; --quantization for the experts) against the float32 path")
         .add("--dtype", &GoldenCheckArgs::dtype, "as k2serve serve --dtype: float32 checks the exact path")
         .add("--quantization,-q", &GoldenCheckArgs::quantization, "as k2serve serve --quantization: int8")
+        .add("--tensor-parallel-size,-tp", &GoldenCheckArgs::tensor_parallel_size,
+             "check the model sharded over this many ranks (threads of this process)")
+        .add("--enable-expert-parallel", &GoldenCheckArgs::enable_expert_parallel,
+             "split the routed experts whole over the ranks instead of slicing each")
         .add("--help,-h", &GoldenCheckArgs::help, "show this help");
     return t;
   }();
@@ -100,9 +106,14 @@ int golden_check_main(const std::vector<std::string>& args) {
   }
   if (s.ok()) s = check_block_size(a.block_size);
   if (s.ok() && dirs.size() != 1) s = k2::invalid_argument("golden-check needs exactly one directory");
+  if (s.ok() && (a.tensor_parallel_size < 1 || a.tensor_parallel_size > 64)) {
+    s = k2::invalid_argument("--tensor-parallel-size must be in [1, 64]");
+  }
   if (!s.ok()) return fail("golden-check", s);
   k2::GoldenCheckOptions options;
   options.block_size = a.block_size;
+  options.tensor_parallel_size = static_cast<int>(a.tensor_parallel_size);
+  options.expert_parallel = a.enable_expert_parallel;
   auto layouts = k2::weight_layouts_for(a.fast ? "bfloat16" : a.dtype, a.quantization);
   if (!layouts.ok()) return fail("golden-check", layouts.status());
   options.layouts = *layouts;

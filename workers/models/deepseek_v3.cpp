@@ -9,27 +9,56 @@
 namespace k2 {
 
 Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::load(const Checkpoint& checkpoint, const ModelConfig& config,
-                                                     ProgressStyle progress_style, const WeightLayouts& layouts) {
+                                                     ProgressStyle progress_style, const WeightLayouts& layouts,
+                                                     const Shard& shard, Communicator* comm) {
   ProgressReporter progress("loading " + checkpoint.dir().string(), checkpoint.total_bytes(), progress_style);
   WeightLoader w(checkpoint, &progress);
-  K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m, build(w, config, layouts));
+  K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m, build(w, config, layouts, shard, comm));
   progress.finish();
   return m;
 }
 
 Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::load_dummy(const ModelConfig& config, uint64_t seed,
-                                                           const WeightLayouts& layouts) {
+                                                           const WeightLayouts& layouts, const Shard& shard,
+                                                           Communicator* comm) {
   WeightLoader w(seed);
-  return build(w, config, layouts);
+  return build(w, config, layouts, shard, comm);
+}
+
+Status DeepSeekV3::check_shard(const ModelConfig& c, const Shard& shard) {
+  K2_RETURN_IF_ERROR(shard.validate());
+  auto must_divide = [&](const char* what, int64_t value) -> Status {
+    if (shard.divides(value)) return Status::ok_status();
+    return invalid_argument(std::string("config ") + what + " " + std::to_string(value) + " does not divide by the " +
+                            (shard.expert_parallel ? "expert" : "tensor") + "-parallel size " +
+                            std::to_string(shard.size));
+  };
+  K2_RETURN_IF_ERROR(must_divide("num_attention_heads", c.num_attention_heads));
+  bool dense = false, moe = false;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) (c.is_moe_layer(l) ? moe : dense) = true;
+  if (dense) K2_RETURN_IF_ERROR(must_divide("intermediate_size", c.intermediate_size));
+  if (moe && shard.expert_parallel) K2_RETURN_IF_ERROR(must_divide("n_routed_experts", c.n_routed_experts));
+  // The shared experts are split by tensor parallelism in both modes, the routed ones in TP only.
+  if (moe && (!shard.expert_parallel || c.n_shared_experts > 0)) {
+    K2_RETURN_IF_ERROR(must_divide("moe_intermediate_size", c.moe_intermediate_size));
+  }
+  return Status::ok_status();
 }
 
 Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::build(WeightLoader& w, const ModelConfig& config,
-                                                      const WeightLayouts& layouts) {
+                                                      const WeightLayouts& layouts, const Shard& shard,
+                                                      Communicator* comm) {
   const ModelConfig& c = config;
   if (c.tie_word_embeddings) return unimplemented("config tie_word_embeddings true is not supported");
+  K2_RETURN_IF_ERROR(check_shard(c, shard));
+  if (shard.sharded() && (comm == nullptr || comm->size() != shard.size || comm->rank() != shard.rank)) {
+    return invalid_argument("a sharded model (" + shard.describe() + ") needs a communicator of that rank and size");
+  }
   std::unique_ptr<DeepSeekV3> m(new DeepSeekV3());
   m->config_ = c;
   m->layouts_ = layouts;
+  m->shard_ = shard;
+  m->comm_ = shard.sharded() ? comm : nullptr;
   w.set_int4_group(layouts.int4_group);
   if (!layouts.exact()) {
     cpu::ThreadPoolOptions options;
@@ -37,18 +66,20 @@ Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::build(WeightLoader& w, const Mod
     m->pool_ = std::make_unique<cpu::ThreadPool>(options);
   }
   K2_ASSIGN_OR_RETURN(m->mla_, MlaParams::from_config(c));
+  m->mla_.dims.heads = shard.count(c.num_attention_heads);
   K2_ASSIGN_OR_RETURN(m->embed_, w.tensor("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const std::string prefix = "model.layers." + std::to_string(l) + ".";
     K2_ASSIGN_OR_RETURN(TensorF32 input_norm, w.tensor(prefix + "input_layernorm.weight", {c.hidden_size}));
     K2_ASSIGN_OR_RETURN(TensorF32 post_norm, w.tensor(prefix + "post_attention_layernorm.weight", {c.hidden_size}));
-    K2_ASSIGN_OR_RETURN(MlaLayer attention, MlaLayer::load(w, prefix + "self_attn.", m->mla_, layouts.dense));
+    K2_ASSIGN_OR_RETURN(MlaLayer attention, MlaLayer::load(w, prefix + "self_attn.", m->mla_, layouts.dense, shard));
     Layer layer{std::move(input_norm), std::move(post_norm), std::move(attention), std::nullopt, std::nullopt};
     if (c.is_moe_layer(l)) {
-      K2_ASSIGN_OR_RETURN(Moe moe, Moe::load(w, prefix + "mlp.", c, layouts));
+      K2_ASSIGN_OR_RETURN(Moe moe, Moe::load(w, prefix + "mlp.", c, layouts, shard));
       layer.moe = std::move(moe);
     } else {
-      K2_ASSIGN_OR_RETURN(Mlp mlp, Mlp::load(w, prefix + "mlp.", c.hidden_size, c.intermediate_size, layouts.dense));
+      K2_ASSIGN_OR_RETURN(Mlp mlp, Mlp::load(w, prefix + "mlp.", c.hidden_size, c.intermediate_size, layouts.dense,
+                                             shard));
       layer.dense = std::move(mlp);
     }
     m->layers_.push_back(std::move(layer));
@@ -70,6 +101,16 @@ DeepSeekV3::DecodeBytes DeepSeekV3::decode_bytes() const {
   }
   b.fixed += lm_head_.bytes() + norm_.data.size() * sizeof(float);
   return b;
+}
+
+std::vector<DeepSeekV3::ExpertLoad> DeepSeekV3::expert_load() const {
+  std::vector<ExpertLoad> out;
+  for (size_t l = 0; l < layers_.size(); ++l) {
+    if (!layers_[l].moe) continue;
+    out.push_back(ExpertLoad{static_cast<int64_t>(l), layers_[l].moe->first_expert(),
+                             layers_[l].moe->tokens_per_expert()});
+  }
+  return out;
 }
 
 uint64_t DeepSeekV3::resident_bytes() const {
@@ -144,8 +185,13 @@ void DeepSeekV3::embed(const ForwardBatch& batch, float* h) const {
 }
 
 // h = h + Attn(RMSNorm_in(h)); h = h + FFN(RMSNorm_post(h)), all [rows, hidden].
-void DeepSeekV3::run_layer(int64_t l, const ForwardBatch& batch, const BatchRows& rows, LatentKvCache& cache,
-                           std::vector<float>& h, ForwardTrace* trace) const {
+Status DeepSeekV3::all_reduce(std::vector<float>& partial) const {
+  if (comm_ == nullptr) return Status::ok_status();
+  return comm_->all_reduce_sum(partial);
+}
+
+Status DeepSeekV3::run_layer(int64_t l, const ForwardBatch& batch, const BatchRows& rows, LatentKvCache& cache,
+                             std::vector<float>& h, ForwardTrace* trace) const {
   const Layer& layer = layers_[static_cast<size_t>(l)];
   const int64_t d = config_.hidden_size, n = rows.rows;
   const float eps = static_cast<float>(config_.rms_norm_eps);
@@ -153,6 +199,7 @@ void DeepSeekV3::run_layer(int64_t l, const ForwardBatch& batch, const BatchRows
 
   ref::rms_norm(h.data(), d, layer.input_norm.data.data(), n, d, eps, x.data(), d);
   layer.attention.forward(mla_, l, x.data(), batch, rows, cache, y.data());
+  K2_RETURN_IF_ERROR(all_reduce(y));
   ref::axpy(1.0f, y.data(), n * d, h.data());
 
   ref::rms_norm(h.data(), d, layer.post_norm.data.data(), n, d, eps, x.data(), d);
@@ -166,8 +213,10 @@ void DeepSeekV3::run_layer(int64_t l, const ForwardBatch& batch, const BatchRows
   } else {
     layer.dense->forward(x.data(), n, y.data());
   }
+  K2_RETURN_IF_ERROR(all_reduce(y));
   ref::axpy(1.0f, y.data(), n * d, h.data());
   if (trace != nullptr) trace->hidden.push_back(h);
+  return Status::ok_status();
 }
 
 Result<Logits> DeepSeekV3::forward(const ForwardBatch& batch, LatentKvCache& cache, ForwardTrace* trace) const {
@@ -180,7 +229,9 @@ Result<Logits> DeepSeekV3::forward(const ForwardBatch& batch, LatentKvCache& cac
   embed(batch, h.data());
   if (trace != nullptr) trace->embed = h;
 
-  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) run_layer(l, batch, rows, cache, h, trace);
+  for (int64_t l = 0; l < config_.num_hidden_layers; ++l) {
+    K2_RETURN_IF_ERROR(run_layer(l, batch, rows, cache, h, trace).with_context("layer " + std::to_string(l)));
+  }
 
   // Final norm and lm_head over the requested rows only.
   std::vector<int64_t> picked;

@@ -6,6 +6,14 @@
 // the block tables belong to the caller. forward() is const: concurrent calls are safe as
 // long as they use different caches (on the fast path they take turns on the model's
 // thread pool: K2_CPU_THREADS threads, default one per CPU the process may use).
+//
+// Tensor / expert parallel: each of N ranks loads the model with its Shard and a Communicator
+// of the group (borrowed; it must outlive the model). The loader reads full tensors and keeps
+// the rank's slice (mla_attention.h, moe.h); embeddings, norms, routers, lm_head and the
+// latent KV cache are replicated. forward() then all-reduces the partial sums three times a
+// layer at most (after o_proj, after the dense MLP or after the MoE's routed + shared sum),
+// and every rank returns the same logits, bit for bit. Every rank must call forward() with
+// the same batch, in the same order, one call at a time (the collectives pair up by order).
 #pragma once
 
 #include <cstdint>
@@ -23,6 +31,8 @@
 #include "workers/models/mla_attention.h"
 #include "workers/models/moe.h"
 #include "workers/models/weight_loader.h"
+#include "workers/parallel/communicator.h"
+#include "workers/parallel/shard.h"
 
 namespace k2 {
 
@@ -30,12 +40,21 @@ class DeepSeekV3 {
  public:
   // Reads every weight the config names from `checkpoint` (its tensor prefix already set).
   // `formats` says which weights are packed for the CPU fast path (default: all float32).
+  // `shard` / `comm`: this rank's part of a tensor- or expert-parallel group (comm may be null
+  // only when shard.size is 1).
   static Result<std::unique_ptr<DeepSeekV3>> load(const Checkpoint& checkpoint, const ModelConfig& config,
                                                   ProgressStyle progress = ProgressStyle::kAuto,
-                                                  const WeightLayouts& layouts = {});
+                                                  const WeightLayouts& layouts = {}, const Shard& shard = {},
+                                                  Communicator* comm = nullptr);
   // The same model with deterministic random weights (--load-format dummy): no checkpoint read.
+  // A shard holds the slice of the very weights an unsharded dummy model holds.
   static Result<std::unique_ptr<DeepSeekV3>> load_dummy(const ModelConfig& config, uint64_t seed = 0,
-                                                        const WeightLayouts& layouts = {});
+                                                        const WeightLayouts& layouts = {}, const Shard& shard = {},
+                                                        Communicator* comm = nullptr);
+  // Whether the config's shapes split over `shard`: heads, intermediate_size (dense layers),
+  // moe_intermediate_size (tensor parallel) or n_routed_experts (expert parallel). The error
+  // names what "does not divide".
+  static Status check_shard(const ModelConfig& config, const Shard& shard);
 
   const ModelConfig& config() const { return config_; }
   const WeightLayouts& weight_layouts() const { return layouts_; }
@@ -58,12 +77,23 @@ class DeepSeekV3 {
     uint64_t per_expert = 0;
   };
   DecodeBytes decode_bytes() const;
+  const Shard& shard() const { return shard_; }
+
+  // Token rows routed to each of this rank's experts, per MoE layer, since load (expert load
+  // balance, for /metrics). Expert parallel: only the rank's own experts.
+  struct ExpertLoad {
+    int64_t layer = 0;
+    int64_t first_expert = 0;       // global id of tokens[0]'s expert
+    std::vector<uint64_t> tokens;   // [local experts]
+  };
+  std::vector<ExpertLoad> expert_load() const;
   // Every weight byte the model holds in its run-time layouts (embedding included).
   uint64_t resident_bytes() const;
 
  private:
   static Result<std::unique_ptr<DeepSeekV3>> build(WeightLoader& weights, const ModelConfig& config,
-                                                   const WeightLayouts& layouts);
+                                                   const WeightLayouts& layouts, const Shard& shard,
+                                                   Communicator* comm);
 
   struct Layer {
     TensorF32 input_norm, post_norm;  // [hidden]
@@ -76,11 +106,15 @@ class DeepSeekV3 {
   Status validate(const ForwardBatch& batch, const LatentKvCache& cache) const;
   Status validate_media(const SequenceChunk& seq, const std::string& where) const;
   void embed(const ForwardBatch& batch, float* h) const;  // h: [rows, hidden]
-  void run_layer(int64_t l, const ForwardBatch& batch, const BatchRows& rows, LatentKvCache& cache,
-                 std::vector<float>& h, ForwardTrace* trace) const;
+  Status run_layer(int64_t l, const ForwardBatch& batch, const BatchRows& rows, LatentKvCache& cache,
+                   std::vector<float>& h, ForwardTrace* trace) const;
+  // Sums the ranks' partial outputs (a no-op unsharded).
+  Status all_reduce(std::vector<float>& partial) const;
 
   ModelConfig config_;
   WeightLayouts layouts_;
+  Shard shard_;
+  Communicator* comm_ = nullptr;  // borrowed; null unsharded
   MlaParams mla_;
   TensorF32 embed_;    // [vocab, hidden]
   std::vector<Layer> layers_;

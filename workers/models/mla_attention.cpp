@@ -50,26 +50,35 @@ BatchRows BatchRows::from(const ForwardBatch& batch) {
 }
 
 Result<MlaLayer> MlaLayer::load(WeightLoader& w, const std::string& prefix, const MlaParams& p,
-                                WeightLayout layout) {
+                                WeightLayout layout, const Shard& shard) {
   const ref::MlaDims& d = p.dims;
+  const int64_t all_heads = d.heads * shard.size, head0 = d.heads * shard.rank;
   MlaLayer l;
   if (p.q_lora_rank) {
     K2_ASSIGN_OR_RETURN(l.q_a_, w.linear(prefix + "q_a_proj", *p.q_lora_rank, p.hidden, layout));
     K2_ASSIGN_OR_RETURN(l.q_a_norm_, w.tensor(prefix + "q_a_layernorm.weight", {*p.q_lora_rank}));
-    K2_ASSIGN_OR_RETURN(l.q_b_, w.linear(prefix + "q_b_proj", d.heads * d.qk_dim(), *p.q_lora_rank, layout));
+    K2_ASSIGN_OR_RETURN(l.q_b_, w.linear_rows(prefix + "q_b_proj", all_heads * d.qk_dim(), *p.q_lora_rank,
+                                              head0 * d.qk_dim(), d.heads * d.qk_dim(), layout));
   } else {
-    K2_ASSIGN_OR_RETURN(l.q_proj_, w.linear(prefix + "q_proj", d.heads * d.qk_dim(), p.hidden, layout));
+    K2_ASSIGN_OR_RETURN(l.q_proj_, w.linear_rows(prefix + "q_proj", all_heads * d.qk_dim(), p.hidden,
+                                                 head0 * d.qk_dim(), d.heads * d.qk_dim(), layout));
   }
   K2_ASSIGN_OR_RETURN(l.kv_a_, w.linear(prefix + "kv_a_proj_with_mqa", d.latent_dim(), p.hidden, layout));
   K2_ASSIGN_OR_RETURN(l.kv_a_norm_, w.tensor(prefix + "kv_a_layernorm.weight", {d.kv_lora_rank}));
-  K2_ASSIGN_OR_RETURN(TensorF32 kv_b, w.linear(prefix + "kv_b_proj", d.heads * (d.nope_dim + d.v_dim), d.kv_lora_rank));
   const int64_t kv_rows = d.nope_dim + d.v_dim;  // per head: [nope rows of W_UK | v rows of W_UV]
+  K2_ASSIGN_OR_RETURN(TensorF32 kv_b, w.linear(prefix + "kv_b_proj", all_heads * kv_rows, d.kv_lora_rank));
+  if (shard.sharded()) {  // keep this rank's heads only
+    kv_b.data.erase(kv_b.data.begin() + (head0 + d.heads) * kv_rows * d.kv_lora_rank, kv_b.data.end());
+    kv_b.data.erase(kv_b.data.begin(), kv_b.data.begin() + head0 * kv_rows * d.kv_lora_rank);
+    kv_b.shape = {d.heads * kv_rows, d.kv_lora_rank};
+  }
   for (int64_t h = 0; h < d.heads; ++h) {
     l.uk_t_.push_back(Linear::from_rows_transposed(kv_b, h * kv_rows, d.nope_dim, layout));
     l.uv_.push_back(Linear::from_rows(kv_b, h * kv_rows + d.nope_dim, d.v_dim, layout));
   }
   l.kv_b_ = Linear::from(std::move(kv_b), layout);
-  K2_ASSIGN_OR_RETURN(l.o_, w.linear(prefix + "o_proj", p.hidden, d.heads * d.v_dim, layout));
+  K2_ASSIGN_OR_RETURN(l.o_, w.linear_columns(prefix + "o_proj", p.hidden, all_heads * d.v_dim, head0 * d.v_dim,
+                                             d.heads * d.v_dim, layout));
   return l;
 }
 

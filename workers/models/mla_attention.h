@@ -9,6 +9,12 @@
 // run concurrently on different caches. kv_b is kept twice: whole for the naive form, and
 // split per head (W_UKᵀ, W_UV) for the absorbed form, so decode reads each in the layout
 // its product wants.
+//
+// Tensor parallel (Shard): a rank computes a contiguous range of heads: its rows of q_b /
+// q_proj and kv_b, its columns of o_proj, so forward() returns its partial sum of the output
+// (the model all-reduces it). q_a, kv_a and their norms are replicated, and so is the latent
+// KV cache: a latent row is per token, not per head, so every rank writes and keeps all of
+// it (as vLLM does for MLA).
 #pragma once
 
 #include <cstdint>
@@ -23,12 +29,13 @@
 #include "workers/models/forward_batch.h"
 #include "workers/models/linear.h"
 #include "workers/models/weight_loader.h"
+#include "workers/parallel/shard.h"
 
 namespace k2 {
 
 // Attention hyper-parameters shared by all layers.
 struct MlaParams {
-  ref::MlaDims dims;
+  ref::MlaDims dims;  // dims.heads: the heads this rank computes (all of them unsharded)
   int64_t hidden = 0;
   std::optional<int64_t> q_lora_rank;  // nullopt: plain q_proj
   float eps = 0.0f;
@@ -50,8 +57,10 @@ struct BatchRows {
 
 class MlaLayer {
  public:
+  // `params.dims.heads` is the rank's head count: heads [rank·heads, (rank+1)·heads) of the
+  // heads·shard.size in the checkpoint.
   static Result<MlaLayer> load(WeightLoader& loader, const std::string& prefix, const MlaParams& params,
-                               WeightLayout layout);
+                               WeightLayout layout, const Shard& shard = {});
 
   // x: [rows, hidden] (after input_layernorm) -> out: [rows, hidden]. Writes this layer's
   // latent rows of every new token into `cache`.

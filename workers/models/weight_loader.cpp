@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <utility>
@@ -83,8 +84,12 @@ Result<Linear> WeightLoader::linear(const std::string& module, int64_t out, int6
 }
 
 // The checkpoint's own INT4 values and scales, repacked without a float round trip (a
-// re-quantisation from the dequantised floats would not reproduce them).
-Result<Linear> WeightLoader::int4_as_stored(const std::string& module, int64_t out, int64_t in) {
+// re-quantisation from the dequantised floats would not reproduce them). A shard takes rows
+// [row0, row0 + rows) and columns [col0, col0 + cols) (-1: all); columns only in whole groups.
+Result<Linear> WeightLoader::int4_as_stored(const std::string& module, int64_t out, int64_t in, int64_t row0,
+                                            int64_t rows, int64_t col0, int64_t cols) {
+  if (rows < 0) rows = out;
+  if (cols < 0) cols = in;
   K2_ASSIGN_OR_RETURN(TensorView packed, checkpoint_->view(module + ".weight_packed"));
   K2_ASSIGN_OR_RETURN(TensorF32 scales, checkpoint_->tensor_f32(module + ".weight_scale"));
   const std::string where = checkpoint_->file_of(module + ".weight_packed").string() + ": " + module;
@@ -95,11 +100,54 @@ Result<Linear> WeightLoader::int4_as_stored(const std::string& module, int64_t o
     return corrupt(where + ".weight_scale does not divide the " + std::to_string(in) + " inputs into groups");
   }
   const int64_t group = in / scales.shape[1];
-  Result<Linear> l = Linear::int4_from_packed(reinterpret_cast<const int32_t*>(packed.data), scales.data.data(), out,
-                                              in, group);
+  if (col0 % group != 0 || cols % group != 0) {
+    return invalid_argument(where + ": a shard of columns [" + std::to_string(col0) + ", " +
+                            std::to_string(col0 + cols) + ") splits its INT4 groups of " + std::to_string(group));
+  }
+  const int32_t* all = reinterpret_cast<const int32_t*>(packed.data);
+  std::vector<int32_t> q(static_cast<size_t>(rows * (cols / 8)));
+  std::vector<float> s(static_cast<size_t>(rows * (cols / group)));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(all + (row0 + r) * (in / 8) + col0 / 8, cols / 8, q.data() + r * (cols / 8));
+    std::copy_n(scales.data.data() + (row0 + r) * (in / group) + col0 / group, cols / group,
+                s.data() + r * (cols / group));
+  }
+  Result<Linear> l = Linear::int4_from_packed(q.data(), s.data(), rows, cols, group);
   for (const char* suffix : {".weight_packed", ".weight_scale", ".weight_shape"}) account(module + suffix);
   if (!l.ok()) return l.status().with_context(where);
   return l;
+}
+
+Result<Linear> WeightLoader::linear_rows(const std::string& module, int64_t out, int64_t in, int64_t first,
+                                         int64_t count, WeightLayout layout) {
+  return sliced(module, out, in, first, count, 0, in, layout);
+}
+
+Result<Linear> WeightLoader::linear_columns(const std::string& module, int64_t out, int64_t in, int64_t first,
+                                            int64_t count, WeightLayout layout) {
+  return sliced(module, out, in, 0, out, first, count, layout);
+}
+
+// The whole matrix is read (checkpoints store it whole) and only the shard's block is kept.
+Result<Linear> WeightLoader::sliced(const std::string& module, int64_t out, int64_t in, int64_t row0, int64_t rows,
+                                    int64_t col0, int64_t cols, WeightLayout layout) {
+  if (row0 < 0 || rows <= 0 || row0 + rows > out || col0 < 0 || cols <= 0 || col0 + cols > in) {
+    return invalid_argument(module + ": shard block outside the [" + std::to_string(out) + ", " + std::to_string(in) +
+                            "] weight");
+  }
+  if (rows == out && cols == in) return linear(module, out, in, layout);
+  if (layout == WeightLayout::kInt4 && checkpoint_ != nullptr && checkpoint_->has(module + ".weight_packed")) {
+    return int4_as_stored(module, out, in, row0, rows, col0, cols);
+  }
+  K2_ASSIGN_OR_RETURN(TensorF32 whole, linear(module, out, in));
+  TensorF32 part;
+  part.shape = {rows, cols};
+  part.data.resize(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    std::copy_n(whole.data.data() + (row0 + r) * in + col0, cols, part.data.data() + r * cols);
+  }
+  if (layout == WeightLayout::kInt4) return Linear::int4_from(std::move(part), int4_group_);
+  return Linear::from(std::move(part), layout);
 }
 
 Result<TensorF32> WeightLoader::tensor(const std::string& name, std::initializer_list<int64_t> shape) {

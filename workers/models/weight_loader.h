@@ -31,13 +31,24 @@ class WeightLoader {
   // kInt4 repacks an INT4 pack-quantized tensor as stored, or quantises a float one in
   // groups of int4_group().
   Result<Linear> linear(const std::string& module, int64_t out, int64_t in, WeightLayout layout);
+  // Rows [first, first + count) of the weight [out, in] (a tensor-parallel rank's output
+  // slice: its heads, its part of an MLP width), kept in `layout`.
+  Result<Linear> linear_rows(const std::string& module, int64_t out, int64_t in, int64_t first, int64_t count,
+                             WeightLayout layout);
+  // Columns [first, first + count) of the weight [out, in] (a rank's input slice: o_proj
+  // over its heads, down_proj over its part of the width), kept in `layout`.
+  Result<Linear> linear_columns(const std::string& module, int64_t out, int64_t in, int64_t first, int64_t count,
+                                WeightLayout layout);
   void set_int4_group(int64_t group) { int4_group_ = group; }
   // A plain float tensor of exactly this shape (norm weights, biases, embeddings).
   Result<TensorF32> tensor(const std::string& name, std::initializer_list<int64_t> shape);
 
  private:
   void account(const std::string& name);
-  Result<Linear> int4_as_stored(const std::string& module, int64_t out, int64_t in);
+  Result<Linear> int4_as_stored(const std::string& module, int64_t out, int64_t in, int64_t row0 = 0,
+                                int64_t rows = -1, int64_t col0 = 0, int64_t cols = -1);
+  Result<Linear> sliced(const std::string& module, int64_t out, int64_t in, int64_t row0, int64_t rows, int64_t col0,
+                        int64_t cols, WeightLayout layout);
   TensorF32 dummy(const std::string& name, std::vector<int64_t> shape) const;
 
   const Checkpoint* checkpoint_ = nullptr;
