@@ -36,6 +36,20 @@ void append_unique(std::vector<int32_t>& to, const std::vector<int32_t>& ids) {
 
 }  // namespace
 
+Status check_media_spans(const std::vector<protocol::MediaItem>& media, size_t prompt_tokens) {
+  uint64_t end = 0;
+  for (const auto& m : media) {
+    if (m.num_tokens == 0 || m.offset < end || uint64_t{m.offset} + m.num_tokens > prompt_tokens)
+      return invalid_argument("media span [" + std::to_string(m.offset) + ", +" + std::to_string(m.num_tokens) +
+                              ") is empty, out of order or outside the prompt of " + std::to_string(prompt_tokens) +
+                              " tokens");
+    if (m.grid_t <= 0 || m.grid_h <= 0 || m.grid_w <= 0 || !m.pixels.valid())
+      return invalid_argument("media item without pixels or with an empty grid");
+    end = uint64_t{m.offset} + m.num_tokens;
+  }
+  return Status::ok_status();
+}
+
 StopParams stop_params_of(const protocol::SamplingParams& params) {
   StopParams stop;
   stop.max_tokens = static_cast<int32_t>(std::min<uint32_t>(params.max_tokens, INT32_MAX));
@@ -55,7 +69,7 @@ EngineCore::EngineCore(const EngineCoreConfig& config, std::unique_ptr<Scheduler
     : config_(config), scheduler_(std::move(scheduler)), seed_rng_(config.seed) {}
 
 void EngineCore::add_request(const protocol::AddRequest& request) {
-  RequestInfo info{request.params, {}};
+  RequestInfo info{request.params, {}, request.media};
   info.events.push_back({protocol::RequestEventType::kQueued, now_seconds()});
   // The model's stop ids first (eos_token_ids[0] is the EOS proper), then the request's.
   std::vector<int32_t> eos = config_.eos_token_ids;
@@ -75,6 +89,11 @@ void EngineCore::add_request(const protocol::AddRequest& request) {
   if (request.prompt.location != protocol::DataLocation::kInline || requests_.contains(request.request_id)) {
     pending_.push_back(error_output(request.request_id));
     spdlog::warn("request {}: refused (prompt not inline or duplicate id)", request.request_id);
+    return;
+  }
+  if (Status st = check_media_spans(request.media, request.prompt.ids.size()); !st.ok()) {
+    spdlog::warn("request {}: refused: {}", request.request_id, st.to_string());
+    pending_.push_back(error_output(request.request_id));
     return;
   }
   if (request.structured) {
@@ -143,6 +162,7 @@ std::optional<protocol::StepPlan> EngineCore::plan_step() {
     r.num_prompt_tokens = static_cast<uint32_t>(s.num_prompt_tokens);
     if (s.is_new) {
       r.cached_token_ids = s.cached_token_ids;
+      r.media = requests_.at(s.request_id).media;
       r.params_index = static_cast<int32_t>(plan.sampling_params.size());
       plan.sampling_params.push_back(requests_.at(s.request_id).params);
     }
@@ -162,6 +182,8 @@ Status EngineCore::finish_step(const protocol::StepResult& result) {
   if (result.step_id != in_flight_->step_id)
     return internal_error("step result for step " + std::to_string(result.step_id) + ", expected " +
                           std::to_string(in_flight_->step_id));
+  mm_cache_queries_ = result.mm_cache_queries;
+  mm_cache_hits_ = result.mm_cache_hits;
   StepResult step;
   step.step_id = result.step_id;
   step.sampled_token_ids.resize(in_flight_->requests.size());
@@ -251,7 +273,9 @@ protocol::EngineOutputs EngineCore::take_outputs() {
       .prefix_cache_queries = static_cast<uint64_t>(st.prefix_cache_queries),
       .prefix_cache_hits = static_cast<uint64_t>(st.prefix_cache_hits),
       .num_preemptions = static_cast<uint64_t>(st.num_preemptions),
-      .step = steps_};
+      .step = steps_,
+      .mm_cache_queries = mm_cache_queries_,
+      .mm_cache_hits = mm_cache_hits_};
   out.timestamp = now_seconds();
   return out;
 }

@@ -72,6 +72,8 @@ class EngineCore {
     protocol::SamplingParams params;  // seed always set, eos ids merged
     // Queued/scheduled/preempted times not yet sent: they ride on the request's next output.
     std::vector<protocol::RequestEvent> events;
+    // The prompt's media: sent to the workers whenever the request (re)starts on them.
+    std::vector<protocol::MediaItem> media;
   };
   void record_event(const std::string& request_id, protocol::RequestEventType type, double now);
 
@@ -94,7 +96,12 @@ class EngineCore {
   StructuredOutputs structured_;
   std::mt19937_64 seed_rng_;
   uint64_t steps_ = 0;
+  uint64_t mm_cache_queries_ = 0;  // the workers' encoder cache, as the last result said
+  uint64_t mm_cache_hits_ = 0;
 };
+
+// A request's media items must lie inside its prompt, in order, without overlapping.
+Status check_media_spans(const std::vector<protocol::MediaItem>& media, size_t prompt_tokens);
 
 // The scheduler's view of a request's stop rules from the wire's sampling parameters.
 StopParams stop_params_of(const protocol::SamplingParams& params);

@@ -30,6 +30,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kRingSlotBytes = size_t{8} << 20;  // a plan carries chunk and cached-prefix ids
+constexpr int64_t kMaxTensorParallel = 64;
 constexpr uint32_t kRingSlots = 4;
 constexpr auto kStepTimeout = std::chrono::minutes(30);
 constexpr auto kIdlePoll = 1000ms;
@@ -155,9 +156,9 @@ Status EngineProcess::connect_frontend() {
   K2_ASSIGN_OR_RETURN(zmq::socket_t push, protocol::make_socket(context_, zmq::socket_type::push, push_options));
   K2_RETURN_IF_ERROR(protocol::connect_endpoint(push, msg.output_addresses[0]));
   output_.emplace(std::move(push));
-  if (config_.tensor_parallel_size != 1)
-    return unimplemented("--tensor-parallel-size " + std::to_string(config_.tensor_parallel_size) +
-                         " is not implemented yet (one worker per enginecore)");
+  if (config_.tensor_parallel_size < 1 || config_.tensor_parallel_size > kMaxTensorParallel) {
+    return invalid_argument("--tensor-parallel-size must be in [1, " + std::to_string(kMaxTensorParallel) + "]");
+  }
   K2_RETURN_IF_ERROR(start_workers());
   return Status::ok_status();
 }
@@ -184,9 +185,11 @@ Status EngineProcess::start_workers() {
   const std::filesystem::path binary =
       args_.worker_binary.empty() ? self_exe_dir() / "k2serve-worker" : std::filesystem::path(args_.worker_binary);
   for (uint32_t r = 0; r < num_workers; ++r) {
-    K2_ASSIGN_OR_RETURN(ChildProcess child,
-                        ChildProcess::spawn(binary, {"worker", "--handshake", hs_addr, "--rank", std::to_string(r),
-                                                     "--parent-pid", std::to_string(::getpid())}));
+    std::vector<std::string> args = {"worker", "--handshake", hs_addr, "--rank", std::to_string(r), "--parent-pid",
+                                     std::to_string(::getpid()), "--tp-size", std::to_string(num_workers)};
+    // Rank 0 creates the tensor-parallel group's segment; the others find it by its pid.
+    if (r > 0) args.insert(args.end(), {"--tp-leader-pid", std::to_string(worker_pids_[0])});
+    K2_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::spawn(binary, args));
     worker_pids_.push_back(child.pid());
     workers_.push_back(std::move(child));
   }

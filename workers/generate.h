@@ -16,10 +16,12 @@ namespace k2 {
 
 // Reads <dir>/config.json and the checkpoint and builds the model, its weights kept in
 // `formats` (default float32). `dummy`: only config.json is read and the weights are random
-// (--load-format dummy).
+// (--load-format dummy). A sharded load (tensor/expert parallel rank) keeps only this rank's
+// slices and all-reduces through `comm`.
 Result<std::unique_ptr<DeepSeekV3>> load_model(const std::filesystem::path& dir,
                                                ProgressStyle progress = ProgressStyle::kAuto, bool dummy = false,
-                                               const WeightLayouts& layouts = {});
+                                               const WeightLayouts& layouts = {}, const Shard& shard = {},
+                                               Communicator* comm = nullptr);
 
 struct GenerateOptions {
   int64_t max_tokens = 16;

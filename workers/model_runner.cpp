@@ -48,6 +48,8 @@ Status ModelRunner::apply(const protocol::StepPlan& plan, const protocol::Schedu
                                 ": prompt_logprobs need the prompt computed from position 0 (no prefix-cache hit)");
       state.prompt_logprobs = static_cast<int64_t>(*wire.prompt_logprobs);
     }
+    state.media = r.media;
+    state.media_ready.assign(r.media.size(), false);
     requests_[r.request_id] = std::move(state);
   }
   auto it = requests_.find(r.request_id);
@@ -63,6 +65,83 @@ Status ModelRunner::apply(const protocol::StepPlan& plan, const protocol::Schedu
   if (cache_.blocks_for(static_cast<int64_t>(state.tokens.size())) > static_cast<int64_t>(state.block_table.size()))
     return invalid_argument("request " + r.request_id + ": block table too short");
   return Status::ok_status();
+}
+
+Result<std::span<const float>> ModelRunner::pixels_of(const protocol::MediaItem& item) {
+  auto it = media_arenas_.find(item.arena);
+  if (it == media_arenas_.end()) {
+    K2_ASSIGN_OR_RETURN(Arena arena, Arena::open(item.arena));
+    it = media_arenas_.emplace(item.arena, std::move(arena)).first;
+  }
+  K2_ASSIGN_OR_RETURN(std::span<std::byte> bytes, it->second.view(item.pixels));
+  return std::span<const float>(reinterpret_cast<const float*>(bytes.data()), bytes.size() / sizeof(float));
+}
+
+Status ModelRunner::encode_item(RequestState& state, size_t i, int64_t row_offset) {
+  const protocol::MediaItem& item = state.media[i];
+  const int64_t width = model_.config().hidden_size;
+  float* dst = state.media_rows.data() + row_offset * width;
+  const size_t floats = static_cast<size_t>(item.num_tokens) * static_cast<size_t>(width);
+  const MediaHash key{item.hash_low, item.hash_high};
+  if (encoder_cache_ != nullptr) {
+    if (auto hit = encoder_cache_->lookup(key); hit && hit->size() == floats) {
+      std::copy(hit->begin(), hit->end(), dst);
+      return Status::ok_status();
+    }
+  }
+  if (vision_ == nullptr) return invalid_argument("a media item was sent, but this model has no vision tower");
+  const MediaGrid grid{item.grid_t, item.grid_h, item.grid_w};
+  K2_ASSIGN_OR_RETURN(int64_t tokens, vision_->num_tokens(grid));
+  if (tokens != item.num_tokens)
+    return invalid_argument("a media item of grid [" + std::to_string(grid.t) + "," + std::to_string(grid.h) + "," +
+                            std::to_string(grid.w) + "] has " + std::to_string(tokens) + " tokens, not " +
+                            std::to_string(item.num_tokens));
+  K2_ASSIGN_OR_RETURN(std::span<const float> pixels, pixels_of(item));
+  if (pixels.size() != static_cast<size_t>(grid.patches() * vision_->config().patch_values()))
+    return invalid_argument("a media item's pixel_values do not match its grid");
+  K2_ASSIGN_OR_RETURN(MediaEmbedding emb, vision_->encode(grid, pixels));
+  if (emb.width != width || emb.data.size() != floats)
+    return internal_error("the vision tower's output does not match the text model's hidden size");
+  ++num_encoded_;
+  std::copy(emb.data.begin(), emb.data.end(), dst);
+  if (encoder_cache_ != nullptr) encoder_cache_->insert(key, emb.data);
+  return Status::ok_status();
+}
+
+Result<std::optional<std::span<const float>>> ModelRunner::media_for_chunk(const std::string& id, RequestState& state,
+                                                                            int64_t begin, int64_t end) {
+  using Out = std::optional<std::span<const float>>;
+  if (state.media.empty() || !model_.config().media_placeholder_token_id) return Out();
+  const int32_t placeholder = *model_.config().media_placeholder_token_id;
+  const int64_t prompt = state.num_prompt_tokens;
+  if (begin >= prompt) return Out();  // decode: generated ids are embedded as themselves
+  for (int64_t p = prompt; p < end; ++p) {
+    if (state.tokens[static_cast<size_t>(p)] == placeholder)
+      return invalid_argument("request " + id + ": a recomputed chunk holds a generated media placeholder");
+  }
+  const int64_t width = model_.config().hidden_size;
+  if (state.media_rows.empty()) {
+    int64_t total = 0;
+    for (const auto& m : state.media) total += m.num_tokens;
+    state.media_rows.assign(static_cast<size_t>(total * width), 0.f);
+  }
+  int64_t row_offset = 0;
+  for (size_t i = 0; i < state.media.size(); ++i) {
+    const protocol::MediaItem& m = state.media[i];
+    const int64_t lo = m.offset, hi = int64_t{m.offset} + m.num_tokens;
+    if (!state.media_ready[i] && lo < end && hi > begin) {
+      for (int64_t p = lo; p < hi; ++p) {
+        if (p < static_cast<int64_t>(state.tokens.size()) && state.tokens[static_cast<size_t>(p)] != placeholder)
+          return invalid_argument("request " + id + ": media span does not hold placeholder tokens");
+      }
+      K2_RETURN_IF_ERROR(encode_item(state, i, row_offset));
+      state.media_ready[i] = true;
+    }
+    row_offset += m.num_tokens;
+  }
+  const auto prompt_ids = std::span<const int32_t>(state.tokens).first(static_cast<size_t>(prompt));
+  return Out(media_rows_for_chunk(prompt_ids, placeholder, state.media_rows, width, static_cast<size_t>(begin),
+                                  static_cast<size_t>(end)));
 }
 
 void ModelRunner::score_row(RequestState& state, std::span<const float> row, int32_t token) {
@@ -138,6 +217,10 @@ Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan
   protocol::StepResult result;
   result.step_id = plan.step_id;
   result.worker_rank = rank_;
+  if (encoder_cache_ != nullptr) {
+    result.mm_cache_queries = encoder_cache_->queries();
+    result.mm_cache_hits = encoder_cache_->hits();
+  }
   for (const auto& id : plan.finished_request_ids) requests_.erase(id);
   if (plan.requests.empty()) return result;
 
@@ -158,6 +241,8 @@ Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan
     SequenceChunk seq{std::span<const int32_t>(r.token_ids.ids), r.start_position,
                       std::span<const int32_t>(states[i]->block_table)};
     seq.all_logits = states[i]->prompt_logprobs >= 0;
+    K2_ASSIGN_OR_RETURN(seq.media_rows, media_for_chunk(r.request_id, *states[i], r.start_position,
+                                                        int64_t{r.start_position} + r.num_tokens));
     batch.sequences.push_back(seq);
   }
   K2_ASSIGN_OR_RETURN(Logits logits, model_.forward(batch, cache_));
@@ -174,6 +259,10 @@ Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan
     if (!r.sample) continue;
     std::span<float> row(logits.data.data() + last_row * logits.vocab, static_cast<size_t>(logits.vocab));
     result.samples.push_back(sample(r, *states[i], row));
+  }
+  if (encoder_cache_ != nullptr) {
+    result.mm_cache_queries = encoder_cache_->queries();
+    result.mm_cache_hits = encoder_cache_->hits();
   }
   return result;
 }

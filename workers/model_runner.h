@@ -14,6 +14,12 @@
 // scores travel once, with the token sampled after the last prompt chunk. A request resumed
 // after it has produced output (recompute preemption) is not scored again.
 //
+// Multimodal prompts: a new or resumed request brings its media items (pixel_values in the
+// frontend's media arena, the content hash, the placeholder span). When a prefill chunk first
+// reaches an item's span, the item is encoded (or found in the encoder cache) whole and its
+// rows kept in the request's state, so a chunk that cuts through an image gets exactly its
+// part of the rows; the text model splices them at the placeholder positions.
+//
 // Holds references to the model and the KV cache (the caller owns both and keeps them
 // alive). Not thread-safe: the worker's one loop thread.
 #pragma once
@@ -30,12 +36,22 @@
 #include "workers/kv_cache.h"
 #include "workers/models/deepseek_v3.h"
 #include "workers/sampling/sampler.h"
+#include "workers/vision/encoder_cache.h"
+#include "workers/vision/moonvit.h"
 
 namespace k2 {
 
 class ModelRunner {
  public:
   ModelRunner(const DeepSeekV3& model, LatentKvCache& cache, uint32_t worker_rank = 0);
+  // With a vision tower (may be null: media requests then fail) and an encoder cache (may be
+  // null: every item is encoded when reached); both must outlive the runner.
+  void set_vision(const MoonVit* vision, EncoderCache* encoder_cache) {
+    vision_ = vision;
+    encoder_cache_ = encoder_cache;
+  }
+  // Media items encoded by the tower (not served from the cache), cumulative.
+  uint64_t num_encoded() const { return num_encoded_; }
 
   // Runs one plan. An inconsistent plan (unknown request, block table too short, token
   // history that does not line up) or a failed forward is an error value; the per-request
@@ -54,6 +70,9 @@ class ModelRunner {
     protocol::TokenLogprobs prompt_scores;                     // positions 1.. scored so far
     std::vector<float> pending_row;                            // scores the next chunk's first token
     std::optional<protocol::TokenLogprobs> prompt_scores_done; // complete, not yet returned
+    std::vector<protocol::MediaItem> media;  // the prompt's items, in order
+    std::vector<bool> media_ready;           // item i's rows are in media_rows
+    std::vector<float> media_rows;           // [placeholders, hidden] in prompt order
   };
 
   Status apply(const protocol::StepPlan& plan, const protocol::ScheduledRequest& r);
@@ -62,7 +81,18 @@ class ModelRunner {
   void score_row(RequestState& state, std::span<const float> row, int32_t token);
   protocol::SampledRequest sample(const protocol::ScheduledRequest& r, RequestState& state, std::span<float> logits);
 
+  // Encodes (or fetches from the cache) the items whose span meets [begin, end) and returns
+  // the chunk's media rows; nullopt for a request without media or a chunk past its prompt.
+  Result<std::optional<std::span<const float>>> media_for_chunk(const std::string& id, RequestState& state,
+                                                                 int64_t begin, int64_t end);
+  Status encode_item(RequestState& state, size_t item, int64_t row_offset);
+  Result<std::span<const float>> pixels_of(const protocol::MediaItem& item);
+
   const DeepSeekV3& model_;
+  const MoonVit* vision_ = nullptr;
+  EncoderCache* encoder_cache_ = nullptr;
+  std::unordered_map<std::string, Arena> media_arenas_;  // the frontends' media arenas, by segment name
+  uint64_t num_encoded_ = 0;
   LatentKvCache& cache_;
   uint32_t rank_;
   std::unordered_map<std::string, RequestState> requests_;

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -18,6 +19,9 @@
 #include "shm/segment.h"
 #include "workers/generate.h"
 #include "workers/model_runner.h"
+#include "workers/parallel/shm_communicator.h"
+#include "workers/vision/encoder_cache.h"
+#include "workers/vision/moonvit.h"
 
 namespace k2 {
 namespace {
@@ -28,6 +32,8 @@ struct WorkerArgs {
   std::string handshake;
   int64_t rank = 0;
   int64_t parent_pid = 0;
+  int64_t tp_size = 1;        // workers of this engine (tensor/expert-parallel ranks)
+  int64_t tp_leader_pid = 0;  // rank 0's pid: its segment holds the group's all-reduce
 };
 
 const OptionTable<WorkerArgs>& worker_table() {
@@ -35,7 +41,9 @@ const OptionTable<WorkerArgs>& worker_table() {
     OptionTable<WorkerArgs> t;
     t.add("--handshake", &WorkerArgs::handshake, "the enginecore's handshake ROUTER address")
         .add("--rank", &WorkerArgs::rank, "this worker's rank")
-        .add("--parent-pid", &WorkerArgs::parent_pid, "the enginecore's pid");
+        .add("--parent-pid", &WorkerArgs::parent_pid, "the enginecore's pid")
+        .add("--tp-size", &WorkerArgs::tp_size, "tensor-parallel ranks of this engine")
+        .add("--tp-leader-pid", &WorkerArgs::tp_leader_pid, "rank 0's pid (ranks > 0)");
     return t;
   }();
   return table;
@@ -53,12 +61,38 @@ uint64_t shm_available_bytes() {
 // Everything the worker holds once initialized; destroyed (segment unlinked) on return.
 struct WorkerState {
   EngineConfig config;
+  std::unique_ptr<ShmCommunicator> comm;  // tensor parallelism; outlives the model using it
   std::unique_ptr<DeepSeekV3> model;
   Segment kv_segment;
   std::optional<LatentKvCache> cache;
   int64_t num_blocks = 0;
   NumaPlacement placement;
+  std::unique_ptr<MoonVit> vision;             // multimodal checkpoints only
+  std::optional<EncoderCache> encoder_cache;  // with the vision tower
 };
+
+// A checkpoint whose config.json has a vision_config gets its vision tower and an encoder
+// cache of --mm-processor-cache-gb (never more than a quarter of the free /dev/shm).
+Status init_vision(const protocol::EngineConfigMsg& msg, uint32_t rank, WorkerState& w) {
+  const EngineConfig& cfg = w.config;
+  std::ifstream in(std::filesystem::path(cfg.model) / "config.json");
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("vision_config")) return Status::ok_status();
+  K2_ASSIGN_OR_RETURN(VisionConfig vc, VisionConfig::from_dir(cfg.model));
+  if (cfg.load_format == "dummy") {
+    K2_ASSIGN_OR_RETURN(w.vision, MoonVit::load_dummy(vc));
+  } else {
+    K2_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(cfg.model));  // vision_tower.* at the root
+    K2_ASSIGN_OR_RETURN(w.vision, MoonVit::load(checkpoint, vc, ProgressStyle::kAuto));
+  }
+  uint64_t budget = static_cast<uint64_t>(cfg.mm_processor_cache_gb * static_cast<double>(uint64_t{1} << 30));
+  if (const uint64_t shm = shm_available_bytes(); shm > 0) budget = std::min(budget, shm / 4);
+  K2_ASSIGN_OR_RETURN(EncoderCache cache, EncoderCache::create(msg.run_id, "enc-worker" + std::to_string(rank), budget));
+  w.encoder_cache.emplace(std::move(cache));
+  spdlog::info("worker {}: vision tower loaded ({} layers, hidden {}); encoder cache {:.1f} MiB", rank,
+               vc.num_layers, vc.hidden_size, static_cast<double>(budget) / (1 << 20));
+  return Status::ok_status();
+}
 
 // Before anything is allocated: the weights and the KV arena then land on the worker's node,
 // and the model's thread pool (one thread per CPU it may use) on its CPUs.
@@ -80,7 +114,31 @@ Result<EngineConfig> config_from_json(const std::string& text) {
   return cfg;
 }
 
-Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, WorkerState& w) {
+// Rank 0 creates the group's segment; the others open it by rank 0's pid as soon as it
+// exists (rank 0 may still be starting).
+Status join_tp_group(const protocol::EngineConfigMsg& msg, uint32_t rank, const WorkerArgs& a, WorkerState& w) {
+  const int size = static_cast<int>(a.tp_size);
+  if (size == 1) return Status::ok_status();
+  if (rank == 0) {
+    K2_ASSIGN_OR_RETURN(w.comm, ShmCommunicator::create(msg.run_id, "tp", size));
+    return Status::ok_status();
+  }
+  K2_ASSIGN_OR_RETURN(std::string name, segment_name(static_cast<pid_t>(a.tp_leader_pid), msg.run_id, "tp"));
+  const auto deadline = std::chrono::steady_clock::now() + 2min;
+  while (true) {
+    Result<std::unique_ptr<ShmCommunicator>> comm = ShmCommunicator::open(name, static_cast<int>(rank));
+    if (comm.ok()) {
+      w.comm = std::move(comm).value();
+      return Status::ok_status();
+    }
+    if (comm.status().code() != Code::kNotFound || std::chrono::steady_clock::now() > deadline) {
+      return comm.status().with_context("joining the tensor-parallel group");
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, const WorkerArgs& a, WorkerState& w) {
   K2_ASSIGN_OR_RETURN(w.config, config_from_json(msg.config_json));
   const EngineConfig& cfg = w.config;
   K2_ASSIGN_OR_RETURN(WeightLayouts layouts, weight_layouts_for(cfg.dtype, cfg.quantization.value_or("")));
@@ -88,7 +146,11 @@ Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, WorkerSt
                cfg.quantization ? " --quantization " + *cfg.quantization : std::string(),
                weight_layout_name(layouts.dense), weight_layout_name(layouts.experts));
   K2_RETURN_IF_ERROR(place_worker(rank, w));
-  K2_ASSIGN_OR_RETURN(w.model, load_model(cfg.model, ProgressStyle::kAuto, cfg.load_format == "dummy", layouts));
+  K2_RETURN_IF_ERROR(join_tp_group(msg, rank, a, w));
+  const Shard shard{static_cast<int>(rank), static_cast<int>(a.tp_size), cfg.enable_expert_parallel};
+  K2_ASSIGN_OR_RETURN(w.model, load_model(cfg.model, ProgressStyle::kAuto, cfg.load_format == "dummy", layouts, shard,
+                                          w.comm.get()));
+  if (shard.sharded()) spdlog::info("worker {}: {}", rank, shard.describe());
   const ModelConfig& mc = w.model->config();
   const int64_t row_dim = w.model->cache_row_dim();
   KvSizingInput in;
@@ -108,6 +170,7 @@ Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, WorkerSt
                       LatentKvCache::create_in(std::span<std::byte>(w.kv_segment.data(), w.kv_segment.size()),
                                                mc.num_hidden_layers, w.num_blocks, cfg.block_size, row_dim));
   w.cache.emplace(std::move(cache));
+  K2_RETURN_IF_ERROR(init_vision(msg, rank, w));
   spdlog::info("worker {}: KV cache of {} blocks x {} tokens ({:.1f} MiB) in {}", rank, w.num_blocks,
                cfg.block_size, static_cast<double>(bytes) / (1 << 20), w.kv_segment.name());
   return Status::ok_status();
@@ -127,6 +190,8 @@ protocol::ReadyMsg ready_message(uint32_t rank, const WorkerState& w) {
   ready.block_size = static_cast<uint32_t>(w.config.block_size);
   ready.config_json = facts.dump();
   ready.shm_segments = {w.kv_segment.name()};
+  if (w.encoder_cache && !w.encoder_cache->segment_name().empty())
+    ready.shm_segments.push_back(w.encoder_cache->segment_name());
   return ready;
 }
 
@@ -198,7 +263,7 @@ int run_worker(const WorkerArgs& a) {
     return 1;
   }
   WorkerState w;
-  s = init_worker(*msg, rank, w);
+  s = init_worker(*msg, rank, a, w);
   if (s.ok() && (msg->input_addresses.empty() || msg->output_addresses.empty()))
     s = invalid_argument("the enginecore sent no ring or result address");
   Result<RingReader> ring = s.ok() ? RingReader::open(msg->input_addresses[0], rank) : Result<RingReader>(s);
@@ -213,6 +278,7 @@ int run_worker(const WorkerArgs& a) {
     return 1;
   }
   ModelRunner runner(*w.model, *w.cache, rank);
+  runner.set_vision(w.vision.get(), w.encoder_cache ? &*w.encoder_cache : nullptr);
   return serve_plans(*ring, *results, runner, rank, parent);
 }
 

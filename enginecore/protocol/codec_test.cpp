@@ -47,7 +47,7 @@ std::vector<Message> sample_messages() {
   out.push_back(Hello{ProcessKind::kEngineCore, 3, kProtocolVersion, true, false, 4242});
   out.push_back(EngineConfigMsg{R"({"max_model_len":4096})", "abc123", {"ipc:///tmp/k2/in"}, {"ipc:///tmp/k2/out"}, 3, "k2serve-1-abc123-prompts", ShmHandle{1, 4096, 1000, 3}});
   out.push_back(ReadyMsg{3, 1000, 16, 4096, 256, 8192, 0xdeadbeefULL, "{}", {"/k2serve-1-abc-kv"}});
-  AddRequest add{"cmpl-1-abcdefgh", inline_tokens({1, 2, 3, 163584}), sample_params(), 1, 1.7e9, 0, "tenant", "cmpl-1/0", StructuredOutputParams{R"({"type":"object"})", false, 7}};
+  AddRequest add{"cmpl-1-abcdefgh", inline_tokens({1, 2, 3, 163584}), sample_params(), 1, 1.7e9, 0, "tenant", "cmpl-1/0", StructuredOutputParams{R"({"type":"object"})", false, 7}, {}};
   out.push_back(add);
   add.prompt = TokenIds{DataLocation::kShm, {}, ShmHandle{2, 4096, 40000, 9}, 0, 10000};
   out.push_back(add);
@@ -55,7 +55,7 @@ std::vector<Message> sample_messages() {
   out.push_back(Utility{0, 77, "reset_prefix_cache", "[]"});
   RequestOutput ro{"cmpl-1", {42, 43}, sample_logprobs(), std::nullopt, FinishReason::kStop, 163586, 16,
                    {{RequestEventType::kScheduled, 12.5}}};
-  out.push_back(EngineOutputs{0, {ro}, SchedulerStats{3, 1, 0.25f, 100, 40, 2, 99}, 12.75,
+  out.push_back(EngineOutputs{0, {ro}, SchedulerStats{3, 1, 0.25f, 100, 40, 2, 99, 7, 3}, 12.75,
                               UtilityOutput{77, std::nullopt, "true"}, {"cmpl-0"}});
   StepPlan plan;
   plan.step_id = 99;
@@ -70,6 +70,7 @@ std::vector<Message> sample_messages() {
   r1.params_index = 0;
   r1.cached_token_ids = std::vector<int32_t>(16, 4);
   r1.num_prompt_tokens = 19;
+  r1.media = {MediaItem{"/k2serve-1-abc-media", ShmHandle{2, 8192, 9408, 5}, 1, 4, 4, 0x1234, 0x5678, 3, 4}};
   plan.requests.push_back(r1);
   ScheduledRequest r2;
   r2.request_id = "r2";
@@ -88,8 +89,11 @@ std::vector<Message> sample_messages() {
   plan.total_num_tokens = 4;
   out.push_back(plan);
   out.push_back(StepResult{99, 0, {{0, {12}, sample_logprobs(), std::nullopt}, {1, {13}, std::nullopt, std::nullopt}},
-                           ShmHandle{1, 128, 64, 2}, ""});
+                           ShmHandle{1, 128, 64, 2}, "", 7, 3});
   out.push_back(EngineDead{"worker 0 died"});
+  // A multimodal prompt: one image's pixel_values in the frontend's media arena.
+  add.media = {MediaItem{"/k2serve-1-abc-media", ShmHandle{2, 8192, 9408, 5}, 1, 4, 4, 0x1234, 0x5678, 8, 4}};
+  out.push_back(add);
   return out;
 }
 
@@ -121,7 +125,7 @@ TEST(Codec, EveryMessageRoundTrips) {
 TEST(Codec, LargeTokenArraysTravelAsExtraFrames) {
   std::vector<int32_t> ids(1000);
   for (int i = 0; i < 1000; ++i) ids[i] = i * 161 - 5;
-  AddRequest add{"big", inline_tokens(ids), SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt};
+  AddRequest add{"big", inline_tokens(ids), SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt, {}};
   Frames f = encode(add, EncodeOptions{256});
   ASSERT_EQ(f.size(), 3u);
   EXPECT_EQ(f[2].size(), 4000u);
@@ -130,7 +134,7 @@ TEST(Codec, LargeTokenArraysTravelAsExtraFrames) {
   ASSERT_TRUE(back.ok()) << back.status().to_string();
   EXPECT_TRUE(*back == Message(add));
 
-  Frames small = encode(Message(AddRequest{"s", inline_tokens({1, 2}), {}, 0, 0, 0, {}, {}, std::nullopt}), EncodeOptions{256});
+  Frames small = encode(Message(AddRequest{"s", inline_tokens({1, 2}), {}, 0, 0, 0, {}, {}, std::nullopt, {}}), EncodeOptions{256});
   EXPECT_EQ(small.size(), 2u);
 
   Frames truncated = f;
@@ -219,7 +223,7 @@ TEST(Codec, TypeAndRangeErrors) {
 
 TEST(Codec, ValidationRejectsWhatWouldBreakTheEngine) {
   auto invalid = [](Message m) { return decode(encode(m)).status().code() == Code::kInvalidArgument; };
-  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt};
+  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt, {}};
   EXPECT_TRUE(decode(encode(add)).ok());
   AddRequest bad = add;
   bad.params.temperature = std::nanf("");
@@ -280,7 +284,7 @@ TEST(Codec, ValidationRejectsWhatWouldBreakTheEngine) {
 // A float of exactly 2^64 (or an integer that converts to it) would make msgpack-cxx's
 // integral-float shortcut cast 2^64 to uint64_t on the next encode: found by the fuzzer.
 TEST(Codec, FloatsThatCannotBeReEncodedAreRejected) {
-  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt};
+  AddRequest add{"r", inline_tokens({1}), SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt, {}};
   add.params.temperature = 1.5f;
   Frames f = encode(add);
   const std::string one_and_half("\xca\x3f\xc0\x00\x00", 5);

@@ -51,6 +51,9 @@ OptionTable<EngineConfig> build_table() {
       .add("--shutdown-timeout", &C::shutdown_timeout, "seconds to drain in-flight requests on SIGTERM", "server")
       .add("--allowed-local-media-path", &C::allowed_local_media_path, "directory file:// media may be read from", "server")
       .add("--allowed-media-domains", &C::allowed_media_domains, "domains media URLs may be fetched from", "server");
+  t.add("--mm-processor-cache-gb", &C::mm_processor_cache_gb, "GiB of encoder outputs cached per worker by media content hash (0: off)", "multimodal")
+      .add("--limit-mm-per-prompt", &C::limit_mm_per_prompt, "JSON, e.g. '{\"image\": 2}': media items per prompt and modality", "multimodal")
+      .add("--max-media-bytes", &C::max_media_bytes, "largest encoded media item in bytes", "multimodal");
   return t;
 }
 
@@ -85,6 +88,8 @@ Status validate_engine_config(const EngineConfig& c) {
     return invalid_argument("--tool-call-parser: only kimi_k2 is supported, got " + *c.tool_call_parser);
   if (c.reasoning_parser && *c.reasoning_parser != "kimi_k2")
     return invalid_argument("--reasoning-parser: only kimi_k2 is supported, got " + *c.reasoning_parser);
+  if (c.mm_processor_cache_gb < 0) return invalid_argument("--mm-processor-cache-gb must be >= 0");
+  if (c.max_media_bytes < 1) return invalid_argument("--max-media-bytes must be >= 1");
   if (c.enable_auto_tool_choice && !c.tool_call_parser)
     return invalid_argument("--enable-auto-tool-choice needs --tool-call-parser");
   return {};

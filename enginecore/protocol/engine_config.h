@@ -63,6 +63,15 @@ struct EngineConfig {
   int64_t shutdown_timeout = 0;
   std::optional<std::string> allowed_local_media_path;
   std::vector<std::string> allowed_media_domains;
+
+  // Multimodal
+  // vLLM's: GiB of encoder outputs each worker keeps, keyed by the media's content hash (0:
+  // no cache, every item is encoded every time it is scheduled).
+  double mm_processor_cache_gb = 4.0;
+  // vLLM's JSON form, e.g. {"image": 2, "video": 0}: items of a modality one prompt may carry
+  // (absent modality: no limit).
+  std::optional<std::string> limit_mm_per_prompt;
+  int64_t max_media_bytes = int64_t{20} << 20;  // encoded bytes of one media item
 };
 
 const OptionTable<EngineConfig>& engine_config_table();

@@ -20,7 +20,7 @@
 
 namespace k2::protocol {
 
-inline constexpr uint8_t kProtocolVersion = 2;
+inline constexpr uint8_t kProtocolVersion = 3;
 
 // The second byte of frame 0; also the index + 1 of the type in Message.
 enum class MsgType : uint8_t {
@@ -156,6 +156,21 @@ struct TokenLogprobs {
   MSGPACK_DEFINE(num_positions, width, token_ids, logprobs, ranks);
 };
 
+// One preprocessed media item of a prompt (an image, or one video chunk): its float32
+// pixel_values ([patches, 3, patch, patch]) sit in the frontend's media arena, which the
+// frontend frees once the request has finished; the workers read them there when a prefill
+// chunk first reaches the item's placeholder span and keep the encoder output under `hash`.
+struct MediaItem {
+  std::string arena;       // segment name of the arena `pixels` lives in
+  ShmHandle pixels{};      // grid_t * grid_h * grid_w * 3 * patch * patch float32s
+  int64_t grid_t = 0, grid_h = 0, grid_w = 0;
+  uint64_t hash_low = 0, hash_high = 0;  // XXH3-128 of pixels + grid: the encoder-cache key
+  uint32_t offset = 0;      // first placeholder token of the item in the prompt
+  uint32_t num_tokens = 0;  // placeholder tokens (= encoder output rows)
+  bool operator==(const MediaItem&) const = default;
+  MSGPACK_DEFINE(arena, pixels, grid_t, grid_h, grid_w, hash_low, hash_high, offset, num_tokens);
+};
+
 // ---------------------------------------------------------------- handshake
 
 // First message of a peer (DEALER) to its parent (ROUTER).
@@ -215,8 +230,10 @@ struct AddRequest {
   std::string cache_salt;  // vLLM's cache_salt: prefix-cache blocks are shared only within a salt
   std::string group_id;    // the n > 1 siblings of one prompt (they share its KV blocks)
   std::optional<StructuredOutputParams> structured;
+  std::vector<MediaItem> media;  // in prompt order; spans disjoint and inside the prompt
   bool operator==(const AddRequest&) const = default;
-  MSGPACK_DEFINE(request_id, prompt, params, client_index, arrival_time, priority, cache_salt, group_id, structured);
+  MSGPACK_DEFINE(request_id, prompt, params, client_index, arrival_time, priority, cache_salt, group_id, structured,
+                 media);
 };
 
 struct AbortRequests {
@@ -274,9 +291,12 @@ struct SchedulerStats {
   uint64_t prefix_cache_hits = 0;
   uint64_t num_preemptions = 0;
   uint64_t step = 0;
+  // The workers' encoder cache (worker 0), cumulative: media items looked up / found.
+  uint64_t mm_cache_queries = 0;
+  uint64_t mm_cache_hits = 0;
   bool operator==(const SchedulerStats&) const = default;
   MSGPACK_DEFINE(num_running, num_waiting, kv_cache_usage, prefix_cache_queries, prefix_cache_hits, num_preemptions,
-                 step);
+                 step, mm_cache_queries, mm_cache_hits);
 };
 
 struct EngineOutputs {
@@ -325,9 +345,11 @@ struct ScheduledRequest {
   // Structured outputs: bit (id % 32) of word (id / 32) set = id may be sampled this step;
   // ids past the mask are not allowed. Empty: no constraint.
   std::vector<uint32_t> allowed_token_mask;
+  // New or resumed requests only (blocks.replace): the prompt's media items.
+  std::vector<MediaItem> media;
   bool operator==(const ScheduledRequest&) const = default;
   MSGPACK_DEFINE(request_id, slot, token_ids, start_position, num_tokens, blocks, sample, params_index,
-                 num_output_tokens, cached_token_ids, num_prompt_tokens, allowed_token_mask);
+                 num_output_tokens, cached_token_ids, num_prompt_tokens, allowed_token_mask, media);
 };
 
 struct StepPlan {
@@ -355,8 +377,10 @@ struct StepResult {
   std::vector<SampledRequest> samples;
   std::optional<ShmHandle> logprobs_handle;  // bulk logprobs in an arena instead of inline
   std::string error;                         // non-empty: the step failed on this worker
+  uint64_t mm_cache_queries = 0;             // the worker's encoder cache, cumulative
+  uint64_t mm_cache_hits = 0;
   bool operator==(const StepResult&) const = default;
-  MSGPACK_DEFINE(step_id, worker_rank, samples, logprobs_handle, error);
+  MSGPACK_DEFINE(step_id, worker_rank, samples, logprobs_handle, error, mm_cache_queries, mm_cache_hits);
 };
 
 // ---------------------------------------------------------------- the union

@@ -44,7 +44,7 @@ TEST(TokenPayload, SmallInlineLargeInArenaThroughTheCodec) {
   EXPECT_EQ(l->location, DataLocation::kShm);
   EXPECT_EQ(l->handle.arena_id, 5u);
 
-  AddRequest add{"r", *l, SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt};
+  AddRequest add{"r", *l, SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt, {}};
   Frames frames = encode(add);
   EXPECT_LT(frames[1].size(), 200u) << "the prompt does not ride in the message";
   auto decoded = decode(frames);

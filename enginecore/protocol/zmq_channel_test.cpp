@@ -127,7 +127,7 @@ Status run_frontend(zmq::context_t& ctx, const std::string& handshake_addr, cons
   if (peers.size() != engines) return internal_error("wrong peer count");
   for (uint32_t r = 0; r < engines; ++r) {
     if (peers[r].hello.rank != r || peers[r].ready.num_kv_blocks != 100 + r) return internal_error("bad ready");
-    AddRequest add{"req-" + std::to_string(r), inline_tokens({1, 2, 1000}), SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt};
+    AddRequest add{"req-" + std::to_string(r), inline_tokens({1, 2, 1000}), SamplingParams{}, 0, 0, 0, {}, {}, std::nullopt, {}};
     K2_RETURN_IF_ERROR(send(router, add, peers[r].routing_id));
   }
   std::vector<bool> seen(engines, false);

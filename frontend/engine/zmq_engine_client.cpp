@@ -18,6 +18,8 @@ namespace {
 
 constexpr uint64_t kPromptArenaId = 1;
 constexpr size_t kPromptArenaBytes = size_t{256} << 20;
+constexpr uint64_t kMediaArenaId = 2;
+constexpr size_t kMediaArenaBytes = size_t{1} << 30;
 
 using namespace std::chrono_literals;
 
@@ -132,6 +134,11 @@ Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
   arena.bytes = kPromptArenaBytes;
   K2_ASSIGN_OR_RETURN(Arena prompts, Arena::create(arena));
   prompt_arena_.emplace(std::move(prompts));
+  arena.name = "media";
+  arena.arena_id = kMediaArenaId;
+  arena.bytes = kMediaArenaBytes;
+  K2_ASSIGN_OR_RETURN(Arena media, Arena::create(arena));
+  media_arena_.emplace(std::move(media));
   ShmHandle vocabulary{};
   if (!options.vocabulary.empty()) {
     K2_ASSIGN_OR_RETURN(vocabulary, protocol::store_vocabulary(options.vocabulary, *prompt_arena_));
@@ -213,6 +220,15 @@ Status ZmqEngineClient::add_request(openai::GenerateRequest request, openai::Out
     add.structured = protocol::StructuredOutputParams{request.structured->json_schema, request.structured->json_object,
                                                       request.structured->reasoning_end_token_id};
   }
+  std::vector<ShmHandle> media_blocks;
+  if (!request.media.empty()) {
+    auto placed = place_media(request.media, media_blocks);
+    if (!placed.ok()) {
+      if (add.prompt.location == protocol::DataLocation::kShm) (void)prompt_arena_->free(add.prompt.handle);
+      return placed.status();
+    }
+    add.media = std::move(placed).value();
+  }
   {
     std::lock_guard lock(mu_);
     Status refused;
@@ -223,14 +239,49 @@ Status ZmqEngineClient::add_request(openai::GenerateRequest request, openai::Out
     }
     if (!refused.ok()) {
       if (add.prompt.location == protocol::DataLocation::kShm) (void)prompt_arena_->free(add.prompt.handle);
+      free_media(media_blocks);
       return refused;
     }
-    in_flight_[add.request_id] =
-        InFlight{std::make_shared<openai::OutputCallback>(std::move(on_output)), add.params.logprobs.has_value()};
+    in_flight_[add.request_id] = InFlight{std::make_shared<openai::OutputCallback>(std::move(on_output)),
+                                          add.params.logprobs.has_value(), std::move(media_blocks)};
     send_queue_.push_back(std::move(add));
   }
   wake();
   return Status::ok_status();
+}
+
+Result<std::vector<protocol::MediaItem>> ZmqEngineClient::place_media(const std::vector<openai::MediaInput>& media,
+                                                                       std::vector<ShmHandle>& blocks) {
+  std::vector<protocol::MediaItem> items;
+  for (const auto& m : media) {
+    if (!m.pixel_values) return invalid_argument("a media item has no pixel values");
+    const std::span<const std::byte> bytes = std::as_bytes(std::span<const float>(*m.pixel_values));
+    Result<ShmHandle> h = media_arena_->store(bytes);
+    if (!h.ok()) {
+      free_media(blocks);
+      blocks.clear();
+      return unavailable("no room for the request's media in shared memory: " + h.status().message());
+    }
+    blocks.push_back(*h);
+    protocol::MediaItem item;
+    item.arena = media_arena_->name();
+    item.pixels = *h;
+    item.grid_t = m.grid_t;
+    item.grid_h = m.grid_h;
+    item.grid_w = m.grid_w;
+    item.hash_low = m.hash_low;
+    item.hash_high = m.hash_high;
+    item.offset = static_cast<uint32_t>(m.offset);
+    item.num_tokens = static_cast<uint32_t>(m.num_tokens);
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+void ZmqEngineClient::free_media(const std::vector<ShmHandle>& blocks) {
+  for (const auto& h : blocks) {
+    if (Status s = media_arena_->free(h); !s.ok()) spdlog::warn("engine client: media block not freed: {}", s.to_string());
+  }
 }
 
 void ZmqEngineClient::abort(const std::string& request_id) {
@@ -330,14 +381,18 @@ void ZmqEngineClient::dispatch(protocol::EngineOutputs& outputs) {
     std::lock_guard lock(mu_);
     if (outputs.scheduler_stats) {
       const auto& st = *outputs.scheduler_stats;
-      stats_ = openai::EngineStats{st.num_running, st.num_waiting, st.kv_cache_usage, st.prefix_cache_queries,
-                                   st.prefix_cache_hits, st.num_preemptions};
+      stats_ = openai::EngineStats{st.num_running,      st.num_waiting,     st.kv_cache_usage,
+                                   st.prefix_cache_queries, st.prefix_cache_hits, st.num_preemptions,
+                                   st.mm_cache_queries,  st.mm_cache_hits};
     }
     for (const auto& o : outputs.outputs) {
       auto it = in_flight_.find(o.request_id);
       if (it == in_flight_.end()) continue;
       calls.emplace_back(it->second.callback, to_engine_output(o, outputs.timestamp));
-      if (o.finish_reason != protocol::FinishReason::kNone) in_flight_.erase(it);
+      if (o.finish_reason != protocol::FinishReason::kNone) {
+        free_media(it->second.media_blocks);
+        in_flight_.erase(it);
+      }
     }
     if (in_flight_.empty()) drained_.notify_all();
   }
@@ -353,6 +408,7 @@ void ZmqEngineClient::fail_all(const std::string& reason) {
     drained_.notify_all();
   }
   for (auto& [id, f] : failed) {
+    if (media_arena_) free_media(f.media_blocks);
     openai::EngineOutput out;
     out.finish_reason = openai::FinishReason::kError;
     out.error = reason;

@@ -95,6 +95,9 @@ class ZmqEngineClient final : public openai::EngineClient {
   struct InFlight {
     std::shared_ptr<openai::OutputCallback> callback;
     bool wants_logprobs = false;
+    // The request's pixel_values in media_arena_: freed once the engine finished it (the
+    // engine loop never runs a step of a request after its final output).
+    std::vector<ShmHandle> media_blocks;
   };
 
   ZmqEngineClient() = default;
@@ -121,6 +124,11 @@ class ZmqEngineClient final : public openai::EngineClient {
   // the engine, removed with this client (its name carries our pid for stale cleanup).
   std::optional<Arena> prompt_arena_;
   std::atomic<uint64_t> num_prompts_in_shm_{0};
+  // Preprocessed media (float32 pixel_values) of requests in flight; the workers read them.
+  std::optional<Arena> media_arena_;
+  Result<std::vector<protocol::MediaItem>> place_media(const std::vector<openai::MediaInput>& media,
+                                                       std::vector<ShmHandle>& blocks);
+  void free_media(const std::vector<ShmHandle>& blocks);
   EngineCapacities capacities_;
   int wake_fd_ = -1;
   std::thread io_thread_;

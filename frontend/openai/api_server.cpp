@@ -85,6 +85,7 @@ Result<std::unique_ptr<OpenAiServer>> OpenAiServer::create(ServerConfig config, 
   http_options.observer = [metrics](const http::CompletedExchange& done) { metrics->on_http(done); };
   s->host_ = http_options.host;
   s->http_ = std::make_unique<http::HttpServer>(std::move(http_options));
+  if (s->config_.multimodal) s->media_pool_ = std::make_unique<MediaPool>(s->config_.multimodal->pool_threads);
   s->add_routes();
   return s;
 }
@@ -190,26 +191,33 @@ std::string OpenAiServer::new_response_id(const std::string& prefix, const http:
 void OpenAiServer::handle_tokenize(const std::shared_ptr<http::Exchange>& ex) const {
   auto body = parse_json_body(ex->request().body);
   if (!body.ok()) return fail(ex, body.status());
-  std::vector<int32_t> ids;
   if (body->contains("messages")) {
     auto req = parse_chat_request(*body, limits());
     if (!req.ok()) return fail(ex, req.status());
     if (Status st = check_model(req->model); !st.ok()) return fail(ex, st);
-    auto prompt = render_prompt(*req);
-    if (!prompt.ok()) return fail(ex, prompt.status());
-    ids = tokenizer_->encode(*prompt, true);
-  } else {
-    auto p = body->find("prompt");
-    if (p == body->end() || !p->is_string()) return fail(ex, invalid_argument("'prompt' (a string) or 'messages' is required"));
-    auto m = body->find("model");
-    if (m != body->end() && m->is_string()) {
-      if (Status st = check_model(m->get<std::string>()); !st.ok()) return fail(ex, st);
-    }
-    ids = tokenizer_->encode(p->get<std::string>(), true);
+    auto shared = std::make_shared<ChatRequest>(std::move(req).value());
+    auto shared_body = std::make_shared<ojson>(std::move(body).value());
+    with_media(ex, shared->messages, [this, ex, shared, shared_body](std::vector<mm::LoadedMedia> media) {
+      auto prompt = chat_prompt_ids(*shared, media);
+      if (!prompt.ok()) return fail(ex, prompt.status());
+      finish_tokenize(ex, *shared_body, prompt->ids);
+    });
+    return;
   }
+  auto p = body->find("prompt");
+  if (p == body->end() || !p->is_string()) return fail(ex, invalid_argument("'prompt' (a string) or 'messages' is required"));
+  auto m = body->find("model");
+  if (m != body->end() && m->is_string()) {
+    if (Status st = check_model(m->get<std::string>()); !st.ok()) return fail(ex, st);
+  }
+  finish_tokenize(ex, *body, tokenizer_->encode(p->get<std::string>(), true));
+}
+
+void OpenAiServer::finish_tokenize(const std::shared_ptr<http::Exchange>& ex, const ojson& body,
+                                   const std::vector<int32_t>& ids) const {
   ojson out = {{"count", ids.size()}, {"max_model_len", config_.max_model_len}, {"tokens", ids}};
-  auto strs = body->find("return_token_strs");
-  if (strs != body->end() && strs->is_boolean() && strs->get<bool>()) {
+  auto strs = body.find("return_token_strs");
+  if (strs != body.end() && strs->is_boolean() && strs->get<bool>()) {
     TokenStrings ts{tokenizer_, false};
     ojson s = ojson::array();
     for (int32_t id : ids) s.push_back(ts.text(id));

@@ -26,7 +26,9 @@
 #include "frontend/chat_template/chat.h"
 #include "frontend/http/metrics.h"
 #include "frontend/http/server.h"
+#include "frontend/openai/chat_media.h"
 #include "frontend/openai/engine_client.h"
+#include "frontend/openai/media_pool.h"
 #include "frontend/openai/request.h"
 #include "frontend/openai/server_config.h"
 #include "frontend/openai/serving_metrics.h"
@@ -69,6 +71,16 @@ class OpenAiServer {
 
   // Chat prompt rendering shared by chat and /tokenize.
   Result<std::string> render_prompt(const ChatRequest& request) const;
+  // Rendered, tokenized and with each media placeholder expanded to its item's tokens.
+  Result<ExpandedPrompt> chat_prompt_ids(const ChatRequest& request, const std::vector<mm::LoadedMedia>& media) const;
+  // Runs `then` with the request's media loaded: at once (no media), or on the media pool
+  // after fetching, decoding and preprocessing there. Answers the exchange with a 400 itself
+  // when a media part is malformed, over the limits or fails to load.
+  void with_media(const std::shared_ptr<http::Exchange>& ex, const ojson& messages,
+                  std::function<void(std::vector<mm::LoadedMedia>)> then) const;
+  void continue_chat(const std::shared_ptr<http::Exchange>& ex, ChatRequest& req,
+                     const std::vector<mm::LoadedMedia>& media);
+  void finish_tokenize(const std::shared_ptr<http::Exchange>& ex, const ojson& body, const std::vector<int32_t>& ids) const;
   // </think>'s id: structured outputs of a thinking request start after it.
   std::optional<int32_t> think_end_token_id() const;
   Status check_model(const std::string& model) const;
@@ -87,6 +99,8 @@ class OpenAiServer {
   std::atomic<bool> ready_{false};
   int64_t created_ = 0;
   std::string host_;
+  // Last: destroyed (its queued media work finished) before anything a task may use.
+  std::unique_ptr<MediaPool> media_pool_;
 };
 
 }  // namespace k2::openai

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,16 @@ struct StructuredOutputRequest {
   int32_t reasoning_end_token_id = -1;  // constrain only after this token; -1: from the start
 };
 
+// One preprocessed media item of a prompt (multimodal/media_loader.h made it): pixel_values
+// shared read-only among the n engine requests of one prompt.
+struct MediaInput {
+  std::shared_ptr<const std::vector<float>> pixel_values;  // [patches, 3, patch, patch]
+  int64_t grid_t = 0, grid_h = 0, grid_w = 0;
+  uint64_t hash_low = 0, hash_high = 0;  // encoder-cache key
+  int64_t offset = 0;                    // first placeholder token in prompt_ids
+  int64_t num_tokens = 0;                // placeholder tokens
+};
+
 struct GenerateRequest {
   std::string request_id;  // unique among in-flight requests
   std::vector<int32_t> prompt_ids;
@@ -71,6 +82,7 @@ struct GenerateRequest {
   std::optional<std::string> group_id;
   std::optional<StructuredOutputRequest> structured;
   int32_t priority = 0;
+  std::vector<MediaInput> media;  // in prompt order
 };
 
 struct TokenLogprob {
@@ -116,6 +128,8 @@ struct EngineStats {
   uint64_t prefix_cache_queries = 0;  // tokens queried, cumulative
   uint64_t prefix_cache_hits = 0;     // tokens hit, cumulative
   uint64_t num_preemptions = 0;       // cumulative
+  uint64_t mm_cache_queries = 0;      // encoder-cache lookups of media items, cumulative
+  uint64_t mm_cache_hits = 0;         // of which found, cumulative
 };
 
 using OutputCallback = std::function<void(EngineOutput)>;

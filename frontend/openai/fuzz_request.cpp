@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "frontend/openai/chat_media.h"
 #include "frontend/openai/request.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -18,6 +19,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   defaults.max_tokens = 64;
   if (auto chat = parse_chat_request(*body, limits); chat.ok()) {
     (void)finalize_sampling(*chat, static_cast<int64_t>(size % 300), 256, defaults);
+    if (auto parts = collect_media_parts(chat->messages); parts.ok()) {
+      (void)check_media_limits(*parts, {{"image", 2}});
+      (void)strip_media_urls(chat->messages);
+    }
   }
   if (auto comp = parse_completion_request(*body, limits); comp.ok()) {
     for (const auto& p : comp->prompts) {

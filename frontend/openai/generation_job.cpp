@@ -52,6 +52,7 @@ void GenerationJob::start(JobSpec spec, std::shared_ptr<http::Exchange> exchange
     req.prompt_ids = job->spec_.choices[i].prompt_ids;
     req.sampling = job->spec_.choices[i].sampling;
     req.cache_salt = job->spec_.choices[i].cache_salt;
+    req.media = job->spec_.choices[i].media;
     req.structured = job->spec_.choices[i].structured;
     if (job->siblings_of_prompt(job->spec_.choices[i].prompt_index) > 1) {
       req.group_id = job->spec_.response_id + "/" + std::to_string(job->spec_.choices[i].prompt_index);

@@ -48,6 +48,7 @@ struct JobChoice {
   std::string echo_text;  // prepended to the output (echo)
   std::optional<std::string> cache_salt;
   std::optional<StructuredOutputRequest> structured;  // what the engine's grammar enforces
+  std::vector<MediaInput> media;                      // the prompt's media items
 };
 
 struct JobSpec {

@@ -429,9 +429,11 @@ Status read_messages(FieldReader& r, ChatRequest& out) {
     for (const auto& part : *content) {
       if (!part.is_object()) return invalid_argument("Each content part must be an object");
       auto type = part.find("type");
+      // Media parts are checked and loaded by chat_media.h (a text-only model refuses them there).
+      if (type != part.end() && type->is_string() && (*type == "image_url" || *type == "video_url")) continue;
       if (type != part.end() && type->is_string() && *type != "text") {
         return invalid_argument("Content parts of type '" + type->get<std::string>().substr(0, 40) +
-                                "' are not supported by this server (text only)");
+                                "' are not supported by this server");
       }
       auto text = part.find("text");
       if (text == part.end() || !text->is_string()) return invalid_argument("A text content part needs a string 'text'");

@@ -40,6 +40,54 @@ Result<GenerationDefaults> load_generation_defaults(const std::string& model_dir
   return d;
 }
 
+Result<std::map<std::string, int64_t>> parse_limit_mm_per_prompt(const std::string& json_text) {
+  auto j = nlohmann::json::parse(json_text, nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return invalid_argument("--limit-mm-per-prompt must be a JSON object such as '{\"image\": 2}'");
+  std::map<std::string, int64_t> out;
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (it.key() != "image" && it.key() != "video")
+      return invalid_argument("--limit-mm-per-prompt: unknown modality '" + it.key() + "' (image, video)");
+    if (!it->is_number_integer() || it->get<int64_t>() < 0)
+      return invalid_argument("--limit-mm-per-prompt: the limit of '" + it.key() + "' must be an integer >= 0");
+    out[it.key()] = it->get<int64_t>();
+  }
+  return out;
+}
+
+namespace {
+
+// A model directory with preprocessor_config.json takes media; others stay text-only.
+Result<std::optional<MultimodalConfig>> make_multimodal_config(const EngineConfig& flags) {
+  const std::filesystem::path pre = std::filesystem::path(flags.model) / "preprocessor_config.json";
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(pre, ec)) return std::optional<MultimodalConfig>();
+  K2_ASSIGN_OR_RETURN(mm::MediaProcConfig proc, mm::load_media_proc_config(pre));
+  K2_ASSIGN_OR_RETURN(auto cfg, read_json_file(flags.model + "/config.json"));
+  MultimodalConfig m;
+  if (cfg) {
+    const nlohmann::json* text = cfg->contains("text_config") ? &(*cfg)["text_config"] : &*cfg;
+    for (const nlohmann::json* j : {text, static_cast<const nlohmann::json*>(&*cfg)}) {
+      if (j->contains("media_placeholder_token_id") && (*j)["media_placeholder_token_id"].is_number_integer()) {
+        m.placeholder_token_id = (*j)["media_placeholder_token_id"].get<int32_t>();
+        break;
+      }
+    }
+  }
+  if (m.placeholder_token_id < 0) return invalid_argument(pre.string() + " exists but config.json has no media_placeholder_token_id");
+  mm::MediaLoaderOptions o;
+  o.fetch.allowed_domains = flags.allowed_media_domains;
+  o.fetch.max_bytes = static_cast<size_t>(flags.max_media_bytes);
+  if (flags.allowed_local_media_path) o.allowed_local_media_path = *flags.allowed_local_media_path;
+  K2_ASSIGN_OR_RETURN(m.loader, mm::MediaLoader::create(std::move(proc), std::move(o)));
+  if (flags.limit_mm_per_prompt) {
+    K2_ASSIGN_OR_RETURN(m.limit_per_prompt, parse_limit_mm_per_prompt(*flags.limit_mm_per_prompt));
+  }
+  return std::optional<MultimodalConfig>(std::move(m));
+}
+
+}  // namespace
+
 Result<ServerConfig> make_server_config(const EngineConfig& flags) {
   ServerConfig c;
   c.served_model_names = flags.served_model_name;
@@ -63,6 +111,7 @@ Result<ServerConfig> make_server_config(const EngineConfig& flags) {
   c.reasoning_parser = flags.reasoning_parser;
   c.enable_request_id_headers = flags.enable_request_id_headers;
   c.log_requests = !flags.disable_log_requests;
+  K2_ASSIGN_OR_RETURN(c.multimodal, make_multimodal_config(flags));
   if (flags.generation_config != "vllm") {
     const std::string dir = flags.generation_config == "auto" ? flags.model : flags.generation_config;
     K2_ASSIGN_OR_RETURN(c.generation_defaults, load_generation_defaults(dir));

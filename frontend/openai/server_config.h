@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,9 +13,22 @@
 #include "enginecore/protocol/engine_config.h"
 #include "frontend/http/server.h"
 #include "frontend/openai/request.h"
+#include "multimodal/media_loader.h"
 #include "shm/status.h"
 
 namespace k2::openai {
+
+// Image inputs of a multimodal model (a model directory with preprocessor_config.json).
+struct MultimodalConfig {
+  std::shared_ptr<const mm::MediaLoader> loader;
+  int32_t placeholder_token_id = -1;  // <|media_pad|>: config.json's media_placeholder_token_id
+  // --limit-mm-per-prompt: items per prompt by modality ("image", "video"); absent: no limit.
+  std::map<std::string, int64_t> limit_per_prompt;
+  size_t pool_threads = 4;  // media fetch/decode/preprocess threads
+};
+
+// Parses --limit-mm-per-prompt's JSON ({"image": 2, "video": 0}).
+Result<std::map<std::string, int64_t>> parse_limit_mm_per_prompt(const std::string& json_text);
 
 enum class ReasoningField { kReasoning, kReasoningContent, kBoth };
 
@@ -33,6 +48,7 @@ struct ServerConfig {
   bool log_requests = true;
   GenerationDefaults generation_defaults;
   RequestLimits limits;
+  std::optional<MultimodalConfig> multimodal;  // nullopt: a text-only model; media parts are a 400
   std::string version = "0.1.0";
 };
 

@@ -70,6 +70,7 @@ Result<std::string> OpenAiServer::render_prompt(const ChatRequest& request) cons
   }
   auto messages = vllm_preprocess_messages(request.messages);
   if (!messages.ok()) return invalid_argument(messages.status().message());
+  *messages = strip_media_urls(*messages);
   ojson kwargs = {{"add_generation_prompt", request.add_generation_prompt}};
   for (auto it = request.chat_template_kwargs.begin(); it != request.chat_template_kwargs.end(); ++it) {
     kwargs[it.key()] = it.value();
@@ -102,14 +103,46 @@ void OpenAiServer::handle_chat(const std::shared_ptr<http::Exchange>& ex) {
       !(config_.enable_auto_tool_choice && config_.tool_call_parser)) {
     return fail(ex, invalid_argument("\"auto\" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set"));
   }
-  auto prompt = render_prompt(req);
+  auto shared = std::make_shared<ChatRequest>(std::move(req));
+  with_media(ex, shared->messages, [this, ex, shared](std::vector<mm::LoadedMedia> media) {
+    continue_chat(ex, *shared, media);
+  });
+}
+
+Result<ExpandedPrompt> OpenAiServer::chat_prompt_ids(const ChatRequest& request,
+                                                     const std::vector<mm::LoadedMedia>& media) const {
+  K2_ASSIGN_OR_RETURN(std::string prompt, render_prompt(request));
+  std::vector<int32_t> ids = tokenizer_->encode(prompt, true);
+  if (media.empty()) return ExpandedPrompt{std::move(ids), {}};
+  return expand_media_placeholders(ids, config_.multimodal->placeholder_token_id, media);
+}
+
+void OpenAiServer::with_media(const std::shared_ptr<http::Exchange>& ex, const ojson& messages,
+                              std::function<void(std::vector<mm::LoadedMedia>)> then) const {
+  auto parts = collect_media_parts(messages);
+  if (!parts.ok()) return fail(ex, parts.status());
+  if (parts->empty()) return then({});
+  if (!config_.multimodal) return fail(ex, invalid_argument("this model does not take image or video inputs"));
+  if (Status st = check_media_limits(*parts, config_.multimodal->limit_per_prompt); !st.ok()) return fail(ex, st);
+  media_pool_->post([this, ex, parts = std::move(parts).value(), then = std::move(then)] {
+    if (ex->cancelled()) return;
+    auto media = load_media_parts(parts, *config_.multimodal->loader);
+    if (!media.ok()) return fail(ex, media.status());
+    then(std::move(media).value());
+  });
+}
+
+void OpenAiServer::continue_chat(const std::shared_ptr<http::Exchange>& ex, ChatRequest& req,
+                                 const std::vector<mm::LoadedMedia>& media) {
+  auto prompt = chat_prompt_ids(req, media);
   if (!prompt.ok()) return fail(ex, prompt.status());
-  std::vector<int32_t> ids = tokenizer_->encode(*prompt, true);
+  const std::vector<int32_t>& ids = prompt->ids;
   if (Status st = finalize_sampling(req, static_cast<int64_t>(ids.size()), config_.max_model_len,
                                     config_.generation_defaults);
       !st.ok()) {
     return fail(ex, st);
   }
+  const bool tools_active = !req.tools.is_null() && req.tool_choice.kind != ToolChoiceKind::kNone;
 
   JobSpec spec;
   spec.kind = ApiKind::kChat;
@@ -158,7 +191,8 @@ void OpenAiServer::handle_chat(const std::shared_ptr<http::Exchange>& ex) {
     c.config.parser = spec.parser;
     c.config.parallel_tool_calls = req.parallel_tool_calls;
     c.echo_text = echo;
-    c.cache_salt = req.cache_salt;
+    c.cache_salt = media_cache_salt(req.cache_salt, prompt->media);
+    c.media = prompt->media;
     c.structured = structured->engine;
     spec.choices.push_back(std::move(c));
   }

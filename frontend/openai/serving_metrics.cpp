@@ -31,6 +31,10 @@ ServingMetrics::ServingMetrics(http::MetricsRegistry& r, std::string model_name,
                                 "Prefix cache queries, in terms of number of queried tokens.", kLabels)),
       prefix_hits_(r.counter("vllm:prefix_cache_hits_total", "Prefix cache hits, in terms of number of cached tokens.",
                              kLabels)),
+      mm_queries_(r.counter("vllm:mm_cache_queries_total",
+                            "Multi-modal cache queries, in terms of number of queried items.", kLabels)),
+      mm_hits_(r.counter("vllm:mm_cache_hits_total", "Multi-modal cache hits, in terms of number of cached items.",
+                         kLabels)),
       running_(r.gauge("vllm:num_requests_running", "Number of requests in model execution batches.", kLabels)),
       waiting_(r.gauge("vllm:num_requests_waiting", "Number of requests waiting to be processed.", kLabels)),
       kv_usage_(r.gauge("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", kLabels)),
@@ -70,6 +74,8 @@ ServingMetrics::ServingMetrics(http::MetricsRegistry& r, std::string model_name,
     preemptions_.set_total(labels(), static_cast<double>(s.num_preemptions));
     prefix_queries_.set_total(labels(), static_cast<double>(s.prefix_cache_queries));
     prefix_hits_.set_total(labels(), static_cast<double>(s.prefix_cache_hits));
+    mm_queries_.set_total(labels(), static_cast<double>(s.mm_cache_queries));
+    mm_hits_.set_total(labels(), static_cast<double>(s.mm_cache_hits));
   });
   prompt_tokens_.inc(labels(), 0);
   generation_tokens_.inc(labels(), 0);

@@ -47,6 +47,8 @@ class ServingMetrics {
   http::CounterFamily& preemptions_;
   http::CounterFamily& prefix_queries_;
   http::CounterFamily& prefix_hits_;
+  http::CounterFamily& mm_queries_;  // the workers' encoder cache (vLLM's mm cache counters)
+  http::CounterFamily& mm_hits_;
   http::GaugeFamily& running_;
   http::GaugeFamily& waiting_;
   http::GaugeFamily& kv_usage_;

@@ -50,10 +50,12 @@ def completion_ids(server, prompt):
     return [int(t.split(":")[1]) for t in resp["choices"][0]["logprobs"]["tokens"]]
 
 
-def check_exactness(k2serve, data, model_set, c):
+def check_exactness(k2serve, data, model_set, c, extra=()):
     model = data / "models" / model_set
     golden = json.loads((model / "golden.json").read_text())
-    server = Server(k2serve, model, ["--tokenizer", str(data / "text" / "tok-1024"), "--dtype", "float32"], kv_cache_memory=64 << 20)
+    server = Server(k2serve, model, ["--tokenizer", str(data / "text" / "tok-1024"), "--dtype", "float32", *extra],
+                    kv_cache_memory=64 << 20)
+    model_set = " ".join([model_set, *extra])
     try:
         jobs = []
         for case in golden["cases"]:
@@ -266,6 +268,8 @@ def main():
     c = Checks()
     for s in sets:
         check_exactness(k2serve, data, s, c)
+    # Tensor parallelism: two worker processes, heads and MLP widths sharded, all-reduce in shm.
+    check_exactness(k2serve, data, sets[0], c, ["--tensor-parallel-size", "2"])
     check_prompt_logprobs_chunked(k2serve, data, sets[0], c)
     check_siblings(k2serve, data, sets[0], c)
     check_kill(k2serve, data, sets[0], "worker", c)

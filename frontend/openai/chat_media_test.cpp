@@ -1,0 +1,88 @@
+#include "frontend/openai/chat_media.h"
+
+#include <gtest/gtest.h>
+
+namespace k2::openai {
+namespace {
+
+ojson parse(const char* s) { return ojson::parse(s); }
+
+TEST(ChatMedia, CollectsImageAndVideoPartsInOrder) {
+  auto parts = collect_media_parts(parse(R"([
+    {"role": "system", "content": "s"},
+    {"role": "user", "content": [{"type": "text", "text": "a"},
+                                 {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA"}},
+                                 {"type": "video_url", "video_url": "file:///v.mp4"}]},
+    {"role": "user", "content": [{"type": "image_url", "image_url": "http://x/y.png"}]}])"));
+  ASSERT_TRUE(parts.ok()) << parts.status().to_string();
+  ASSERT_EQ(parts->size(), 3u);
+  EXPECT_EQ((*parts)[0].modality, "image");
+  EXPECT_EQ((*parts)[0].url, "data:image/png;base64,AA");
+  EXPECT_EQ((*parts)[1].modality, "video");
+  EXPECT_EQ((*parts)[2].url, "http://x/y.png");
+}
+
+TEST(ChatMedia, MalformedPartsAreErrors) {
+  for (const char* bad : {R"([{"role":"user","content":[{"type":"image_url"}]}])",
+                          R"([{"role":"user","content":[{"type":"image_url","image_url":{}}]}])",
+                          R"([{"role":"user","content":[{"type":"image_url","image_url":{"url":7}}]}])",
+                          R"([{"role":"user","content":[{"type":"image_url","image_url":{"url":""}}]}])"}) {
+    auto parts = collect_media_parts(parse(bad));
+    ASSERT_FALSE(parts.ok()) << bad;
+    EXPECT_EQ(parts.status().code(), Code::kInvalidArgument);
+  }
+}
+
+TEST(ChatMedia, LimitsPerModality) {
+  std::vector<MediaPart> parts = {{"image", "a"}, {"image", "b"}, {"video", "c"}};
+  EXPECT_TRUE(check_media_limits(parts, {}).ok());
+  EXPECT_TRUE(check_media_limits(parts, {{"image", 2}}).ok());
+  EXPECT_FALSE(check_media_limits(parts, {{"image", 1}}).ok());
+  EXPECT_FALSE(check_media_limits(parts, {{"video", 0}}).ok());
+}
+
+TEST(ChatMedia, StripsUrlsForTheTemplate) {
+  ojson out = strip_media_urls(parse(R"([{"role":"user","content":[{"type":"text","text":"t"},
+      {"type":"image_url","image_url":{"url":"data:..."}}]}])"));
+  EXPECT_EQ(out[0]["content"][0]["text"], "t");
+  EXPECT_EQ(out[0]["content"][1], parse(R"({"type":"image"})"));
+}
+
+mm::LoadedMedia item(int64_t tokens, uint64_t hash) {
+  mm::LoadedMedia m;
+  m.media.pixel_values = {1.f, 2.f};
+  m.media.grid_thw = {1, 2, 2};
+  m.media.num_tokens = tokens;
+  m.hash = {hash, 0};
+  return m;
+}
+
+TEST(ChatMedia, ExpandsEachPlaceholderToItsTokens) {
+  const int32_t pad = 789;
+  auto out = expand_media_placeholders({1, 2, pad, 3, pad, 4}, pad, {item(3, 1), item(1, 2)});
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ(out->ids, (std::vector<int32_t>{1, 2, pad, pad, pad, 3, pad, 4}));
+  ASSERT_EQ(out->media.size(), 2u);
+  EXPECT_EQ(out->media[0].offset, 2);
+  EXPECT_EQ(out->media[0].num_tokens, 3);
+  EXPECT_EQ(out->media[1].offset, 6);
+  EXPECT_EQ(out->media[1].num_tokens, 1);
+  EXPECT_EQ(*out->media[0].pixel_values, (std::vector<float>{1.f, 2.f}));
+  // A placeholder typed into the text, or a missing one, does not line up with the items.
+  EXPECT_FALSE(expand_media_placeholders({pad, pad}, pad, {item(1, 1)}).ok());
+  EXPECT_FALSE(expand_media_placeholders({1}, pad, {item(1, 1)}).ok());
+}
+
+TEST(ChatMedia, CacheSaltSeparatesDifferentMedia) {
+  std::vector<MediaInput> a(1), b(1);
+  a[0].hash_low = 1;
+  b[0].hash_low = 2;
+  EXPECT_EQ(media_cache_salt(std::nullopt, {}), std::nullopt);
+  EXPECT_EQ(media_cache_salt(std::string("s"), {}), std::optional<std::string>("s"));
+  EXPECT_NE(media_cache_salt(std::nullopt, a), media_cache_salt(std::nullopt, b));
+  EXPECT_EQ(media_cache_salt(std::nullopt, a), media_cache_salt(std::nullopt, a));
+  EXPECT_NE(media_cache_salt(std::string("s"), a), media_cache_salt(std::nullopt, a));
+}
+
+}  // namespace
+}  // namespace k2::openai
