@@ -30,6 +30,22 @@ std::vector<std::string> grammar_vocabulary(const Tokenizer& tokenizer) {
   return out;
 }
 
+// vLLM flags this build parses but cannot honour yet: a clear error, never a silent single
+// engine. An external rank (--data-parallel-rank) is one independent engine and is fine.
+Status check_supported(const EngineConfig& cfg) {
+  if (cfg.data_parallel_size > 1 && !cfg.data_parallel_rank) {
+    return unimplemented("--data-parallel-size " + std::to_string(cfg.data_parallel_size) +
+                         " in one deployment (one enginecore per rank) is not implemented yet; run external ranks: "
+                         "k2serve launch-dp --dp-size N ... with k2serve proxy in front");
+  }
+  if (cfg.data_parallel_rank && cfg.enable_expert_parallel && cfg.data_parallel_size > 1) {
+    return unimplemented("expert parallelism across data-parallel ranks is not implemented yet");
+  }
+  if (cfg.headless) return unimplemented("--headless (joining a master over the network) is not implemented yet");
+  if (cfg.api_server_count != 1) return unimplemented("--api-server-count other than 1 is not implemented yet");
+  return Status::ok_status();
+}
+
 sigset_t shutdown_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -114,6 +130,10 @@ int serve_command(const std::vector<std::string>& args) {
   auto cfg = parse_engine_config(args);
   if (!cfg.ok()) {
     std::cerr << "k2serve serve: " << cfg.status().message() << "\n";
+    return 2;
+  }
+  if (Status st = check_supported(*cfg); !st.ok()) {
+    std::cerr << "k2serve serve: " << st.message() << "\n";
     return 2;
   }
   init_logging("api_server", cfg->uvicorn_log_level);
