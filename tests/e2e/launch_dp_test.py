@@ -52,10 +52,14 @@ def healthy(port):
         return False
 
 
-def successes(port):
+def metric(port, name):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         text = r.read().decode()
-    return sum(float(v) for v in re.findall(r"vllm:request_success_total\{[^}]*\} (\S+)", text))
+    return sum(float(v) for v in re.findall(name + r"\{[^}]*\} (\S+)", text))
+
+
+def successes(port):
+    return metric(port, "vllm:request_success_total")
 
 
 def tree(pid):
@@ -84,7 +88,7 @@ def main():
     log = open(f"/tmp/k2-launch-dp-{os.getpid()}.log", "w+")
     launcher = subprocess.Popen([k2serve, "launch-dp", "--dp-size", "2", "--vllm-start-port", str(base),
                                  str(data / "models" / "demo-trained"), "--kv-cache-memory", str(64 << 20),
-                                 "--max-model-len", "2048", "--served-model-name", "demo",
+                                 "--max-model-len", "4096", "--served-model-name", "demo",
                                  # the float32 path is slow enough that a long stream is still
                                  # running when a rank is killed
                                  "--dtype", "float32"],
@@ -115,13 +119,17 @@ def main():
         streams = {}
 
         def long_stream(k):
-            streams[k] = post(port, "/v1/completions", {"model": "demo", "prompt": "Once", "max_tokens": 1500,
+            streams[k] = post(port, "/v1/completions", {"model": "demo", "prompt": "Once", "max_tokens": 4000,
                                                         "ignore_eos": True, "stream": True})
         openers = [threading.Thread(target=long_stream, args=(k,)) for k in range(2)]
         for t in openers:
             t.start()
             time.sleep(0.3)
-        time.sleep(0.5)
+        # Kill only once each rank is running one of the streams.
+        deadline = time.time() + 30
+        while time.time() < deadline and not all(
+                metric(p, "vllm:num_requests_running") == 1 for p in (base, base + 1)):
+            time.sleep(0.05)
         ranks = [int(p) for p in Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()]
         victims = tree(ranks[0])
         for p in victims:
