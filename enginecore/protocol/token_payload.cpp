@@ -49,9 +49,18 @@ Result<ShmHandle> store_vocabulary(const std::vector<std::string>& token_bytes, 
 Result<std::vector<std::string>> read_vocabulary(const ShmHandle& handle, const Arena& arena) {
   std::string blob(handle.bytes, '\0');
   K2_RETURN_IF_ERROR(arena.copy_out(handle, std::as_writable_bytes(std::span<char>(blob.data(), blob.size()))));
+  return decode_vocabulary(blob);
+}
+
+Result<std::vector<std::string>> decode_vocabulary(std::string_view blob) {
   std::vector<std::string> out;
   try {
-    msgpack::object_handle oh = msgpack::unpack(blob.data(), blob.size());
+    // Every element takes at least one byte, so no count may exceed the blob: without these
+    // limits msgpack allocates what a 5-byte header claims (found by fuzz_vocabulary).
+    const size_t n = blob.size();
+    const msgpack::unpack_limit limit(n, n, n, n, n, 2);
+    size_t offset = 0;
+    msgpack::object_handle oh = msgpack::unpack(blob.data(), blob.size(), offset, nullptr, nullptr, limit);
     const msgpack::object& o = oh.get();
     if (o.type != msgpack::type::ARRAY) return invalid_argument("vocabulary is not an array");
     out.reserve(o.via.array.size);

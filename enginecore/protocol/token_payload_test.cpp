@@ -27,6 +27,11 @@ TEST(TokenPayload, VocabularyRoundTripsThroughAnArenaAndBadBlobsAreErrors) {
   EXPECT_NE(refused.status().message().find("not bytes"), std::string::npos);
   ASSERT_TRUE(arena->free(*handle).ok());
   EXPECT_FALSE(read_vocabulary(*handle, *arena).ok());  // stale handle
+  // A header claiming 2^32 entries in a few bytes is an error, not a 128 GB allocation
+  // (found by fuzz_vocabulary).
+  const std::string huge = "\xdf\x93\xc4\x93\x00\x07\x00\x07\x00\x0a\xd4";
+  EXPECT_FALSE(decode_vocabulary(huge).ok());
+  EXPECT_FALSE(decode_vocabulary("\xdd\xff\xff\xff\xff").ok());
 }
 
 TEST(TokenPayload, SmallInlineLargeInArenaThroughTheCodec) {
