@@ -105,15 +105,28 @@ Result<std::vector<int>> parse_cpu_list(std::string_view text) {
   return cpus;
 }
 
-Result<NumaPlacement> plan_numa_placement(std::string_view spec, int rank) {
-  if (rank < 0) return invalid_argument("negative worker rank");
+Result<NumaPlacement> plan_numa_placement(std::string_view spec, int rank, int world) {
+  if (rank < 0 || world < 0 || (world > 0 && rank >= world)) return invalid_argument("worker rank outside [0, world)");
   NumaPlacement p;
   if (spec.empty() || spec == "auto") {
     if (!numa_usable()) return p;
-    p.node = rank % numa_node_count();
+    const int nodes = numa_node_count();
+    p.node = rank % nodes;
     const std::vector<int> allowed = allowed_cpus();
+    std::vector<int> node_cpus;
     for (int c : cpus_of_node(p.node))
-      if (std::binary_search(allowed.begin(), allowed.end(), c)) p.cpus.push_back(c);
+      if (std::binary_search(allowed.begin(), allowed.end(), c)) node_cpus.push_back(c);
+    // Ranks p.node, p.node + nodes, ... share this node; this rank is the k-th of them.
+    const int sharers = world == 0 ? 1 : (world - 1 - p.node) / nodes + 1;
+    const int k = world == 0 ? 0 : rank / nodes;
+    const size_t n = node_cpus.size();
+    if (static_cast<size_t>(sharers) > n) {
+      p.cpus = node_cpus;  // fewer CPUs than ranks: share them all
+      return p;
+    }
+    const size_t begin = n * static_cast<size_t>(k) / static_cast<size_t>(sharers);
+    const size_t end = n * static_cast<size_t>(k + 1) / static_cast<size_t>(sharers);
+    p.cpus.assign(node_cpus.begin() + static_cast<std::ptrdiff_t>(begin), node_cpus.begin() + static_cast<std::ptrdiff_t>(end));
     return p;  // no allowed CPU on the node: memory binding only
   }
   if (spec == "nobind" || spec == "all") return p;

@@ -4,8 +4,10 @@
 //
 // The placement follows vLLM's CPU backend variable VLLM_CPU_OMP_THREADS_BIND, so the same
 // deployment scripts work:
-//   "auto" (default)  worker rank r takes node r % (number of nodes): that node's CPUs
-//                     (those this process may use) and that node for memory;
+//   "auto" (default)  worker rank r of `world` local ranks takes node r % (number of nodes)
+//                     for memory, and its share of that node's CPUs (those this process may
+//                     use): the node's CPUs split into equal contiguous parts among the ranks
+//                     placed on it, so tensor-parallel ranks on one node do not share cores;
 //   "nobind" / "all"  no binding (all allowed CPUs, the kernel's memory policy);
 //   "0-31|32-63"      worker rank r takes the r-th '|'-separated CPU list, and the node of
 //                     its first CPU for memory.
@@ -34,7 +36,8 @@ int numa_node_count();
 // "0-3,8,10-11" -> {0,1,2,3,8,10,11}. Errors name the bad piece.
 Result<std::vector<int>> parse_cpu_list(std::string_view text);
 
-Result<NumaPlacement> plan_numa_placement(std::string_view spec, int rank);
+// world: the local ranks placed together (0: unknown, the rank takes its whole node's CPUs).
+Result<NumaPlacement> plan_numa_placement(std::string_view spec, int rank, int world = 0);
 
 // Pins the calling thread (and so the threads it starts later) to placement.cpus and makes
 // placement.node the preferred memory node. Nothing for an unbound placement.

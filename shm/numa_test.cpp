@@ -54,6 +54,27 @@ TEST(Numa, AutoTakesTheRanksNodeAmongTheAllowedCpus) {
   }
 }
 
+TEST(Numa, RanksSharingANodeSplitItsCpus) {
+  auto whole = plan_numa_placement("auto", 0, 1);
+  ASSERT_TRUE(whole.ok());
+  if (!whole->bound() || numa_node_count() != 1) GTEST_SKIP() << "needs NUMA support and one node";
+  const std::vector<int>& all = whole->cpus;
+  if (all.size() < 2) GTEST_SKIP() << "needs two CPUs";
+  auto r0 = plan_numa_placement("auto", 0, 2);
+  auto r1 = plan_numa_placement("auto", 1, 2);
+  ASSERT_TRUE(r0.ok() && r1.ok());
+  std::vector<int> joined = r0->cpus;
+  joined.insert(joined.end(), r1->cpus.begin(), r1->cpus.end());
+  EXPECT_EQ(joined, all);  // disjoint halves covering the node, in order
+  EXPECT_FALSE(r0->cpus.empty());
+  EXPECT_FALSE(r1->cpus.empty());
+  // More ranks than CPUs: every rank gets them all rather than none.
+  auto crowded = plan_numa_placement("auto", 0, static_cast<int>(all.size()) + 1);
+  ASSERT_TRUE(crowded.ok());
+  EXPECT_EQ(crowded->cpus, all);
+  EXPECT_FALSE(plan_numa_placement("auto", 2, 2).ok());
+}
+
 // In a child, so the test process keeps its affinity.
 TEST(Numa, ApplyPinsTheProcess) {
   cpu_set_t allowed;

@@ -96,10 +96,10 @@ Status init_vision(const protocol::EngineConfigMsg& msg, uint32_t rank, WorkerSt
 
 // Before anything is allocated: the weights and the KV arena then land on the worker's node,
 // and the model's thread pool (one thread per CPU it may use) on its CPUs.
-Status place_worker(uint32_t rank, WorkerState& w) {
+Status place_worker(uint32_t rank, int world, WorkerState& w) {
   const char* env = std::getenv("VLLM_CPU_OMP_THREADS_BIND");
   const std::string spec = env != nullptr && *env != '\0' ? env : "auto";
-  K2_ASSIGN_OR_RETURN(w.placement, plan_numa_placement(spec, static_cast<int>(rank)));
+  K2_ASSIGN_OR_RETURN(w.placement, plan_numa_placement(spec, static_cast<int>(rank), world));
   K2_RETURN_IF_ERROR(apply_numa_placement(w.placement));
   spdlog::info("worker {}: {} of {} NUMA node(s) (VLLM_CPU_OMP_THREADS_BIND={})", rank, describe(w.placement),
                numa_node_count(), spec);
@@ -145,7 +145,7 @@ Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, const Wo
   spdlog::info("--dtype {}{}: dense weights {}, routed experts {}", cfg.dtype,
                cfg.quantization ? " --quantization " + *cfg.quantization : std::string(),
                weight_layout_name(layouts.dense), weight_layout_name(layouts.experts));
-  K2_RETURN_IF_ERROR(place_worker(rank, w));
+  K2_RETURN_IF_ERROR(place_worker(rank, static_cast<int>(a.tp_size), w));
   K2_RETURN_IF_ERROR(join_tp_group(msg, rank, a, w));
   const Shard shard{static_cast<int>(rank), static_cast<int>(a.tp_size), cfg.enable_expert_parallel};
   K2_ASSIGN_OR_RETURN(w.model, load_model(cfg.model, ProgressStyle::kAuto, cfg.load_format == "dummy", layouts, shard,
