@@ -55,25 +55,30 @@ const OptionTable<ProxyOptions>& proxy_table() {
 
 }  // namespace
 
+namespace {
+
+// Probes every backend's /health each interval, marking it down or up again.
+asio::awaitable<void> health_loop(BackendPool& pool, std::chrono::milliseconds interval) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (true) {
+    for (size_t i = 0; i < pool.size(); ++i) {
+      Backend& b = pool.at(i);
+      const bool ok = co_await probe_health(b, std::min(interval * 2, std::chrono::milliseconds(5000)));
+      pool.mark(b, ok, "/health did not answer 200");
+    }
+    timer.expires_after(interval);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+  }
+}
+
+}  // namespace
+
 struct ProxyServer::Upstream {
   asio::io_context io;
   asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
   std::vector<std::thread> threads;
-
-  asio::awaitable<void> health_loop(BackendPool& pool, std::chrono::milliseconds interval) {
-    asio::steady_timer timer(io);
-    while (true) {
-      for (size_t i = 0; i < pool.size(); ++i) {
-        Backend& b = pool.at(i);
-        const bool ok = co_await probe_health(b, std::min(interval * 2, std::chrono::milliseconds(5000)));
-        pool.mark(b, ok, "/health did not answer 200");
-      }
-      timer.expires_after(interval);
-      boost::system::error_code ec;
-      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return;
-    }
-  }
 };
 
 Result<std::unique_ptr<ProxyServer>> ProxyServer::create(const ProxyOptions& options) {
@@ -118,7 +123,7 @@ ProxyServer::~ProxyServer() { stop(); }
 
 Status ProxyServer::start() {
   K2_RETURN_IF_ERROR(server_.start());
-  asio::co_spawn(upstream_->io, upstream_->health_loop(*pool_, millis(options_.health_interval)), asio::detached);
+  asio::co_spawn(upstream_->io, health_loop(*pool_, millis(options_.health_interval)), asio::detached);
   for (int64_t i = 0; i < options_.threads; ++i) upstream_->threads.emplace_back([this] { upstream_->io.run(); });
   std::string names;
   for (size_t i = 0; i < pool_->size(); ++i) names += (i ? ", " : "") + pool_->at(i).name();
