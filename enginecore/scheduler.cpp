@@ -134,12 +134,17 @@ void Scheduler::preempt(Request* victim, std::vector<Pick>& picks, int32_t& budg
   out.preempted_request_ids.push_back(victim->id());
 }
 
+const Request* Scheduler::running_leader(const std::string& group_id) const {
+  auto leader_id = group_leaders_.find(group_id);
+  if (leader_id == group_leaders_.end()) return nullptr;
+  const Request* leader = find_request(leader_id->second);
+  return leader != nullptr && leader->status() == RequestStatus::kRunning ? leader : nullptr;
+}
+
 bool Scheduler::waits_for_sibling(const Request& request) const {
   if (request.group_id().empty() || !kv_.reads_cache(request)) return false;
-  auto leader_id = group_leaders_.find(request.group_id());
-  if (leader_id == group_leaders_.end()) return false;
-  const Request* leader = find_request(leader_id->second);
-  if (leader == nullptr || leader == &request || leader->status() != RequestStatus::kRunning) return false;
+  const Request* leader = running_leader(request.group_id());
+  if (leader == nullptr || leader == &request) return false;
   // Bounded by the leader's own prompt, so that a group whose prompts differ (not one the
   // frontend sends) waits at most for the leader's prefill.
   const int32_t reusable_blocks =
@@ -170,12 +175,8 @@ void Scheduler::schedule_waiting(std::vector<Pick>& picks, int32_t& budget) {
     running_.push_back(request);
     picks.push_back({request, num_new, /*is_new=*/true});
     budget -= num_new;
-    if (!request->group_id().empty()) {
-      const Request* leader = group_leaders_.contains(request->group_id())
-                                  ? find_request(group_leaders_[request->group_id()]) : nullptr;
-      if (leader == nullptr || leader->status() != RequestStatus::kRunning) {
-        group_leaders_[request->group_id()] = request->id();
-      }
+    if (!request->group_id().empty() && running_leader(request->group_id()) == nullptr) {
+      group_leaders_[request->group_id()] = request->id();
     }
   }
   // Back in front, in their order (push_preempted puts a request first under FCFS and by its

@@ -113,6 +113,8 @@ class Scheduler {
   void schedule_waiting(std::vector<Pick>& picks, int32_t& budget);
   // A sibling whose group leader is still computing the prompt blocks it could reuse.
   bool waits_for_sibling(const Request& request) const;
+  // The group's leader while it runs; nullptr when it has none or it is not running.
+  const Request* running_leader(const std::string& group_id) const;
   void preempt(Request* victim, std::vector<Pick>& picks, int32_t& budget, SchedulerOutput& out);
   ScheduledRequest make_scheduled(const Pick& pick);
 
