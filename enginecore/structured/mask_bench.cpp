@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "enginecore/structured/grammar_matcher.h"
+#include "enginecore/structured/test_util.h"
 #include "enginecore/structured/tool_schemas.h"
 
 namespace {
@@ -17,31 +18,6 @@ using k2::structured::CompiledGrammar;
 using k2::structured::GrammarMatcher;
 using k2::structured::TokenVocabulary;
 using Json = nlohmann::ordered_json;
-
-std::string base64_decode(const std::string& in) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-  };
-  std::string out;
-  int bits = 0;
-  uint32_t acc = 0;
-  for (char c : in) {
-    int v = value(c);
-    if (v < 0) continue;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((acc >> bits) & 0xff);
-    }
-  }
-  return out;
-}
 
 double time_us(const std::function<void()>& fn, int reps) {
   auto t0 = std::chrono::steady_clock::now();
@@ -66,7 +42,7 @@ int main(int argc, char** argv) {
     size_t rank = 0;
     if (!(ss >> b64 >> rank)) continue;
     if (tokens.size() <= rank) tokens.resize(rank + 1);
-    tokens[rank] = base64_decode(b64);
+    tokens[rank] = k2::structured::testing::base64_decode(b64);
   }
   int32_t eos = static_cast<int32_t>(tokens.size());
   tokens.push_back("");  // an end-of-text special token
