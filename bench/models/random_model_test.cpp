@@ -11,6 +11,7 @@
 #include "bench/models/tokenizer_files.h"
 #include "workers/loader/checkpoint.h"
 #include "workers/models/deepseek_v3.h"
+#include "tests/support/test_data.h"
 
 namespace k2::bench {
 namespace {
@@ -36,12 +37,7 @@ RandomModelOptions tiny_options(const std::string& weights, const fs::path& dir,
   return o;
 }
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+std::string slurp(const fs::path& p) { return testdata::read_text(p.string()); }
 
 TEST(ModelPreset, BenchDs3HasTheIssuesSizes) {
   const ModelPreset p = find_model_preset("bench-ds3").value();

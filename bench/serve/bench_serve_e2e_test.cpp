@@ -10,6 +10,7 @@
 
 #include "bench/serve/bench_serve.h"
 #include "bench/serve/server_process.h"
+#include "tests/support/test_data.h"
 
 namespace k2::bench {
 namespace {
@@ -19,12 +20,7 @@ namespace fs = std::filesystem;
 const fs::path kBin = K2_BIN_DIR;
 const fs::path kData = K2_TEST_DATA_DIR;
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+std::string read_file(const fs::path& p) { return testdata::read_text(p.string()); }
 
 class BenchServeE2E : public ::testing::Test {
  protected:

@@ -3,8 +3,6 @@
 #include <chrono>
 #include <functional>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -33,17 +31,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s <tiktoken.model>\n", argv[0]);
     return 2;
   }
-  std::ifstream in(argv[1]);
-  std::vector<std::string> tokens;
-  std::string line;
-  while (std::getline(in, line)) {
-    std::istringstream ss(line);
-    std::string b64;
-    size_t rank = 0;
-    if (!(ss >> b64 >> rank)) continue;
-    if (tokens.size() <= rank) tokens.resize(rank + 1);
-    tokens[rank] = k2::structured::testing::base64_decode(b64);
-  }
+  std::vector<std::string> tokens = k2::structured::testing::read_tiktoken_tokens(argv[1]);
   int32_t eos = static_cast<int32_t>(tokens.size());
   tokens.push_back("");  // an end-of-text special token
   auto vocab = TokenVocabulary::create(tokens, {eos});

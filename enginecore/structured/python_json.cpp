@@ -9,28 +9,11 @@ namespace k2::structured {
 
 namespace {
 
+// nlohmann's escaping with ensure_ascii off is Python's: \" \\ \n \r \t \b \f, other control
+// characters as lower-case \u00xx, everything else verbatim. Invalid UTF-8 cannot come from a
+// parsed JSON value; should it appear it becomes U+FFFD rather than an exception.
 void append_string(std::string& out, const std::string& s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", static_cast<unsigned char>(c));
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
+  out += nlohmann::json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void append(std::string& out, const nlohmann::ordered_json& v) {

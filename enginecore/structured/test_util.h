@@ -45,10 +45,9 @@ inline std::string base64_decode(const std::string& in) {
   return out;
 }
 
-// The tiny Kimi-format test tokenizer, its single bytes added (the file lacks some), a special
-// token with no bytes and an end token.
-inline std::shared_ptr<const TokenVocabulary> test_vocab(int32_t* end_id = nullptr) {
-  std::ifstream in(std::string(K2_TEST_DATA_DIR) + "/text/tok-1024/tiktoken.model");
+// Each rank's bytes of a tiktoken.model file (base64 token and rank per line).
+inline std::vector<std::string> read_tiktoken_tokens(const std::string& path) {
+  std::ifstream in(path);
   std::vector<std::string> tokens;
   std::string line;
   while (std::getline(in, line)) {
@@ -59,6 +58,13 @@ inline std::shared_ptr<const TokenVocabulary> test_vocab(int32_t* end_id = nullp
     if (tokens.size() <= rank) tokens.resize(rank + 1);
     tokens[rank] = base64_decode(b64);
   }
+  return tokens;
+}
+
+// The tiny Kimi-format test tokenizer, its single bytes added (the file lacks some), a special
+// token with no bytes and an end token.
+inline std::shared_ptr<const TokenVocabulary> test_vocab(int32_t* end_id = nullptr) {
+  std::vector<std::string> tokens = read_tiktoken_tokens(std::string(K2_TEST_DATA_DIR) + "/text/tok-1024/tiktoken.model");
   for (int b = 0; b < 256; ++b) tokens.emplace_back(1, static_cast<char>(b));
   // Tokens that cross value and rule boundaries, which a small BPE vocabulary lacks.
   for (const char* t : {"1}", "0,", "2]", "5e3}", "\"}", "\"]", "]}", "}]", "}}", "]]", "\", \"", ", \"",

@@ -11,27 +11,14 @@
 #include <nlohmann/json.hpp>
 
 #include "frontend/tokenizer/tokenizer.h"
+#include "tests/support/test_data.h"
 
 namespace k2::tok_test {
 
-inline std::string data_path(const std::string& rel) { return std::string(K2_TEST_DATA_DIR) + "/" + rel; }
+using testdata::data_path;
+using testdata::read_text;
 
-inline std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
-}
-
-inline std::vector<nlohmann::json> read_jsonl(const std::string& path) {
-  std::vector<nlohmann::json> rows;
-  std::ifstream in(path);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) rows.push_back(nlohmann::json::parse(line));
-  }
-  return rows;
-}
+inline std::vector<nlohmann::json> read_jsonl(const std::string& path) { return testdata::read_jsonl(path); }
 
 inline std::shared_ptr<const Tokenizer> load_or_die(const std::string& dir) {
   auto t = Tokenizer::load(dir);
