@@ -86,6 +86,11 @@ void EngineCore::add_request(const protocol::AddRequest& request) {
   params.skip_prefix_cache = info.params.prompt_logprobs.has_value();
   params.cache_salt = request.cache_salt;
   params.group_id = request.group_id;
+  for (const protocol::MediaItem& m : request.media) {
+    params.media.push_back(MediaSpan{BlockHash{m.hash_low, m.hash_high},
+                                     static_cast<int32_t>(std::min<uint32_t>(m.offset, INT32_MAX)),
+                                     static_cast<int32_t>(std::min<uint32_t>(m.num_tokens, INT32_MAX))});
+  }
   if (request.prompt.location != protocol::DataLocation::kInline || requests_.contains(request.request_id)) {
     pending_.push_back(error_output(request.request_id));
     spdlog::warn("request {}: refused (prompt not inline or duplicate id)", request.request_id);
@@ -160,6 +165,7 @@ std::optional<protocol::StepPlan> EngineCore::plan_step() {
     if (s.needs_sample) r.allowed_token_mask = structured_.next_mask(s.request_id);
     r.num_output_tokens = static_cast<uint32_t>(request->num_output_tokens());
     r.num_prompt_tokens = static_cast<uint32_t>(s.num_prompt_tokens);
+    r.encode_media.assign(s.encode_media.begin(), s.encode_media.end());
     if (s.is_new) {
       r.cached_token_ids = s.cached_token_ids;
       r.media = requests_.at(s.request_id).media;

@@ -166,6 +166,60 @@ TEST(EngineCore, RefusedRequestsEndWithAnError) {
   EXPECT_TRUE((*core)->has_unfinished_requests());
 }
 
+protocol::MediaItem media_item(uint64_t content, uint32_t offset, uint32_t num_tokens) {
+  protocol::MediaItem m;
+  m.arena = "/k2serve-test-media";
+  m.pixels = ShmHandle{1, 0, 64, 1};
+  m.grid_t = m.grid_h = m.grid_w = 1;
+  m.hash_low = content;
+  m.hash_high = ~content;
+  m.offset = offset;
+  m.num_tokens = num_tokens;
+  return m;
+}
+
+// The plan tells the workers which items to encode in each step, as the encoder budget
+// (max_num_batched_tokens = 32 here) allows; the media reach the workers with the first chunk.
+TEST(EngineCore, PlansListTheMediaToEncodePerStep) {
+  auto core = EngineCore::create(small_config());
+  ASSERT_TRUE(core.ok());
+  std::vector<int32_t> ids(40, 9);
+  auto r = request("mm", ids);
+  r.media = {media_item(1, 2, 20), media_item(2, 24, 13)};  // 20 + 13 > 32: two steps
+  (*core)->add_request(r);
+  auto first = (*core)->plan_step();
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->requests.size(), 1u);
+  EXPECT_EQ(first->requests[0].media.size(), 2u);
+  EXPECT_EQ(first->requests[0].encode_media, std::vector<uint32_t>{0});
+  EXPECT_EQ(first->requests[0].num_tokens, 24u);  // cut before the second image
+  ASSERT_TRUE((*core)->finish_step(answer(*first, 5)).ok());
+  auto second = (*core)->plan_step();
+  ASSERT_TRUE(second);
+  EXPECT_TRUE(second->requests[0].media.empty());
+  EXPECT_EQ(second->requests[0].encode_media, std::vector<uint32_t>{1});
+  EXPECT_EQ(second->requests[0].num_tokens, 16u);
+  EXPECT_TRUE(second->requests[0].sample);
+}
+
+TEST(EngineCore, AMediaItemLargerThanTheEncoderCacheEndsOnlyItsRequest) {
+  EngineCoreConfig c = small_config();
+  c.scheduler.encoder.encoder_cache_size = 16;
+  auto core = EngineCore::create(c);
+  ASSERT_TRUE(core.ok());
+  auto big = request("big", std::vector<int32_t>(24, 9));
+  big.media = {media_item(1, 2, 17)};
+  (*core)->add_request(big);
+  (*core)->add_request(request("text", {1, 2, 3}));
+  auto out = (*core)->take_outputs();
+  ASSERT_EQ(out.outputs.size(), 1u);
+  EXPECT_EQ(out.outputs[0].request_id, "big");
+  EXPECT_EQ(out.outputs[0].finish_reason, protocol::FinishReason::kError);
+  auto plan = (*core)->plan_step();
+  ASSERT_TRUE(plan);
+  EXPECT_EQ(plan->requests.size(), 1u);
+}
+
 TEST(EngineCore, AbortAndUtility) {
   auto core = EngineCore::create(small_config());
   ASSERT_TRUE(core.ok());

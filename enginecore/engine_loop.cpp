@@ -5,21 +5,29 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <spdlog/spdlog.h>
+#include <thread>
 
+#include "enginecore/coordinator.h"
+#include "enginecore/dp_wave.h"
 #include "enginecore/engine_core.h"
 #include "enginecore/protocol/child_process.h"
+#include "enginecore/protocol/dp_transport.h"
 #include "enginecore/protocol/engine_config.h"
 #include "enginecore/protocol/option_table.h"
 #include "enginecore/protocol/token_payload.h"
 #include "enginecore/protocol/zmq_channel.h"
 #include "enginecore/stop_ids.h"
 #include "shm/arena.h"
+#include "shm/numa.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
 
@@ -41,7 +49,37 @@ struct EngineArgs {
   int64_t rank = 0;
   int64_t parent_pid = 0;
   std::string worker_binary;
+  // This engine's place among the data-parallel ranks of its node (CPU/NUMA placement of
+  // its workers: local rank l of L takes the l-th share, as vLLM maps devices).
+  int64_t dp_local_index = 0;
+  int64_t dp_local_size = 1;
+  bool remote = false;  // on another node than the API server (--headless)
+  std::string control_plane_key_file;
 };
+
+// vLLM runs DP ranks in lockstep waves only for MoE models (model_config.is_moe); the
+// others are independent replicas.
+bool model_is_moe(const std::string& model_dir) {
+  std::ifstream in(std::filesystem::path(model_dir) / "config.json");
+  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return false;
+  if (j.contains("text_config") && j["text_config"].is_object()) j = j["text_config"];
+  const auto experts = j.find("n_routed_experts");
+  return experts != j.end() && experts->is_number_integer() && experts->get<int64_t>() > 0;
+}
+
+std::string cpu_list_text(const std::vector<int>& cpus) {
+  std::string out;
+  for (int c : cpus) {
+    if (!out.empty()) out.push_back(',');
+    out.append(std::to_string(c));
+  }
+  return out;
+}
+
+// The id of the dummy request of a dummy step; the workers drop it in the same plan.
+constexpr const char* kDummyRequestId = "__k2_dp_dummy__";
+constexpr uint64_t kDummyStepBit = uint64_t{1} << 63;
 
 const OptionTable<EngineArgs>& engine_table() {
   static const auto table = [] {
@@ -49,7 +87,11 @@ const OptionTable<EngineArgs>& engine_table() {
     t.add("--handshake", &EngineArgs::handshake, "the frontend's input ROUTER address")
         .add("--rank", &EngineArgs::rank, "data-parallel rank")
         .add("--parent-pid", &EngineArgs::parent_pid, "the frontend's pid")
-        .add("--worker-binary", &EngineArgs::worker_binary, "k2serve-worker (default: next to this binary)");
+        .add("--worker-binary", &EngineArgs::worker_binary, "k2serve-worker (default: next to this binary)")
+        .add("--dp-local-index", &EngineArgs::dp_local_index, "index of this rank among its node's ranks")
+        .add("--dp-local-size", &EngineArgs::dp_local_size, "data-parallel ranks on this node")
+        .add("--remote", &EngineArgs::remote, "the API server is on another node (tcp://, heartbeats)")
+        .add("--control-plane-key-file", &EngineArgs::control_plane_key_file, "CURVE keys of the deployment");
     return t;
   }();
   return table;
@@ -71,6 +113,7 @@ class EngineProcess {
     if (timing != nullptr && *timing != '\0' && std::strcmp(timing, "0") != 0) step_timing_.emplace();
   }
   ~EngineProcess() {
+    stop_heartbeat();
     shutdown_workers();
     if (signal_fd_ >= 0) ::close(signal_fd_);
   }
@@ -80,10 +123,18 @@ class EngineProcess {
 
  private:
   Status connect_frontend();
+  Status setup_data_parallel(const protocol::EngineConfigMsg& msg);
+  Status set_worker_placement(uint32_t num_workers);
+  void start_heartbeat(const std::string& output_address);
+  void stop_heartbeat();
+  Status run_dummy_step();
+  Status dp_after_step();
+  Status check_master_alive();
   Status start_workers();
   Result<WorkerFacts> handshake_workers(zmq::socket_t& router);
   Status build_core(const WorkerFacts& facts, protocol::ReadyMsg& ready);
-  Status poll_events(std::chrono::milliseconds timeout, zmq::socket_t* socket, bool* readable);
+  Status poll_events(std::chrono::milliseconds timeout, zmq::socket_t* socket, bool* readable,
+                     zmq::socket_t* socket2 = nullptr, bool* readable2 = nullptr);
   Status drain_input();
   void take_prompt_from_arena(protocol::AddRequest& add);
   Status run_step(const protocol::StepPlan& plan, StepTimingLog::Marks& marks);
@@ -109,6 +160,16 @@ class EngineProcess {
   int signal_fd_ = -1;
   bool stop_ = false;
   std::optional<StepTimingLog> step_timing_;  // K2_STEP_TIMING set
+  // Request waves (MoE with data parallelism); the coordinator runs in rank 0's process.
+  std::unique_ptr<DpCoordinator> coordinator_;
+  std::unique_ptr<DpWave> dp_;
+  uint64_t dummy_steps_ = 0;
+  uint64_t next_dummy_id_ = 0;
+  // Remote engines: heartbeats to the API server on their own socket and thread (a long
+  // step must not look like a dead node), and the last time the API server was heard from.
+  std::thread heartbeat_;
+  std::atomic<bool> heartbeat_stop_{false};
+  Clock::time_point master_seen_ = Clock::now();
 };
 
 Status EngineProcess::start() {
@@ -131,12 +192,16 @@ Status EngineProcess::connect_frontend() {
   protocol::SocketOptions dealer_options;
   dealer_options.routing_id = protocol::rank_identity(rank_);
   K2_ASSIGN_OR_RETURN(zmq::socket_t dealer, protocol::make_socket(context_, zmq::socket_type::dealer, dealer_options));
+  if (args_.handshake.rfind("tcp://", 0) == 0)
+    K2_RETURN_IF_ERROR(protocol::secure_control_socket(dealer, protocol::ControlRole::kClient, args_.control_plane_key_file));
   K2_RETURN_IF_ERROR(protocol::connect_endpoint(dealer, args_.handshake));
   input_.emplace(std::move(dealer));
   protocol::Hello hello;
   hello.kind = protocol::ProcessKind::kEngineCore;
   hello.rank = rank_;
   hello.pid = ::getpid();
+  hello.local = !args_.remote;
+  hello.headless = args_.remote;
   K2_ASSIGN_OR_RETURN(protocol::EngineConfigMsg msg, protocol::handshake_hello(*input_, hello, std::chrono::minutes(5)));
   nlohmann::json j = nlohmann::json::parse(msg.config_json, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return invalid_argument("the frontend sent a config that is not JSON");
@@ -151,15 +216,134 @@ Status EngineProcess::connect_frontend() {
       (void)prompt_arena_->free(msg.vocabulary);
     }
   }
+  if (vocabulary_.empty() && !msg.vocabulary_inline.empty()) {
+    K2_ASSIGN_OR_RETURN(vocabulary_, protocol::decode_vocabulary(msg.vocabulary_inline));
+  }
   protocol::SocketOptions push_options;
   push_options.linger_ms = 4000;  // EngineDead must get out before the process exits
   K2_ASSIGN_OR_RETURN(zmq::socket_t push, protocol::make_socket(context_, zmq::socket_type::push, push_options));
+  if (msg.output_addresses[0].rfind("tcp://", 0) == 0)
+    K2_RETURN_IF_ERROR(protocol::secure_control_socket(push, protocol::ControlRole::kClient, args_.control_plane_key_file));
   K2_RETURN_IF_ERROR(protocol::connect_endpoint(push, msg.output_addresses[0]));
   output_.emplace(std::move(push));
+  if (args_.remote) start_heartbeat(msg.output_addresses[0]);
+  K2_RETURN_IF_ERROR(setup_data_parallel(msg));
   if (config_.tensor_parallel_size < 1 || config_.tensor_parallel_size > kMaxTensorParallel) {
     return invalid_argument("--tensor-parallel-size must be in [1, " + std::to_string(kMaxTensorParallel) + "]");
   }
   K2_RETURN_IF_ERROR(start_workers());
+  return Status::ok_status();
+}
+
+Status EngineProcess::setup_data_parallel(const protocol::EngineConfigMsg& msg) {
+  const bool internal_dp = config_.data_parallel_size > 1 && !config_.data_parallel_rank;
+  if (!internal_dp || msg.coordinator_address.empty() || !model_is_moe(config_.model)) return Status::ok_status();
+  if (rank_ == 0) {
+    K2_ASSIGN_OR_RETURN(coordinator_, DpCoordinator::start(context_, msg.coordinator_address,
+                                                            static_cast<uint32_t>(config_.data_parallel_size),
+                                                            args_.control_plane_key_file));
+  }
+  K2_ASSIGN_OR_RETURN(dp_, DpWave::connect(context_, msg.coordinator_address, rank_, args_.control_plane_key_file));
+  spdlog::info("enginecore {}: MoE model with {} data-parallel ranks: request waves through {}", rank_,
+               config_.data_parallel_size, msg.coordinator_address);
+  return Status::ok_status();
+}
+
+// Local DP rank l of L on a node gives its workers the l-th share of the placement the
+// node's L * tp workers would get (VLLM_CPU_OMP_THREADS_BIND "auto" or explicit lists),
+// written as an explicit list per worker for the workers to apply by their TP rank.
+Status EngineProcess::set_worker_placement(uint32_t num_workers) {
+  if (args_.dp_local_size <= 1) return Status::ok_status();
+  const char* env = std::getenv("VLLM_CPU_OMP_THREADS_BIND");
+  const std::string spec = env != nullptr && *env != '\0' ? env : "auto";
+  const int world = static_cast<int>(args_.dp_local_size) * static_cast<int>(num_workers);
+  std::string lists;
+  for (uint32_t r = 0; r < num_workers; ++r) {
+    const int placement_rank = static_cast<int>(args_.dp_local_index) * static_cast<int>(num_workers) + static_cast<int>(r);
+    K2_ASSIGN_OR_RETURN(NumaPlacement p, plan_numa_placement(spec, placement_rank, world));
+    if (p.cpus.empty()) return Status::ok_status();  // unbound: nothing to split
+    if (r > 0) lists.push_back('|');
+    lists.append(cpu_list_text(p.cpus));
+  }
+  ::setenv("VLLM_CPU_OMP_THREADS_BIND", lists.c_str(), 1);
+  spdlog::info("enginecore {}: local data-parallel rank {} of {}: workers on CPUs {}", rank_, args_.dp_local_index,
+               args_.dp_local_size, lists);
+  return Status::ok_status();
+}
+
+void EngineProcess::start_heartbeat(const std::string& output_address) {
+  heartbeat_ = std::thread([this, output_address] {
+    auto push = protocol::make_socket(context_, zmq::socket_type::push);
+    Status s = push.ok() && output_address.rfind("tcp://", 0) == 0
+                   ? protocol::secure_control_socket(*push, protocol::ControlRole::kClient, args_.control_plane_key_file)
+                   : push.status();
+    if (s.ok()) s = protocol::connect_endpoint(*push, output_address);
+    if (!s.ok()) {
+      spdlog::error("enginecore {}: heartbeat socket: {}", rank_, s.to_string());
+      return;
+    }
+    const protocol::DpControl beat{protocol::DpControlKind::kHeartbeat, rank_, 0, 0, false, -1};
+    while (!heartbeat_stop_.load()) {
+      (void)protocol::send(*push, beat);
+      for (int i = 0; i < 10 && !heartbeat_stop_.load(); ++i) std::this_thread::sleep_for(protocol::kDpHeartbeatInterval / 10);
+    }
+  });
+}
+
+void EngineProcess::stop_heartbeat() {
+  heartbeat_stop_ = true;
+  if (heartbeat_.joinable()) heartbeat_.join();
+}
+
+// A remote engine whose API server went silent (its node died) gives up instead of waiting
+// forever; the API server sends it a heartbeat every second.
+Status EngineProcess::check_master_alive() {
+  if (!args_.remote || Clock::now() - master_seen_ < protocol::kDpMasterTimeout) return Status::ok_status();
+  return unavailable("no word from the API server for " +
+                     std::to_string(std::chrono::duration_cast<std::chrono::seconds>(protocol::kDpMasterTimeout).count()) +
+                     " s");
+}
+
+// One forward of one token through every worker, so that collectives inside the model are
+// entered as on the busy ranks. The token is written to the null block 0 (never handed to a
+// request) and nothing is sampled; the plan also finishes the dummy request, so the workers
+// keep no state for it.
+Status EngineProcess::run_dummy_step() {
+  protocol::StepPlan plan;
+  plan.step_id = kDummyStepBit | next_dummy_id_++;
+  protocol::ScheduledRequest r;
+  r.request_id = kDummyRequestId;
+  r.token_ids = protocol::inline_tokens({0});
+  r.num_tokens = 1;
+  r.blocks.block_ids = {0};
+  r.params_index = 0;
+  r.num_prompt_tokens = 1;
+  plan.requests.push_back(std::move(r));
+  plan.sampling_params.emplace_back();
+  plan.finished_request_ids = {kDummyRequestId};
+  plan.total_num_tokens = 1;
+  K2_RETURN_IF_ERROR(write_plan(plan));
+  K2_ASSIGN_OR_RETURN(protocol::StepResult result, wait_results(plan.step_id));
+  (void)result;
+  ++dummy_steps_;
+  return Status::ok_status();
+}
+
+// After every step of a running wave: every kSyncInterval steps, the all-reduce of "has
+// unfinished requests" across ranks (blocking, as vLLM's), which may end the wave.
+Status EngineProcess::dp_after_step() {
+  if (!dp_ || !dp_->count_step()) return Status::ok_status();
+  K2_RETURN_IF_ERROR(dp_->begin_sync(core_->has_unfinished_requests()));
+  while (dp_->sync_pending() && !stop_) {
+    bool readable = false, input_readable = false;
+    K2_RETURN_IF_ERROR(poll_events(100ms, &dp_->socket(), &readable, &*input_, &input_readable));
+    if (readable) K2_RETURN_IF_ERROR(dp_->drain());
+    if (input_readable) K2_RETURN_IF_ERROR(drain_input());
+    K2_RETURN_IF_ERROR(check_master_alive());
+  }
+  if (!dp_->running()) {
+    spdlog::debug("enginecore {}: wave over ({} dummy steps so far)", rank_, dummy_steps_);
+  }
   return Status::ok_status();
 }
 
@@ -182,6 +366,7 @@ Status EngineProcess::start_workers() {
   ring_options.num_readers = num_workers;
   K2_ASSIGN_OR_RETURN(RingWriter ring, RingWriter::create(ring_options));
   ring_.emplace(std::move(ring));
+  K2_RETURN_IF_ERROR(set_worker_placement(num_workers));
   const std::filesystem::path binary =
       args_.worker_binary.empty() ? self_exe_dir() / "k2serve-worker" : std::filesystem::path(args_.worker_binary);
   for (uint32_t r = 0; r < num_workers; ++r) {
@@ -211,7 +396,7 @@ Result<WorkerFacts> EngineProcess::handshake_workers(zmq::socket_t& router) {
   };
   auto config_for = [&](const protocol::Hello& hello) -> Result<protocol::EngineConfigMsg> {
     return protocol::EngineConfigMsg{engine_config_table().to_json(config_).dump(), run_id_, {ring_->name()},
-                                     {results_addr}, hello.rank, ""};
+                                     {results_addr}, hello.rank, "", {}, "", ""};
   };
   K2_ASSIGN_OR_RETURN(std::vector<protocol::HandshakePeer> peers, protocol::handshake_serve(router, options, config_for));
   WorkerFacts facts;
@@ -244,6 +429,8 @@ Status EngineProcess::build_core(const WorkerFacts& facts, protocol::ReadyMsg& r
   int64_t batched = config_.max_num_batched_tokens.value_or(
       config_.enable_chunked_prefill ? kDefaultMaxBatchedTokens : std::max<int64_t>(kDefaultMaxBatchedTokens, max_model_len));
   cc.scheduler.max_num_batched_tokens = static_cast<int32_t>(std::min<int64_t>(batched, INT32_MAX));
+  // Items other requests hold are free only while the workers keep an encoder cache to find them in.
+  cc.scheduler.encoder.shared_cache = config_.mm_processor_cache_gb > 0;
   cc.kv.block_size = static_cast<int32_t>(config_.block_size);
   cc.kv.num_blocks = static_cast<int32_t>(std::min<int64_t>(facts.num_blocks, INT32_MAX));
   cc.kv.enable_prefix_caching = config_.enable_prefix_caching;
@@ -260,7 +447,8 @@ Status EngineProcess::build_core(const WorkerFacts& facts, protocol::ReadyMsg& r
     }
     vocabulary_ = {};
   }
-  nlohmann::json extra = {{"worker_pids", worker_pids_}, {"eos_token_ids", cc.eos_token_ids}, {"pid", ::getpid()}};
+  nlohmann::json extra = {{"worker_pids", worker_pids_}, {"eos_token_ids", cc.eos_token_ids}, {"pid", ::getpid()},
+                          {"dp_waves", dp_ != nullptr}};
   ready.rank = rank_;
   ready.num_kv_blocks = static_cast<uint64_t>(cc.kv.num_blocks);
   ready.block_size = static_cast<uint32_t>(cc.kv.block_size);
@@ -278,9 +466,11 @@ Status EngineProcess::build_core(const WorkerFacts& facts, protocol::ReadyMsg& r
 
 // Waits up to `timeout` for `socket` input, a signal or a worker exit. A worker exit is an
 // error; a signal sets stop_.
-Status EngineProcess::poll_events(std::chrono::milliseconds timeout, zmq::socket_t* socket, bool* readable) {
+Status EngineProcess::poll_events(std::chrono::milliseconds timeout, zmq::socket_t* socket, bool* readable,
+                                 zmq::socket_t* socket2, bool* readable2) {
   std::vector<zmq::pollitem_t> items;
   if (socket) items.push_back({socket->handle(), 0, ZMQ_POLLIN, 0});
+  if (socket2) items.push_back({socket2->handle(), 0, ZMQ_POLLIN, 0});
   items.push_back({nullptr, signal_fd_, ZMQ_POLLIN, 0});
   for (auto& w : workers_)
     if (w.pidfd() >= 0) items.push_back({nullptr, w.pidfd(), ZMQ_POLLIN, 0});
@@ -300,6 +490,7 @@ Status EngineProcess::poll_events(std::chrono::milliseconds timeout, zmq::socket
     stop_ = true;
   }
   if (readable) *readable = socket && (items[0].revents & ZMQ_POLLIN);
+  if (readable2) *readable2 = socket2 && (items[socket ? 1 : 0].revents & ZMQ_POLLIN);
   return Status::ok_status();
 }
 
@@ -307,6 +498,8 @@ Status EngineProcess::drain_input() {
   while (true) {
     K2_ASSIGN_OR_RETURN(std::optional<protocol::Received> got, protocol::receive_valid(*input_, 0ms, /*routed=*/false));
     if (!got) return Status::ok_status();
+    master_seen_ = Clock::now();
+    if (std::holds_alternative<protocol::DpControl>(got->message)) continue;  // the API server's heartbeat
     if (auto* add = std::get_if<protocol::AddRequest>(&got->message)) {
       take_prompt_from_arena(*add);
       core_->add_request(*add);
@@ -394,22 +587,28 @@ int EngineProcess::run() {
   Status s;
   bool stalled = false;  // requests exist but none could be scheduled: do not spin
   while (s.ok() && !stop_) {
-    const bool idle = !core_->has_unfinished_requests();
+    const bool wave = dp_ && dp_->running();
+    const bool idle = !core_->has_unfinished_requests() && !wave;
     if (idle && step_timing_) log_step_timing();
     StepTimingLog::Marks marks;
     marks.start = Clock::now();
-    bool readable = false;
-    const auto wait = idle ? kIdlePoll : stalled ? 10ms : 0ms;
-    s = poll_events(wait, &*input_, &readable);
+    bool readable = false, dp_readable = false;
+    const auto wait = idle ? kIdlePoll : (stalled && !wave) ? 10ms : 0ms;
+    s = poll_events(wait, &*input_, &readable, dp_ ? &dp_->socket() : nullptr, &dp_readable);
     if (wait.count() > 0) marks.start = Clock::now();  // time blocked waiting is not overhead
     if (s.ok() && readable) s = drain_input();
+    if (s.ok() && dp_readable) s = dp_->drain();
+    if (s.ok() && dp_ && core_->has_unfinished_requests()) s = dp_->start_if_idle();
     if (s.ok()) s = send_outputs();
+    if (s.ok()) s = check_master_alive();
     if (!s.ok() || stop_) break;
     marks.inputs_done = Clock::now();
     std::optional<protocol::StepPlan> plan = core_->plan_step();
     marks.planned = Clock::now();
     stalled = !plan;
     if (plan) s = run_step(*plan, marks);
+    else if (dp_ && dp_->running()) s = run_dummy_step();
+    if (s.ok() && dp_ && dp_->running()) s = dp_after_step();
     if (s.ok()) s = send_outputs();
     if (plan && s.ok() && step_timing_) {
       marks.updated = Clock::now();
@@ -418,7 +617,7 @@ int EngineProcess::run() {
   }
   if (s.ok()) return 0;
   spdlog::error("enginecore {}: {}", rank_, s.to_string());
-  (void)protocol::send(*output_, protocol::EngineDead{s.to_string()});
+  (void)protocol::send(*output_, protocol::EngineDead{s.to_string(), rank_});
   return 1;
 }
 

@@ -15,8 +15,12 @@ uint64_t mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+uint64_t next_fingerprint(uint64_t parent, uint64_t value) {
+  return mix(parent ^ mix(value)) | 1;  // never 0
+}
+
 uint64_t next_fingerprint(uint64_t parent, TokenId token) {
-  return mix(parent ^ mix(static_cast<uint64_t>(static_cast<uint32_t>(token)))) | 1;  // never 0
+  return next_fingerprint(parent, static_cast<uint64_t>(static_cast<uint32_t>(token)));
 }
 
 bool contains(const std::vector<TokenId>& ids, TokenId id) {
@@ -54,6 +58,16 @@ FakeExecutor::FakeExecutor(const KvCacheConfig& kv_config, SampleFn sample)
       sample_(std::move(sample)),
       kv_(static_cast<size_t>(kv_config.num_blocks) * static_cast<size_t>(kv_config.block_size), 0) {}
 
+void FakeExecutor::push_fingerprint(WorkerRequest& w, TokenId token) const {
+  const auto pos = static_cast<int32_t>(w.fingerprints.size());
+  const uint64_t parent = w.fingerprints.empty() ? 0 : w.fingerprints.back();
+  uint64_t value = static_cast<uint32_t>(token);
+  for (const MediaSpan& m : *w.media) {
+    if (pos >= m.offset && pos < m.end()) value = mix(value ^ mix(m.hash.low ^ mix(m.hash.high + static_cast<uint64_t>(pos - m.offset))));
+  }
+  w.fingerprints.push_back(next_fingerprint(parent, value));
+}
+
 size_t FakeExecutor::slot(const WorkerRequest& w, int32_t position) const {
   const BlockId block = w.block_table.at(static_cast<size_t>(position / block_size_));
   return static_cast<size_t>(block) * static_cast<size_t>(block_size_) + static_cast<size_t>(position % block_size_);
@@ -67,8 +81,10 @@ void FakeExecutor::apply_plan_state(const SchedulerOutput& plan) {
       WorkerRequest w;
       w.block_table = s.new_block_ids;
       w.tokens = s.cached_token_ids;
-      uint64_t fp = 0;
-      for (TokenId t : w.tokens) w.fingerprints.push_back(fp = next_fingerprint(fp, t));
+      auto media = media_.find(s.request_id);
+      w.media = media == media_.end() ? &no_media_ : &media->second;
+      w.encoded.assign(w.media->size(), false);
+      for (TokenId t : w.tokens) push_fingerprint(w, t);
       w.num_computed = static_cast<int32_t>(w.tokens.size());
       EXPECT_EQ(s.start_position, w.num_computed) << s.request_id;
       state_[s.request_id] = std::move(w);
@@ -84,6 +100,35 @@ void FakeExecutor::apply_plan_state(const SchedulerOutput& plan) {
   }
 }
 
+void FakeExecutor::encode_media(const std::string& id, WorkerRequest& w, const ScheduledRequest& s) {
+  const int32_t begin = s.start_position;
+  const int32_t end = begin + static_cast<int32_t>(s.token_ids.size());
+  const std::vector<MediaSpan>& media = *w.media;
+  for (int32_t i : s.encode_media) {
+    ASSERT_TRUE(i >= 0 && static_cast<size_t>(i) < media.size()) << id << " lists unknown media item " << i;
+    const MediaSpan& m = media[static_cast<size_t>(i)];
+    EXPECT_FALSE(w.encoded[static_cast<size_t>(i)]) << id << " encodes media item " << i << " again";
+    EXPECT_TRUE(m.offset < end && m.end() > begin) << id << " encodes media item " << i << " outside its chunk";
+    w.encoded[static_cast<size_t>(i)] = true;
+    ++num_media_encoded_;
+    if (!encoder_cache_.insert(m.hash).second) {
+      ++num_encoder_cache_hits_;
+      continue;
+    }
+    ++last_step_items_encoded_;
+    last_step_encoder_tokens_ += m.num_tokens;
+  }
+  for (size_t i = 0; i < media.size(); ++i) {
+    const MediaSpan& m = media[i];
+    if (w.encoded[i] || m.offset >= end || m.end() <= begin) continue;
+    bool twin = false;
+    for (size_t j = 0; j < media.size(); ++j) twin = twin || (w.encoded[j] && media[j].hash == m.hash);
+    EXPECT_TRUE(twin) << id << " chunk [" << begin << ", " << end << ") reaches media item " << i
+                      << ", which was never encoded";
+    w.encoded[i] = true;
+  }
+}
+
 void FakeExecutor::run_request(const std::string& id, WorkerRequest& w, const ScheduledRequest& s,
                                const std::unordered_map<BlockId, int32_t>& owners) {
   const int32_t start = s.start_position;
@@ -96,15 +141,15 @@ void FakeExecutor::run_request(const std::string& id, WorkerRequest& w, const Sc
     ASSERT_EQ(kv_[slot(w, p)], w.fingerprints[static_cast<size_t>(p)]) << id << " position " << p;
   }
   num_prefix_tokens_verified_ += start;
+  encode_media(id, w, s);
   for (int32_t i = 0; i < n; ++i) {
     const int32_t pos = start + i;
     const TokenId token = s.token_ids[static_cast<size_t>(i)];
     if (pos < static_cast<int32_t>(w.tokens.size())) {
       ASSERT_EQ(w.tokens[static_cast<size_t>(pos)], token) << id << " position " << pos;
     } else {
-      const uint64_t parent = w.fingerprints.empty() ? 0 : w.fingerprints.back();
       w.tokens.push_back(token);
-      w.fingerprints.push_back(next_fingerprint(parent, token));
+      push_fingerprint(w, token);
     }
     const BlockId block = w.block_table[static_cast<size_t>(pos / block_size_)];
     ASSERT_EQ(owners.at(block), 1) << id << " writes shared block " << block;
@@ -124,6 +169,8 @@ void FakeExecutor::run_request(const std::string& id, WorkerRequest& w, const Sc
 StepResult FakeExecutor::execute(const SchedulerOutput& plan) {
   StepResult result;
   result.step_id = plan.step_id;
+  last_step_encoder_tokens_ = 0;
+  last_step_items_encoded_ = 0;
   apply_plan_state(plan);
   std::unordered_map<BlockId, int32_t> owners;
   for (const auto& [id, w] : state_) {
@@ -140,7 +187,7 @@ StepResult FakeExecutor::execute(const SchedulerOutput& plan) {
       if (s.needs_sample) {
         const TokenId t = sample_(s.request_id, it->second.tokens);
         it->second.tokens.push_back(t);
-        it->second.fingerprints.push_back(next_fingerprint(it->second.fingerprints.back(), t));
+        push_fingerprint(it->second, t);
         sampled.push_back(t);
       }
     }

@@ -9,13 +9,36 @@
 
 namespace k2::engine {
 
+void media_block_keys(std::span<const MediaSpan> media, int64_t block_start, int64_t block_end,
+                      std::vector<MediaBlockKey>& out) {
+  out.clear();
+  // Items are sorted and disjoint: the first one ending after block_start is the first that
+  // can overlap.
+  auto it = std::upper_bound(media.begin(), media.end(), block_start,
+                             [](int64_t pos, const MediaSpan& m) { return pos < m.end(); });
+  for (; it != media.end() && it->offset < block_end; ++it) {
+    out.push_back(MediaBlockKey{it->hash, it->offset - block_start});
+  }
+}
+
 BlockHash chain_block_hash(const BlockHash& parent, std::span<const TokenId> tokens,
-                           std::vector<unsigned char>& scratch) {
+                           std::vector<unsigned char>& scratch, std::span<const MediaBlockKey> media) {
+  constexpr size_t kKeyBytes = 2 * sizeof(uint64_t) + sizeof(int64_t);
   const size_t token_bytes = tokens.size_bytes();
-  scratch.resize(sizeof(parent.low) + sizeof(parent.high) + token_bytes);
-  std::memcpy(scratch.data(), &parent.low, sizeof(parent.low));
-  std::memcpy(scratch.data() + sizeof(parent.low), &parent.high, sizeof(parent.high));
-  if (token_bytes > 0) std::memcpy(scratch.data() + 2 * sizeof(uint64_t), tokens.data(), token_bytes);
+  scratch.resize(sizeof(parent.low) + sizeof(parent.high) + token_bytes + media.size() * kKeyBytes);
+  unsigned char* p = scratch.data();
+  auto put = [&p](const void* src, size_t n) {
+    if (n > 0) std::memcpy(p, src, n);
+    p += n;
+  };
+  put(&parent.low, sizeof(parent.low));
+  put(&parent.high, sizeof(parent.high));
+  put(tokens.data(), token_bytes);
+  for (const MediaBlockKey& key : media) {
+    put(&key.hash.low, sizeof(key.hash.low));
+    put(&key.hash.high, sizeof(key.hash.high));
+    put(&key.relative_offset, sizeof(key.relative_offset));
+  }
   const XXH128_hash_t h = XXH3_128bits(scratch.data(), scratch.size());
   return BlockHash{h.low64, h.high64};
 }
@@ -74,7 +97,9 @@ void KvBlockManager::ensure_block_hashes(Request& request, int32_t num_blocks) {
   const BlockHash root = hashes.empty() ? root_of(request) : BlockHash{};
   for (auto i = static_cast<int32_t>(hashes.size()); i < num_blocks; ++i) {
     const BlockHash& parent = hashes.empty() ? root : hashes.back();
-    hashes.push_back(chain_block_hash(parent, tokens.subspan(static_cast<size_t>(i) * bs, bs), scratch_));
+    const int64_t start = int64_t{i} * config_.block_size;
+    media_block_keys(request.media(), start, start + config_.block_size, media_keys_);
+    hashes.push_back(chain_block_hash(parent, tokens.subspan(static_cast<size_t>(i) * bs, bs), scratch_, media_keys_));
   }
 }
 

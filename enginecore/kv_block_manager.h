@@ -3,7 +3,11 @@
 // full-attention group: the MLA latent cache of DeepSeek-V3 / Kimi-K2 is one such group).
 //
 // Prefix-cache keys are chained: key(block i) = XXH3-128(key(block i-1) || token ids of
-// block i), with a seed-derived root key, so equal keys mean equal whole prefixes. Only
+// block i || media keys of block i), with a seed-derived root key, so equal keys mean equal
+// whole prefixes. A block's media keys are vLLM's multimodal extra keys: (content hash,
+// item offset relative to the block's first token) for each media item overlapping it, so
+// blocks of placeholder ids are shared only by the same picture at the same place, while
+// text blocks before the first item keep the keys of a text-only prompt. Only
 // blocks whose tokens are all computed (their KV written by a finished step) are
 // registered, never a partly filled one. Lookups stop one token short of the request's
 // end: the last token is always recomputed, because its logits are needed.
@@ -26,6 +30,13 @@ struct KvCacheConfig {
   bool enable_prefix_caching = true;
   // Seeds the root key; equal seeds give equal keys across processes (cross-rank reuse).
   uint64_t hash_seed = 0;
+};
+
+// vLLM's multimodal extra key of one block: a media item overlapping it and where the item
+// starts relative to the block's first token (negative when it began in an earlier block).
+struct MediaBlockKey {
+  BlockHash hash;
+  int64_t relative_offset = 0;
 };
 
 // vLLM's prefix-cache counters, in tokens (vllm:prefix_cache_queries / _hits).
@@ -93,11 +104,17 @@ class KvBlockManager {
   BlockHash root_;
   BlockPool pool_;
   PrefixCacheStats stats_;
-  std::vector<unsigned char> scratch_;  // parent key || block tokens, hashed in one call
+  std::vector<unsigned char> scratch_;  // parent key || block tokens || media keys, hashed in one call
+  std::vector<MediaBlockKey> media_keys_;  // of the block being hashed
 };
 
+// The extra keys of the block of tokens [block_start, block_end), in item order.
+void media_block_keys(std::span<const MediaSpan> media, int64_t block_start, int64_t block_end,
+                      std::vector<MediaBlockKey>& out);
+
 // One chained key; exposed for tests and for a future cross-process KV-events publisher.
+// Without media keys it is the key of a text-only block.
 BlockHash chain_block_hash(const BlockHash& parent, std::span<const TokenId> tokens,
-                           std::vector<unsigned char>& scratch);
+                           std::vector<unsigned char>& scratch, std::span<const MediaBlockKey> media = {});
 
 }  // namespace k2::engine

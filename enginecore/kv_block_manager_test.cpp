@@ -85,6 +85,36 @@ TEST(ChainBlockHash, DependsOnParentAndTokens) {
   EXPECT_NE(chain_block_hash(root, t1, scratch), chain_block_hash(BlockHash{1, 3}, t1, scratch));
 }
 
+TEST(ChainBlockHash, MediaKeysNameTheItemsOverlappingABlock) {
+  const BlockHash a{7, 8}, b{9, 10};
+  // Items [2, 6) and [6, 13) against blocks of 4 tokens.
+  const std::vector<MediaSpan> media = {MediaSpan{a, 2, 4}, MediaSpan{b, 6, 7}};
+  std::vector<MediaBlockKey> keys;
+  media_block_keys(media, 0, 4, keys);
+  ASSERT_EQ(keys.size(), 1u);
+  EXPECT_EQ(keys[0].hash, a);
+  EXPECT_EQ(keys[0].relative_offset, 2);
+  media_block_keys(media, 4, 8, keys);
+  ASSERT_EQ(keys.size(), 2u);
+  EXPECT_EQ(keys[0].relative_offset, -2);  // began in the block before
+  EXPECT_EQ(keys[1].hash, b);
+  EXPECT_EQ(keys[1].relative_offset, 2);
+  media_block_keys(media, 12, 16, keys);
+  ASSERT_EQ(keys.size(), 1u);
+  media_block_keys(media, 16, 20, keys);
+  EXPECT_TRUE(keys.empty());
+
+  std::vector<unsigned char> scratch;
+  const std::vector<TokenId> pads = {7, 7, 7, 7};
+  const BlockHash text = chain_block_hash(BlockHash{1, 2}, pads, scratch);
+  const std::vector<MediaBlockKey> ka = {{a, 0}}, kb = {{b, 0}}, ka_shifted = {{a, -1}};
+  EXPECT_NE(chain_block_hash(BlockHash{1, 2}, pads, scratch, ka), text);
+  EXPECT_NE(chain_block_hash(BlockHash{1, 2}, pads, scratch, ka), chain_block_hash(BlockHash{1, 2}, pads, scratch, kb));
+  EXPECT_NE(chain_block_hash(BlockHash{1, 2}, pads, scratch, ka),
+            chain_block_hash(BlockHash{1, 2}, pads, scratch, ka_shifted));
+  EXPECT_EQ(chain_block_hash(BlockHash{1, 2}, pads, scratch, ka), chain_block_hash(BlockHash{1, 2}, pads, scratch, ka));
+}
+
 TEST(KvBlockManager, SharedPrefixIsHitAndSharedByRefcount) {
   KvBlockManager kv = make_manager(16);
   std::vector<TokenId> prefix = iota_tokens(8, 10);  // two full blocks

@@ -24,7 +24,9 @@ Request::Request(RequestParams params, uint64_t arrival_seq)
       arrival_seq_(arrival_seq),
       skip_prefix_cache_(params.skip_prefix_cache),
       cache_salt_(std::move(params.cache_salt)),
-      group_id_(std::move(params.group_id)) {}
+      group_id_(std::move(params.group_id)),
+      media_(std::move(params.media)),
+      media_encoded_(media_.size(), false) {}
 
 void Request::set_num_computed_tokens(int32_t n) {
   K2_CHECK(n >= 0 && n <= num_tokens(), "request " + id_ + ": computed tokens out of range");
@@ -87,6 +89,14 @@ Status validate_request_params(const RequestParams& params, int32_t max_model_le
   }
   for (TokenId t : params.prompt_token_ids) {
     if (t < 0) return invalid_argument("request " + params.request_id + ": negative token id");
+  }
+  int64_t media_end = 0;
+  for (const MediaSpan& m : params.media) {
+    if (m.num_tokens < 1 || m.offset < media_end || int64_t{m.offset} + m.num_tokens > num_prompt) {
+      return invalid_argument("request " + params.request_id + ": media span [" + std::to_string(m.offset) + ", +" +
+                              std::to_string(m.num_tokens) + ") is empty, out of order or outside the prompt");
+    }
+    media_end = int64_t{m.offset} + m.num_tokens;
   }
   return {};
 }

@@ -28,6 +28,17 @@ struct BlockHash {
   friend bool operator==(const BlockHash&, const BlockHash&) = default;
 };
 
+// One media item of a prompt (an image or a video chunk) as the scheduler sees it: where its
+// placeholder tokens sit and what it is. The content hash keys the prefix cache (vLLM's
+// mm_hash extra keys): equal placeholder ids with different pictures are different KV.
+struct MediaSpan {
+  BlockHash hash;          // content hash of the preprocessed item
+  int32_t offset = 0;      // first placeholder token in the prompt
+  int32_t num_tokens = 0;  // placeholder tokens = encoder output rows
+  int32_t end() const { return offset + num_tokens; }
+  friend bool operator==(const MediaSpan&, const MediaSpan&) = default;
+};
+
 enum class RequestStatus : uint8_t {
   kWaiting,    // queued, never scheduled
   kRunning,    // holds KV blocks, scheduled every step it fits the budget
@@ -65,6 +76,8 @@ struct RequestParams {
   // The n > 1 siblings of one prompt share a group: later siblings wait for the first one's
   // prompt blocks and then start from them, even with prefix caching off (see Scheduler).
   std::string group_id;
+  // The prompt's media items, in prompt order, disjoint, inside the prompt.
+  std::vector<MediaSpan> media;
 };
 
 // KV bookkeeping of one request; written only by KvBlockManager and the Scheduler.
@@ -114,6 +127,13 @@ class Request {
 
   void append_output_token(TokenId token) { token_ids_.push_back(token); }
 
+  const std::vector<MediaSpan>& media() const { return media_; }
+  // Whether the workers hold media item i's encoder output for this request: set when a plan
+  // lists it for encoding, cleared by preemption (the workers drop the request's state).
+  bool media_encoded(size_t i) const { return media_encoded_[i]; }
+  void set_media_encoded(size_t i) { media_encoded_[i] = true; }
+  void clear_media_encoded() { media_encoded_.assign(media_.size(), false); }
+
   RequestBlocks& blocks() { return blocks_; }
   const RequestBlocks& blocks() const { return blocks_; }
 
@@ -133,6 +153,8 @@ class Request {
   std::string cache_salt_;
   std::string group_id_;
   int32_t num_preemptions_ = 0;
+  std::vector<MediaSpan> media_;
+  std::vector<bool> media_encoded_;
   RequestBlocks blocks_;
 };
 
@@ -143,7 +165,8 @@ class Request {
 FinishReason check_stop(const Request& request, int32_t max_model_len,
                         std::optional<TokenId>* stop_token);
 
-// Rejects what the scheduler could never serve correctly (empty prompt, bad limits).
+// Rejects what the scheduler could never serve correctly (empty prompt, bad limits, media
+// spans that are empty, overlapping, out of order or outside the prompt).
 Status validate_request_params(const RequestParams& params, int32_t max_model_len);
 
 }  // namespace k2::engine

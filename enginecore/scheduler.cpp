@@ -25,17 +25,19 @@ Result<std::unique_ptr<Scheduler>> Scheduler::create(const SchedulerConfig& conf
     }
   }
   K2_ASSIGN_OR_RETURN(KvBlockManager kv, KvBlockManager::create(kv_config));
-  return std::unique_ptr<Scheduler>(new Scheduler(config, std::move(kv)));
+  K2_ASSIGN_OR_RETURN(EncoderBudget encoder, EncoderBudget::create(config.encoder, config.max_num_batched_tokens));
+  return std::unique_ptr<Scheduler>(new Scheduler(config, std::move(kv), std::move(encoder)));
 }
 
-Scheduler::Scheduler(const SchedulerConfig& config, KvBlockManager kv)
-    : config_(config), kv_(std::move(kv)), waiting_(config.policy) {}
+Scheduler::Scheduler(const SchedulerConfig& config, KvBlockManager kv, EncoderBudget encoder)
+    : config_(config), kv_(std::move(kv)), encoder_(std::move(encoder)), waiting_(config.policy) {}
 
 Status Scheduler::add_request(RequestParams params) {
   K2_RETURN_IF_ERROR(validate_request_params(params, config_.max_model_len));
   if (requests_.contains(params.request_id)) {
     return invalid_argument("request id " + params.request_id + " is already in use");
   }
+  K2_RETURN_IF_ERROR(encoder_.check_media(params.request_id, params.media));
   // The last token of the longest possible sequence is sampled, never computed.
   const int64_t longest = std::min<int64_t>(
       static_cast<int64_t>(params.prompt_token_ids.size()) + params.stop.max_tokens, config_.max_model_len);
@@ -62,14 +64,16 @@ SchedulerOutput Scheduler::schedule() {
   SchedulerOutput out;
   out.step_id = ++step_id_;
   int32_t budget = config_.max_num_batched_tokens;
+  encoder_.begin_step();
   std::vector<Pick> picks;
   const bool preempted = schedule_running(picks, budget, out);
   if (!preempted) schedule_waiting(picks, budget);
 
   out.requests.reserve(picks.size());
-  for (const Pick& pick : picks) {
+  for (Pick& pick : picks) {
     out.requests.push_back(make_scheduled(pick));
     out.num_scheduled_tokens += pick.num_tokens;
+    out.num_encoder_tokens += pick.num_encoder_tokens;
   }
   K2_CHECK(out.num_scheduled_tokens <= config_.max_num_batched_tokens, "token budget exceeded");
   K2_CHECK(running_.size() <= static_cast<size_t>(config_.max_num_seqs), "max_num_seqs exceeded");
@@ -91,8 +95,13 @@ bool Scheduler::schedule_running(std::vector<Pick>& picks, int32_t& budget, Sche
   size_t i = 0;
   while (i < running_.size() && budget > 0) {
     Request* request = running_[i];
-    const int32_t num_new = clamp_new_tokens(request->num_tokens() - request->num_computed_tokens(), budget);
-    if (num_new <= 0) {  // caught up (possible once several plans may be in flight)
+    const EncoderPlan encode = encoder_.plan(
+        *request, request->num_computed_tokens(),
+        clamp_new_tokens(request->num_tokens() - request->num_computed_tokens(), budget));
+    const int32_t num_new = encode.num_new_tokens;
+    // Caught up (possible once several plans may be in flight), or its next media item
+    // does not fit this step's encoder budget.
+    if (num_new <= 0) {
       ++i;
       continue;
     }
@@ -109,7 +118,8 @@ bool Scheduler::schedule_running(std::vector<Pick>& picks, int32_t& budget, Sche
       }
     }
     if (self_preempted) break;
-    picks.push_back({request, num_new, /*is_new=*/false});
+    encoder_.commit(*request, encode);
+    picks.push_back({request, num_new, /*is_new=*/false, encode.encode, encode.num_encoder_tokens});
     budget -= num_new;
     ++i;
   }
@@ -120,6 +130,7 @@ void Scheduler::preempt(Request* victim, std::vector<Pick>& picks, int32_t& budg
   auto picked = std::find_if(picks.begin(), picks.end(), [victim](const Pick& p) { return p.request == victim; });
   if (picked != picks.end()) {
     budget += picked->num_tokens;
+    encoder_.refund(picked->num_encoder_tokens);
     picks.erase(picked);
   }
   std::erase(running_, victim);
@@ -127,6 +138,7 @@ void Scheduler::preempt(Request* victim, std::vector<Pick>& picks, int32_t& budg
   // find most of them again in the prefix cache.
   kv_.free(*victim);
   victim->set_num_computed_tokens(0);
+  encoder_.release(*victim);  // the workers drop its encoder outputs with its state
   victim->set_status(RequestStatus::kPreempted);
   victim->count_preemption();
   ++num_preemptions_;
@@ -164,8 +176,10 @@ void Scheduler::schedule_waiting(std::vector<Pick>& picks, int32_t& budget) {
     const PrefixHit hit = kv_.find_cached_prefix(*request);
     const int32_t remaining = request->num_tokens() - hit.num_tokens;
     if (!config_.enable_chunked_prefill && remaining > budget) break;
-    const int32_t num_new = clamp_new_tokens(remaining, budget);
-    if (!kv_.allocate_slots(*request, num_new, &hit)) break;
+    // As vLLM, a request whose chunk the encoder budget cuts to nothing ends admission.
+    const EncoderPlan encode = encoder_.plan(*request, hit.num_tokens, clamp_new_tokens(remaining, budget));
+    const int32_t num_new = encode.num_new_tokens;
+    if (num_new <= 0 || !kv_.allocate_slots(*request, num_new, &hit)) break;
 
     waiting_.pop_front();
     kv_.record_prefix_query(request->num_tokens(), hit.num_tokens);
@@ -173,7 +187,8 @@ void Scheduler::schedule_waiting(std::vector<Pick>& picks, int32_t& budget) {
     if (request->num_cached_tokens() < 0) request->set_num_cached_tokens(hit.num_tokens);
     request->set_status(RequestStatus::kRunning);
     running_.push_back(request);
-    picks.push_back({request, num_new, /*is_new=*/true});
+    encoder_.commit(*request, encode);
+    picks.push_back({request, num_new, /*is_new=*/true, encode.encode, encode.num_encoder_tokens});
     budget -= num_new;
     if (!request->group_id().empty() && running_leader(request->group_id()) == nullptr) {
       group_leaders_[request->group_id()] = request->id();
@@ -184,7 +199,7 @@ void Scheduler::schedule_waiting(std::vector<Pick>& picks, int32_t& budget) {
   for (auto it = deferred.rbegin(); it != deferred.rend(); ++it) waiting_.push_preempted(*it);
 }
 
-ScheduledRequest Scheduler::make_scheduled(const Pick& pick) {
+ScheduledRequest Scheduler::make_scheduled(Pick& pick) {
   Request& request = *pick.request;
   const std::span<const TokenId> tokens = request.all_token_ids();
   const int32_t start = request.num_computed_tokens();
@@ -194,6 +209,7 @@ ScheduledRequest Scheduler::make_scheduled(const Pick& pick) {
   s.num_prompt_tokens = request.num_prompt_tokens();
   s.start_position = start;
   s.token_ids.assign(tokens.begin() + start, tokens.begin() + start + pick.num_tokens);
+  s.encode_media = std::move(pick.encode_media);
   if (pick.is_new) s.cached_token_ids.assign(tokens.begin(), tokens.begin() + start);
 
   RequestBlocks& blocks = request.blocks();
@@ -301,6 +317,7 @@ void Scheduler::finish_request(Request* request, FinishReason reason, std::optio
     waiting_.remove(request);
   }
   kv_.free(*request);
+  encoder_.release(*request);
   request->finish(reason, stop_token);
   std::string id = request->id();
   if (auto leader = group_leaders_.find(request->group_id()); leader != group_leaders_.end() && leader->second == id) {

@@ -20,9 +20,13 @@
 // computed once, with or without prefix caching (without it, only siblings see each other's
 // blocks), where vLLM computes it once per sibling that shares a step with the first.
 //
-// Owns every Request and the KvBlockManager. Not thread-safe: one engine-loop thread.
-// Not yet: speculative-decode tokens, async scheduling (several plans in flight),
-// multimodal extra hash keys.
+// Multimodal prompts: media items key the prefix cache per block (see KvBlockManager) and
+// each step's encoder work is bounded by the EncoderBudget, which may cut a prompt chunk
+// before an image; every plan lists the items the workers encode in that step.
+//
+// Owns every Request, the KvBlockManager and the EncoderBudget. Not thread-safe: one
+// engine-loop thread. Not yet: speculative-decode tokens, async scheduling (several plans
+// in flight).
 #pragma once
 
 #include <cstdint>
@@ -31,6 +35,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "enginecore/encoder_budget.h"
 #include "enginecore/kv_block_manager.h"
 #include "enginecore/policy.h"
 #include "enginecore/request_state.h"
@@ -46,6 +51,7 @@ struct SchedulerConfig {
   bool enable_chunked_prefill = true;     // off: a waiting request's tokens must fit whole
   int32_t long_prefill_token_threshold = 0;  // > 0: at most this many tokens per request per step
   SchedulingPolicy policy = SchedulingPolicy::kFcfs;
+  EncoderBudgetConfig encoder;  // multimodal prompts only
 };
 
 class Scheduler {
@@ -56,9 +62,10 @@ class Scheduler {
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
 
-  // Queues a request. Rejects (and keeps nothing of) a duplicate id, invalid limits, a
-  // prompt that leaves no room under max_model_len, and a request whose longest possible
-  // sequence needs more KV blocks than the whole cache has: it could never finish.
+  // Queues a request. Rejects (and keeps nothing of) a duplicate id, invalid limits or media
+  // spans, a prompt that leaves no room under max_model_len, a media item larger than the
+  // encoder cache, and a request whose longest possible sequence needs more KV blocks than
+  // the whole cache has: it could never finish.
   Status add_request(RequestParams params);
 
   // Ends a waiting or running request (the client went away): frees its blocks and queues a
@@ -90,6 +97,7 @@ class Scheduler {
 
   const SchedulerConfig& config() const { return config_; }
   const KvBlockManager& kv_cache() const { return kv_; }
+  const EncoderBudget& encoder_budget() const { return encoder_; }
   const Request* find_request(const std::string& request_id) const;
 
   // Checks block counts against the block tables, request states against the queues and
@@ -102,9 +110,11 @@ class Scheduler {
     Request* request;
     int32_t num_tokens;
     bool is_new;
+    std::vector<int32_t> encode_media;  // media indices the workers encode for it
+    int32_t num_encoder_tokens = 0;     // what they cost the encoder budget
   };
 
-  Scheduler(const SchedulerConfig& config, KvBlockManager kv);
+  Scheduler(const SchedulerConfig& config, KvBlockManager kv, EncoderBudget encoder);
 
   int32_t clamp_new_tokens(int32_t wanted, int32_t budget) const;
   // Both return after exhausting the budget, the queue or the KV cache. schedule_running
@@ -116,7 +126,7 @@ class Scheduler {
   // The group's leader while it runs; nullptr when it has none or it is not running.
   const Request* running_leader(const std::string& group_id) const;
   void preempt(Request* victim, std::vector<Pick>& picks, int32_t& budget, SchedulerOutput& out);
-  ScheduledRequest make_scheduled(const Pick& pick);
+  ScheduledRequest make_scheduled(Pick& pick);
 
   // Also resolves the plan's request ids, in plan order, into `resolved`.
   Status validate_result(const SchedulerOutput& plan, const StepResult& result,
@@ -126,6 +136,7 @@ class Scheduler {
 
   SchedulerConfig config_;
   KvBlockManager kv_;
+  EncoderBudget encoder_;
   std::unordered_map<std::string, std::unique_ptr<Request>> requests_;
   std::vector<Request*> running_;
   WaitingQueue waiting_;

@@ -1,6 +1,7 @@
 // libFuzzer target: the input bytes are a configuration followed by a program of
 // add / step / abort operations, where a step's "worker result" (sampled tokens, and now
-// and then a malformed result) also comes from the input. The scheduler must refuse bad
+// and then a malformed result) also comes from the input. Requests may carry media spans
+// (valid or not) under a small encoder budget. The scheduler must refuse bad
 // input with a Status, never crash, and keep its invariants after every operation.
 #include <cstddef>
 #include <cstdint>
@@ -35,6 +36,29 @@ void check(const Scheduler& s) {
   K2_CHECK(st.ok(), st.to_string());
 }
 
+// Each listed item is one the chunk reaches, and the step's charged encoder work (listed
+// items minus those the workers' cache holds) fits the budget or is a single item larger
+// than all of it.
+void check_encoder_work(const Scheduler& s, const SchedulerOutput& plan) {
+  int32_t listed = 0;
+  bool charged_is_one_item = false;
+  for (const auto& r : plan.requests) {
+    const k2::engine::Request* request = s.find_request(r.request_id);
+    K2_CHECK(request != nullptr, "a scheduled request is unknown");
+    const int32_t end = r.start_position + static_cast<int32_t>(r.token_ids.size());
+    for (int32_t i : r.encode_media) {
+      K2_CHECK(i >= 0 && static_cast<size_t>(i) < request->media().size(), "encode_media out of range");
+      const k2::engine::MediaSpan& m = request->media()[static_cast<size_t>(i)];
+      K2_CHECK(m.offset < end && m.end() > r.start_position, "an encoded item outside its chunk");
+      listed += m.num_tokens;
+      charged_is_one_item = charged_is_one_item || m.num_tokens == plan.num_encoder_tokens;
+    }
+  }
+  K2_CHECK(plan.num_encoder_tokens >= 0 && plan.num_encoder_tokens <= listed, "encoder work miscounted");
+  K2_CHECK(plan.num_encoder_tokens <= s.encoder_budget().compute_budget() || charged_is_one_item,
+           "encoder budget exceeded");
+}
+
 RequestParams make_request(Bytes& in, int index) {
   RequestParams p;
   p.request_id = in.next() % 16 == 0 ? std::string() : "r" + std::to_string(index % 40);
@@ -50,6 +74,11 @@ RequestParams make_request(Bytes& in, int index) {
   p.skip_prefix_cache = in.next() % 8 == 0;
   if (const int group = in.next() % 8; group < 3) p.group_id = "g" + std::to_string(group);
   if (in.next() % 8 == 0) p.cache_salt = "salt";
+  for (int n = in.next() % 4; n > 0; --n) {  // few distinct pictures; spans may be bad
+    const uint64_t content = in.next() % 3;
+    p.media.push_back(k2::engine::MediaSpan{{content, content}, static_cast<int8_t>(in.next()) % 48,
+                                            static_cast<int8_t>(in.next()) % 16});
+  }
   return p;
 }
 
@@ -87,6 +116,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   kv.block_size = 1 << (in.next() % 4);
   kv.num_blocks = 2 + in.next() % 48;
   kv.enable_prefix_caching = (in.next() % 4) != 0;
+  config.encoder.max_num_encoder_input_tokens = in.next() % 16;
+  config.encoder.encoder_cache_size = in.next() % 24;
+  config.encoder.shared_cache = in.next() % 4 != 0;
   auto created = Scheduler::create(config, kv);
   if (!created.ok()) return 0;
   Scheduler& s = **created;
@@ -99,6 +131,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       default: {
         const SchedulerOutput plan = s.schedule();
         K2_CHECK(plan.num_scheduled_tokens <= config.max_num_batched_tokens, "budget exceeded");
+        check_encoder_work(s, plan);
         if (plan.empty()) break;
         if (in.next() % 8 == 0) (void)s.abort("r" + std::to_string(in.next() % 40));
         if (!s.update_from_output(plan, make_result(in, plan)).ok()) {

@@ -1,6 +1,7 @@
 // Scheduler::check_invariants: the whole-state consistency check that tests run after
 // every step. Kept apart from scheduler.cpp, whose hot path it is not.
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "enginecore/scheduler.h"
@@ -39,6 +40,43 @@ Status check_request_blocks(const Request& request, const KvBlockManager& kv, st
   return {};
 }
 
+// Queued requests hold no encoder outputs; a running one holds every item its computed
+// tokens reach into but do not pass (the next chunk reads its rows).
+Status check_request_media(const Request& request) {
+  const std::vector<MediaSpan>& media = request.media();
+  const bool running = request.status() == RequestStatus::kRunning;
+  for (size_t i = 0; i < media.size(); ++i) {
+    if (!running && request.media_encoded(i)) {
+      return internal_error("queued request " + request.id() + " counts media item " + std::to_string(i) + " as encoded");
+    }
+    const bool straddles = media[i].offset < request.num_computed_tokens() && media[i].end() > request.num_computed_tokens();
+    if (running && straddles && !request.media_encoded(i)) {
+      return internal_error("request " + request.id() + " is inside media item " + std::to_string(i) +
+                            ", which was never encoded");
+    }
+  }
+  return {};
+}
+
+// The encoder budget's count of holders per content equals the requests' media flags.
+Status check_media_holders(const std::unordered_map<std::string, std::unique_ptr<Request>>& requests,
+                           const EncoderBudget& encoder) {
+  std::unordered_map<BlockHash, int32_t, BlockHashHasher> holders;
+  for (const auto& [id, request] : requests) {
+    for (size_t i = 0; i < request->media().size(); ++i) {
+      if (request->media_encoded(i)) ++holders[request->media()[i].hash];
+    }
+  }
+  if (holders.size() != encoder.num_held_hashes()) {
+    return internal_error("the encoder budget counts " + std::to_string(encoder.num_held_hashes()) +
+                          " held contents, the requests hold " + std::to_string(holders.size()));
+  }
+  for (const auto& [hash, n] : holders) {
+    if (encoder.num_holders(hash) != n) return internal_error("the encoder budget miscounts a content's holders");
+  }
+  return {};
+}
+
 }  // namespace
 
 Status Scheduler::check_invariants() const {
@@ -62,7 +100,9 @@ Status Scheduler::check_invariants() const {
     if (!queued.contains(request.get())) return internal_error("request " + id + " is in no queue");
     if (request->num_tokens() > config_.max_model_len) return internal_error("request " + id + " exceeds max_model_len");
     K2_RETURN_IF_ERROR(check_request_blocks(*request, kv_, refs));
+    K2_RETURN_IF_ERROR(check_request_media(*request));
   }
+  K2_RETURN_IF_ERROR(check_media_holders(requests_, encoder_));
   return kv_.pool().check_consistency(refs);
 }
 

@@ -30,12 +30,20 @@ struct ScheduledRequest {
   // The chunk reaches the request's last token: compute logits and sample one token.
   // False for a non-final prefill chunk.
   bool needs_sample = false;
+  // Indices into the request's media the workers encode in this step, before running the
+  // chunk. The chunk's other media items are held already since the request (re)started,
+  // or have the content of one that is (the workers copy those rows).
+  std::vector<int32_t> encode_media;
 };
 
 struct SchedulerOutput {
   uint64_t step_id = 0;
   std::vector<ScheduledRequest> requests;  // running requests first, then admitted ones
   int32_t num_scheduled_tokens = 0;        // <= max_num_batched_tokens
+  // Encoder tokens the step is charged (items listed in encode_media that neither the
+  // request nor, as far as the scheduler knows, the workers' encoder cache holds):
+  // <= the encoder budget, or a single item larger than all of it.
+  int32_t num_encoder_tokens = 0;
   // Workers drop their state for these before applying `requests`; their blocks may
   // already be reused by requests of this very step.
   std::vector<std::string> preempted_request_ids;  // preempted in this step

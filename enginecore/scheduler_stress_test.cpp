@@ -1,8 +1,10 @@
 // Randomized load through the scheduler and the fake executor: random configurations
 // (block size, tiny KV caches, budgets, chunking, prefix caching, policy), random prompts
 // sharing random prefixes, random stop rules and random aborts, some while a step is in
-// flight. After every step: the scheduler's invariants, the budget, and (inside the fake
-// executor) the KV contents. At the end: every request finished exactly once, and every
+// flight, and media items (a small pool of pictures, in shared prefixes and suffixes) under
+// random encoder budgets. After every step: the scheduler's invariants, the token and encoder
+// budgets, and (inside the fake executor) the KV contents and that every media item a chunk
+// reaches was encoded. At the end: every request finished exactly once, and every
 // request that was not aborted produced exactly the tokens it produces when served alone.
 #include <gtest/gtest.h>
 
@@ -20,6 +22,7 @@ using testing::FakeExecutor;
 
 constexpr TokenId kEos = 2;
 constexpr TokenId kImEnd = 3;
+constexpr TokenId kPad = 50;  // media placeholder
 
 // A small vocabulary so that stop ids and shared suffixes come up; EOS now and then.
 TokenId stress_sample(const std::string&, std::span<const TokenId> context) {
@@ -43,7 +46,9 @@ struct StressRun {
   std::map<std::string, RequestParams> added;
   std::map<std::string, Outcome> outcomes;
   std::vector<std::vector<TokenId>> prefixes;
+  std::vector<std::vector<MediaSpan>> prefix_media;
   int64_t steps = 0;
+  int64_t media_encoded = 0;
   int64_t num_rejected = 0;
   int64_t num_preemptions = 0;
   int64_t num_completed = 0;
@@ -67,19 +72,45 @@ struct StressRun {
     config.max_num_seqs = uniform(1, 24);
     config.long_prefill_token_threshold = config.enable_chunked_prefill && chance(0.3) ? uniform(1, 32) : 0;
     config.policy = chance(0.5) ? SchedulingPolicy::kFcfs : SchedulingPolicy::kPriority;
+    if (chance(0.5)) config.encoder.max_num_encoder_input_tokens = uniform(1, 24);
+    if (chance(0.3)) config.encoder.encoder_cache_size = uniform(4, 16);  // some items are refused
+    config.encoder.shared_cache = chance(0.7);
     for (int i = 0; i < 4; ++i) {
-      std::vector<TokenId> prefix(static_cast<size_t>(uniform(0, 40)));
-      for (TokenId& t : prefix) t = uniform(100, 400);
+      std::vector<TokenId> prefix;
+      std::vector<MediaSpan> media;
+      append_text(prefix, uniform(0, 20));
+      if (chance(0.5)) append_image(prefix, media);
+      append_text(prefix, uniform(0, 12));
       prefixes.push_back(std::move(prefix));
+      prefix_media.push_back(std::move(media));
     }
+  }
+
+  void append_text(std::vector<TokenId>& ids, int32_t n) {
+    for (int32_t i = 0; i < n; ++i) ids.push_back(uniform(100, 400));
+  }
+
+  // One of a few pictures, so that equal and different images meet in the prefix cache.
+  void append_image(std::vector<TokenId>& ids, std::vector<MediaSpan>& media) {
+    const auto content = static_cast<uint64_t>(uniform(1, 4));
+    const MediaSpan m{BlockHash{content, content * 31}, static_cast<int32_t>(ids.size()), uniform(1, 12)};
+    ids.insert(ids.end(), static_cast<size_t>(m.num_tokens), kPad);
+    media.push_back(m);
   }
 
   RequestParams random_request(int index) {
     RequestParams p;
     p.request_id = "req-" + std::to_string(index);
-    p.prompt_token_ids = prefixes[static_cast<size_t>(uniform(0, 3))];
-    const int32_t suffix = uniform(p.prompt_token_ids.empty() ? 1 : 0, 30);
-    for (int32_t i = 0; i < suffix; ++i) p.prompt_token_ids.push_back(uniform(100, 400));
+    const auto prefix = static_cast<size_t>(uniform(0, 3));
+    p.prompt_token_ids = prefixes[prefix];
+    p.media = prefix_media[prefix];
+    for (int parts = uniform(p.prompt_token_ids.empty() ? 1 : 0, 3); parts > 0; --parts) {
+      if (chance(0.3)) {
+        append_image(p.prompt_token_ids, p.media);
+      } else {
+        append_text(p.prompt_token_ids, uniform(1, 12));
+      }
+    }
     p.stop.max_tokens = uniform(1, 60);
     p.stop.min_tokens = chance(0.2) ? uniform(0, p.stop.max_tokens) : 0;
     p.stop.ignore_eos = chance(0.1);
@@ -126,6 +157,7 @@ struct StressRun {
         RequestParams p = random_request(next++);
         const std::string id = p.request_id;
         const RequestParams copy = p;
+        executor.set_media(id, p.media);
         const Status st = s.add_request(std::move(p));
         if (st.ok()) {
           added[id] = copy;
@@ -145,6 +177,10 @@ struct StressRun {
       if (!plan.empty()) {
         const StepResult result = executor.execute(plan);
         if (::testing::Test::HasFatalFailure()) return;
+        ASSERT_LE(executor.last_step_encoder_tokens(), plan.num_encoder_tokens) << "step " << steps;
+        ASSERT_TRUE(executor.last_step_encoder_tokens() <= s.encoder_budget().compute_budget() ||
+                    executor.last_step_items_encoded() == 1)
+            << "step " << steps << " encodes " << executor.last_step_encoder_tokens() << " tokens";
         abort_some(s, 0.0005);  // the client goes away while the step runs
         const Status st = s.update_from_output(plan, result);
         ASSERT_TRUE(st.ok()) << st.to_string();
@@ -157,6 +193,7 @@ struct StressRun {
     EXPECT_EQ(s.kv_cache().num_free_blocks(), s.kv_cache().num_usable_blocks());
     num_preemptions = s.stats().num_preemptions;
     prefix_hits = s.stats().prefix_cache_hits;
+    media_encoded = executor.num_media_encoded();
     check_outcomes();
   }
 
@@ -181,7 +218,7 @@ struct StressRun {
 };
 
 TEST(SchedulerStress, RandomLoadsKeepInvariantsAndFinishEveryRequest) {
-  int64_t steps = 0, rejected = 0, preemptions = 0, completed = 0, aborted = 0, hits = 0;
+  int64_t steps = 0, rejected = 0, preemptions = 0, completed = 0, aborted = 0, hits = 0, encoded = 0;
   for (uint32_t seed = 1; seed <= 150; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     StressRun run(seed);
@@ -193,6 +230,7 @@ TEST(SchedulerStress, RandomLoadsKeepInvariantsAndFinishEveryRequest) {
     completed += run.num_completed;
     aborted += run.num_aborted;
     hits += run.prefix_hits;
+    encoded += run.media_encoded;
   }
   // The load must have exercised what it is meant to exercise.
   EXPECT_GT(preemptions, 100);
@@ -200,9 +238,12 @@ TEST(SchedulerStress, RandomLoadsKeepInvariantsAndFinishEveryRequest) {
   EXPECT_GT(aborted, 10);
   EXPECT_GT(rejected, 10);
   EXPECT_GT(hits, 1000);
-  std::printf("steps %lld, completed %lld, aborted %lld, rejected %lld, preemptions %lld, prefix-hit tokens %lld\n",
+  EXPECT_GT(encoded, 1000);
+  std::printf("steps %lld, completed %lld, aborted %lld, rejected %lld, preemptions %lld, prefix-hit tokens %lld, "
+              "media encoded %lld\n",
               static_cast<long long>(steps), static_cast<long long>(completed), static_cast<long long>(aborted),
-              static_cast<long long>(rejected), static_cast<long long>(preemptions), static_cast<long long>(hits));
+              static_cast<long long>(rejected), static_cast<long long>(preemptions), static_cast<long long>(hits),
+              static_cast<long long>(encoded));
 }
 
 }  // namespace

@@ -55,7 +55,7 @@ class Harness {
   Status add(const std::string& id, std::vector<TokenId> prompt, StopParams stop, int32_t priority = 0) {
     prompts[id] = prompt;
     stops[id] = stop;
-    RequestParams p{id, std::move(prompt), std::move(stop), priority, false, {}, {}};
+    RequestParams p{id, std::move(prompt), std::move(stop), priority, false, {}, {}, {}};
     return scheduler->add_request(std::move(p));
   }
 
@@ -64,7 +64,7 @@ class Harness {
                 std::string salt = "") {
     prompts[id] = prompt;
     stops[id] = stop;
-    RequestParams p{id, std::move(prompt), std::move(stop), 0, false, std::move(salt), std::move(group)};
+    RequestParams p{id, std::move(prompt), std::move(stop), 0, false, std::move(salt), std::move(group), {}};
     return scheduler->add_request(std::move(p));
   }
 

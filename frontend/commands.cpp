@@ -10,6 +10,7 @@
 #include "bench/serve/engine_overhead.h"
 #include "enginecore/protocol/option_table.h"
 #include "frontend/chat_template/render_chat_command.h"
+#include "frontend/keygen_command.h"
 #include "frontend/proxy/launch_dp.h"
 #include "frontend/proxy/proxy_server.h"
 #include "frontend/parsers/parse_output_command.h"
@@ -113,6 +114,8 @@ const std::vector<Command>& commands() {
   static const std::vector<Command> table = {
       {"serve", "serve a model with the OpenAI-compatible API (vLLM's flags)", serve_command, ""},
       {"proxy", "balance OpenAI-compatible servers (external data-parallel ranks)", proxy::proxy_command, ""},
+      {"keygen", "write a new control-plane key file (--control-plane-key-file) for a deployment", keygen_command,
+       ""},
       {"launch-dp", "start this node's external data-parallel ranks, one API server each", proxy::launch_dp_command,
        ""},
       {"golden-check", "check a checkpoint's float32 forward pass against golden logits", nullptr, "k2serve-worker"},

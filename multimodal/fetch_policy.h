@@ -27,7 +27,8 @@ struct MediaFetchPolicy {
   bool allow_private_addresses = false;
   size_t max_bytes = 20u << 20;  // --max-media-bytes
   int max_redirects = 5;
-  std::chrono::milliseconds timeout{10000};  // whole fetch, all hops
+  // Whole fetch, all hops; vLLM's VLLM_IMAGE_FETCH_TIMEOUT default (5 s).
+  std::chrono::milliseconds timeout{5000};
 };
 
 Status check_fetch_url(const HttpUrl& url, const MediaFetchPolicy& policy);

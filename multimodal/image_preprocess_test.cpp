@@ -14,6 +14,7 @@
 #include "multimodal/pil_resize.h"
 #include "multimodal/test_images.h"
 #include "multimodal/video_sampling.h"
+#include "multimodal/vision_golden.h"
 #include "workers/loader/safetensors.h"
 
 namespace k2::mm {
@@ -24,21 +25,14 @@ const std::string kDir = std::string(K2_TEST_DATA_DIR) + "/models/tiny-k25-visio
 class VisionGolden : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    std::ifstream in(kDir + "golden.json");
-    ASSERT_TRUE(in) << "missing golden.json";
-    golden_ = new nlohmann::json(nlohmann::json::parse(in));
-    auto st = SafetensorsFile::open(kDir + "golden.safetensors");
-    ASSERT_TRUE(st.ok()) << st.status().to_string();
-    tensors_ = std::move(st).value().release();
-    auto cfg = load_media_proc_config(kDir + "preprocessor_config.json");
-    ASSERT_TRUE(cfg.ok()) << cfg.status().to_string();
-    cfg_ = new MediaProcConfig(*cfg);
+    auto set = testing::VisionGoldenSet::open(kDir);
+    ASSERT_TRUE(set.ok()) << set.status().to_string();
+    set_ = std::move(set).value().release();
+    golden_ = &set_->json();
+    tensors_ = &set_->tensors();
+    cfg_ = &set_->config();
   }
-  static void TearDownTestSuite() {
-    delete golden_;
-    delete tensors_;
-    delete cfg_;
-  }
+  static void TearDownTestSuite() { delete set_; }
 
   static RgbImage load(const std::string& file, AlphaPolicy alpha) {
     DecodeLimits limits;
@@ -54,13 +48,15 @@ class VisionGolden : public ::testing::Test {
     return v.ok() ? *v : TensorView();
   }
 
-  static nlohmann::json* golden_;
-  static SafetensorsFile* tensors_;
-  static MediaProcConfig* cfg_;
+  static testing::VisionGoldenSet* set_;
+  static const nlohmann::json* golden_;
+  static const SafetensorsFile* tensors_;
+  static const MediaProcConfig* cfg_;
 };
-nlohmann::json* VisionGolden::golden_ = nullptr;
-SafetensorsFile* VisionGolden::tensors_ = nullptr;
-MediaProcConfig* VisionGolden::cfg_ = nullptr;
+testing::VisionGoldenSet* VisionGolden::set_ = nullptr;
+const nlohmann::json* VisionGolden::golden_ = nullptr;
+const SafetensorsFile* VisionGolden::tensors_ = nullptr;
+const MediaProcConfig* VisionGolden::cfg_ = nullptr;
 
 TEST_F(VisionGolden, ConfigReadFromFile) {
   const auto& g = (*golden_)["media_proc_cfg"];
@@ -92,27 +88,7 @@ TEST_F(VisionGolden, EveryMediaItemMatchesExactly) {
     EXPECT_EQ(pre->num_tokens, m["num_tokens"].get<int64_t>());
     EXPECT_EQ(pre->num_patches(), m["n_patches"].get<int64_t>());
 
-    const TensorView grid = tensor("media." + name + ".grid_thw");
-    ASSERT_EQ(grid.dtype, DType::kI32);
-    ASSERT_EQ(grid.numel(), 3);
-    for (int i = 0; i < 3; ++i) {
-      int32_t g;
-      std::memcpy(&g, grid.data + 4 * i, 4);
-      EXPECT_EQ(pre->grid_thw[size_t(i)], g) << "grid_thw[" << i << "]";
-    }
-
-    const TensorView pv = tensor("media." + name + ".pixel_values");
-    ASSERT_EQ(pv.dtype, DType::kF32);
-    ASSERT_EQ(size_t(pv.numel()), pre->pixel_values.size());
-    std::vector<float> want(pre->pixel_values.size());
-    std::memcpy(want.data(), pv.data, want.size() * 4);
-    size_t mismatches = 0, first = want.size();
-    for (size_t i = 0; i < want.size(); ++i) {
-      if (std::memcmp(&want[i], &pre->pixel_values[i], 4) != 0) {
-        if (mismatches++ == 0) first = i;
-      }
-    }
-    EXPECT_EQ(mismatches, 0u) << "first at " << first << ": got " << pre->pixel_values[first] << " want " << want[first];
+    testing::expect_matches_golden(*set_, name, *pre);
 
     if (tensors_->has("media." + name + ".resized_u8")) {
       const TensorView ru = tensor("media." + name + ".resized_u8");

@@ -1,11 +1,9 @@
 #include "multimodal/media_loader.h"
 
-#include <xxhash.h>
-
 #include "multimodal/ascii.h"
-#include "multimodal/data_url.h"
 #include "multimodal/http_url.h"
 #include "multimodal/image_format.h"
+#include "multimodal/video_sampling.h"
 
 namespace k2::mm {
 namespace {
@@ -18,18 +16,20 @@ Status as_client_error(const Status& s, std::string_view what) {
 
 bool is_http_url(std::string_view url) { return starts_with_ci(url, "http://") || starts_with_ci(url, "https://"); }
 
-}  // namespace
+const char* kind_name(MediaKind kind) { return kind == MediaKind::kImage ? "image" : "video"; }
 
-ContentHash media_content_hash(const PreprocessedMedia& media) {
-  XXH3_state_t* state = XXH3_createState();
-  K2_CHECK(state != nullptr, "XXH3_createState failed");
-  XXH3_128bits_reset(state);
-  XXH3_128bits_update(state, media.pixel_values.data(), media.pixel_values.size() * sizeof(float));
-  XXH3_128bits_update(state, media.grid_thw.data(), sizeof(media.grid_thw));
-  const XXH128_hash_t h = XXH3_128bits_digest(state);
-  XXH3_freeState(state);
-  return ContentHash{h.low64, h.high64};
+// A response's Content-Type as a declared type: a generic type (or none) declares nothing,
+// so the bytes' own signature decides; anything else must name the modality.
+Result<std::string> http_declared_type(const std::string& content_type, MediaKind kind) {
+  const std::string type = normalize_media_type(content_type);
+  if (type.empty() || type == "application/octet-stream" || type == "binary/octet-stream") return std::string();
+  const bool fits = kind == MediaKind::kImage ? image_format_for_media_type(type) != ImageFormat::kUnknown
+                                              : is_supported_video_media_type(type);
+  if (!fits) return invalid_argument("the server sent content type '" + type + "', which is not a supported " + kind_name(kind) + " type");
+  return type;
 }
+
+}  // namespace
 
 Result<std::shared_ptr<const MediaLoader>> MediaLoader::create(MediaProcConfig config, MediaLoaderOptions options) {
   std::optional<LocalMediaDir> local;
@@ -39,37 +39,41 @@ Result<std::shared_ptr<const MediaLoader>> MediaLoader::create(MediaProcConfig c
     local.emplace(std::move(dir).value());
   }
   options.decode.max_bytes = options.fetch.max_bytes;
-  return std::shared_ptr<const MediaLoader>(new MediaLoader(std::move(config), std::move(options), std::move(local)));
+  options.video.max_bytes = options.fetch.max_bytes;
+  auto fetcher = HttpFetcher::create(options.fetch, options.fetch_hooks);
+  if (!fetcher.ok()) return fetcher.status().with_context("media fetcher");
+  return std::shared_ptr<const MediaLoader>(
+      new MediaLoader(std::move(config), std::move(options), std::move(local), std::move(fetcher).value()));
 }
 
-Result<std::vector<uint8_t>> MediaLoader::read_image_bytes(std::string_view url, std::string* declared_type) const {
+Result<std::vector<uint8_t>> MediaLoader::read_media_bytes(std::string_view url, MediaKind kind, std::string* declared_type) const {
   declared_type->clear();
+  const std::string what = std::string(kind_name(kind));
   const size_t cap = options_.fetch.max_bytes;
   if (is_data_url(url)) {
-    auto parsed = parse_data_url(url, MediaKind::kImage, cap);
-    if (!parsed.ok()) return as_client_error(parsed.status(), "image data URL");
+    auto parsed = parse_data_url(url, kind, cap);
+    if (!parsed.ok()) return as_client_error(parsed.status(), what + " data URL");
     *declared_type = parsed->media_type;
     return std::move(parsed->data);
   }
   if (is_file_url(url)) {
     if (!local_) {
-      return invalid_argument("file:// image URLs are disabled: the server was started without --allowed-local-media-path");
+      return invalid_argument("file:// " + what + " URLs are disabled: the server was started without --allowed-local-media-path");
     }
     auto bytes = local_->read(url, cap);
-    if (!bytes.ok()) return as_client_error(bytes.status(), "file:// image URL");
+    if (!bytes.ok()) return as_client_error(bytes.status(), "file:// " + what + " URL");
     return bytes;
   }
   if (is_http_url(url)) {
-    auto parsed = parse_http_url(url);
-    if (!parsed.ok()) return as_client_error(parsed.status(), "image URL");
-    if (Status s = check_fetch_url(*parsed, options_.fetch); !s.ok()) return as_client_error(s, "image URL");
-    if (parsed->ip) {
-      if (Status s = check_connect_address(*parsed->ip, options_.fetch); !s.ok()) return as_client_error(s, "image URL");
-    }
-    return invalid_argument("image URL: fetching http(s) media is not implemented by this server yet; send the image "
-                            "as a data: URL or a file:// URL under --allowed-local-media-path");
+    const auto timeout = kind == MediaKind::kImage ? options_.fetch.timeout : options_.video_fetch_timeout;
+    auto fetched = fetcher_->fetch(url, timeout);
+    if (!fetched.ok()) return as_client_error(fetched.status(), what + " URL");
+    auto declared = http_declared_type(fetched->content_type, kind);
+    if (!declared.ok()) return as_client_error(declared.status(), what + " URL " + fetched->final_url);
+    *declared_type = std::move(declared).value();
+    return std::move(fetched->body);
   }
-  return invalid_argument("image URL: unsupported scheme (expected data:, file:// or http(s)://)");
+  return invalid_argument(what + " URL: unsupported scheme (expected data:, file:// or http(s)://)");
 }
 
 Result<LoadedMedia> MediaLoader::load_image(std::string_view url) const {
@@ -83,6 +87,28 @@ Result<LoadedMedia> MediaLoader::load_image(std::string_view url) const {
   LoadedMedia out;
   out.media = std::move(media).value();
   out.hash = media_content_hash(out.media);
+  return out;
+}
+
+Result<std::vector<LoadedMedia>> MediaLoader::load_video(std::string_view url) const {
+  std::string declared;
+  K2_ASSIGN_OR_RETURN(std::vector<uint8_t> bytes, read_media_bytes(url, MediaKind::kVideo, &declared));
+  std::vector<LoadedMedia> out;
+  // Each chunk is preprocessed as soon as its frames are decoded: only one chunk of
+  // full-size frames is alive at a time.
+  auto plan = decode_video_chunks(bytes, config_, options_.video,
+                                  [this, &out](size_t, const VideoChunkPlan& chunk, std::span<const RgbImage> frames) -> Status {
+                                    K2_ASSIGN_OR_RETURN(PreprocessedMedia media, preprocess_video_chunk(frames, config_));
+                                    LoadedMedia item;
+                                    item.media = std::move(media);
+                                    item.hash = media_content_hash(item.media);
+                                    item.video_chunk_prompt = video_chunk_prompt(chunk);
+                                    item.first_video_chunk = out.empty();
+                                    out.push_back(std::move(item));
+                                    return {};
+                                  });
+  if (!plan.ok()) return as_client_error(plan.status(), "video");
+  if (out.empty()) return invalid_argument("video: no frames were sampled");
   return out;
 }
 

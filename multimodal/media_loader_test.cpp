@@ -13,23 +13,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string base64(const std::vector<uint8_t>& in) {
-  static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  for (size_t i = 0; i < in.size(); i += 3) {
-    uint32_t v = uint32_t{in[i]} << 16;
-    if (i + 1 < in.size()) v |= uint32_t{in[i + 1]} << 8;
-    if (i + 2 < in.size()) v |= in[i + 2];
-    out += k[(v >> 18) & 63];
-    out += k[(v >> 12) & 63];
-    out += i + 1 < in.size() ? k[(v >> 6) & 63] : '=';
-    out += i + 2 < in.size() ? k[v & 63] : '=';
-  }
-  return out;
-}
-
 std::string png_data_url(const std::vector<uint8_t>& bytes, const std::string& type = "image/png") {
-  return "data:" + type + ";base64," + base64(bytes);
+  return "data:" + type + ";base64," + testing::base64_encode(bytes);
 }
 
 MediaProcConfig proc_config() {

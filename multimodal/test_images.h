@@ -29,4 +29,7 @@ std::vector<uint8_t> encode_gif(const RgbImage& img);
 
 std::vector<uint8_t> read_file(const std::string& path);
 
+// Standard base64 with padding, for building data: URLs.
+std::string base64_encode(const std::vector<uint8_t>& bytes);
+
 }  // namespace k2::mm::testing

@@ -11,6 +11,7 @@ packages=(
   libpcre2-dev libxxhash-dev libstb-dev libjpeg62-turbo-dev libwebp-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm python3 python3-jsonschema curl
+  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libssl-dev
 )
 
 missing=()

@@ -60,8 +60,10 @@ Result<CaseRun> run_case(const DeepSeekV3& model, const GoldenCase& c, int64_t b
   const size_t n = c.prompts.size();
   int64_t blocks = 0;
   for (const auto& p : c.prompts) blocks += (static_cast<int64_t>(p.size()) + c.decode_steps + block_size) / block_size;
+  // The fast path keeps its KV cache in bf16 (--kv-cache-dtype auto), the float32 path in float32.
+  K2_ASSIGN_OR_RETURN(KvCacheDtype kv_dtype, kv_cache_dtype_for("auto", !model.weight_layouts().exact()));
   K2_ASSIGN_OR_RETURN(LatentKvCache cache, LatentKvCache::create(model.config().num_hidden_layers, blocks,
-                                                                 block_size, model.cache_row_dim()));
+                                                                 block_size, model.cache_row_dim(), kv_dtype));
   BlockAllocator allocator(blocks);
   std::vector<std::vector<int32_t>> tables(n);
   for (size_t p = 0; p < n; ++p) {
@@ -477,7 +479,7 @@ Result<bool> run_fast_check(const std::filesystem::path& dir, const GoldenSet& g
   K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> exact, load_model(dir, options.progress));
   K2_ASSIGN_OR_RETURN(RankGroup fast, load_ranks(dir, options, options.layouts));
   out << "fast path: dense weights " << weight_layout_name(fast.lead().weight_layouts().dense) << ", routed experts "
-      << weight_layout_name(fast.lead().weight_layouts().experts) << "\n";
+      << weight_layout_name(fast.lead().weight_layouts().experts) << ", kv cache bfloat16\n";
   for (const GoldenCase& c : golden.cases()) {
     Result<CaseRun> a = run_case(*exact, c, options.block_size);
     Result<CaseRun> b = a.ok() ? run_case_ranks(fast, c, options.block_size, report) : a;
@@ -496,9 +498,6 @@ Result<bool> run_fast_check(const std::filesystem::path& dir, const GoldenSet& g
 Result<bool> run_golden_check(const std::filesystem::path& dir, std::ostream& out, const GoldenCheckOptions& options) {
   if (options.tensor_parallel_size < 1) return invalid_argument("--tensor-parallel-size must be at least 1");
   K2_ASSIGN_OR_RETURN(bool vision, is_vision_golden_set(dir));
-  if (vision && options.tensor_parallel_size > 1) {
-    return unimplemented("golden-check --tensor-parallel-size > 1 does not cover a vision set yet");
-  }
   if (vision) return run_vision_golden_check(dir, out, options);
   K2_ASSIGN_OR_RETURN(GoldenSet golden, GoldenSet::open(dir));
   K2_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::from_dir(dir));

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <ostream>
+#include <string>
 
 #include "shm/status.h"
 #include "workers/loader/progress.h"
@@ -30,6 +31,9 @@ struct GoldenCheckOptions {
   WeightLayouts layouts;
   int tensor_parallel_size = 1;  // ranks of the (in-process) tensor-parallel group
   bool expert_parallel = false;  // routed experts split whole over the ranks (EP = TP size here)
+  // Vision sets with tensor_parallel_size > 1: "weights" (the tower sharded) or "data" (each
+  // rank encodes a share of the media items), as vLLM's --mm-encoder-tp-mode.
+  std::string mm_encoder_tp_mode = "weights";
 };
 
 // True when every check passed. Unreadable or malformed inputs are error values.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <limits>
@@ -11,6 +12,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -26,7 +28,9 @@
 #include "workers/loader/checkpoint.h"
 #include "workers/loader/convert.h"
 #include "workers/loader/safetensors.h"
+#include "workers/parallel/thread_group_communicator.h"
 #include "workers/vision/moonvit.h"
+#include "workers/vision/vision_encoder.h"
 
 namespace k2 {
 namespace {
@@ -159,26 +163,84 @@ void check_exact_ints(GoldenReport& report, const VisionGolden& golden, const st
 // The stage a golden tensor name stands for ("media.a.pixel_values" -> "pixel_values").
 std::string kind_of(const std::string& tensor) { return tensor.substr(tensor.rfind('.') + 1); }
 
+// Elements whose bits differ (sizes that differ count as all differing).
+int64_t differing_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return static_cast<int64_t>(std::max(a.size(), b.size()));
+  int64_t n = 0;
+  for (size_t i = 0; i < a.size(); ++i) n += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  return n;
+}
+
+// The N ranks under check, one thread each at run time, sharing one in-process group: the
+// language model sharded as golden-check -tp shards it, the vision tower sharded (weights)
+// or whole on every rank (data) as --mm-encoder-tp-mode says. N = 1: the plain models.
+struct VisionRanks {
+  EncoderTpMode mode = EncoderTpMode::kWeights;
+  std::vector<std::unique_ptr<ThreadGroupCommunicator>> comms;
+  std::vector<std::unique_ptr<MoonVit>> towers;
+  std::vector<std::unique_ptr<DeepSeekV3>> models;
+  int size() const { return static_cast<int>(towers.size()); }
+  Communicator* comm(int r) const { return comms.empty() ? nullptr : comms[static_cast<size_t>(r)].get(); }
+};
+
+Result<VisionRanks> load_vision_ranks(const std::filesystem::path& dir, const GoldenCheckOptions& options) {
+  VisionRanks g;
+  K2_ASSIGN_OR_RETURN(g.mode, parse_encoder_tp_mode(options.mm_encoder_tp_mode));
+  const int n = options.tensor_parallel_size;
+  K2_ASSIGN_OR_RETURN(VisionConfig vision_config, VisionConfig::from_dir(dir));
+  K2_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(dir));  // no prefix: vision_tower.* at the root
+  if (n > 1) g.comms = ThreadGroupCommunicator::create(n);
+  for (int r = 0; r < n; ++r) {
+    const Shard shard{r, n, options.expert_parallel};
+    const Shard tower_shard = g.mode == EncoderTpMode::kWeights ? Shard{r, n} : Shard{};
+    K2_ASSIGN_OR_RETURN(std::unique_ptr<MoonVit> vit,
+                        MoonVit::load(checkpoint, vision_config, options.progress, tower_shard, g.comm(r)));
+    g.towers.push_back(std::move(vit));
+    K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> model,
+                        load_model(dir, options.progress, false, WeightLayouts{}, n > 1 ? shard : Shard{}, g.comm(r)));
+    g.models.push_back(std::move(model));
+  }
+  return g;
+}
+
+// fn(r) on one thread per rank (their collectives pair up); the results in rank order.
+template <class Fn>
+auto on_every_rank(int ranks, Fn&& fn) -> std::vector<decltype(fn(0))> {
+  std::vector<std::optional<decltype(fn(0))>> out(static_cast<size_t>(ranks));
+  if (ranks == 1) {
+    out[0].emplace(fn(0));
+  } else {
+    std::vector<std::thread> threads;
+    for (int r = 0; r < ranks; ++r) threads.emplace_back([&, r] { out[static_cast<size_t>(r)].emplace(fn(r)); });
+    for (std::thread& t : threads) t.join();
+  }
+  std::vector<decltype(fn(0))> results;
+  for (auto& o : out) results.push_back(std::move(*o));
+  return results;
+}
+
 class VisionChecker {
  public:
   VisionChecker(GoldenReport& report, const VisionGolden& golden, const std::filesystem::path& dir)
       : report_(report), golden_(golden), dir_(dir) {}
 
-  // Every media item through preprocessing and the encoder; the projector rows of those that
-  // got that far, by name.
-  std::map<std::string, MediaEmbedding> check_media(const mm::MediaProcConfig& proc, const MoonVit& vit);
+  // Every media item through preprocessing, then all of them through the encoder on every
+  // rank; the projector rows (rank 0's) of those that got that far, by name.
+  std::map<std::string, MediaEmbedding> check_media(const mm::MediaProcConfig& proc, const VisionRanks& ranks);
 
  private:
   std::optional<double> tolerance(const std::string& kind, const std::string& tensor);
   Result<mm::PreprocessedMedia> preprocess(const GoldenMedia& item, const mm::MediaProcConfig& proc);
-  std::optional<MediaEmbedding> check_item(const GoldenMedia& item, const mm::MediaProcConfig& proc,
-                                           const MoonVit& vit);
+  std::optional<mm::PreprocessedMedia> check_preprocess(const GoldenMedia& item, const mm::MediaProcConfig& proc);
+  void check_encoded(const GoldenMedia& item, const mm::PreprocessedMedia& pre, const VisionTrace& trace,
+                     const MediaEmbedding& encoded);
   void check_resized(const GoldenMedia& item, const mm::TargetSize& size, const std::string& name);
 
   GoldenReport& report_;
   const VisionGolden& golden_;
   std::filesystem::path dir_;
   std::vector<mm::RgbImage> frames_;  // of the item being checked
+  std::map<std::string, std::vector<mm::RgbImage>> decoded_;  // every item's frames, for resized_u8
 };
 
 std::optional<double> VisionChecker::tolerance(const std::string& kind, const std::string& tensor) {
@@ -205,7 +267,7 @@ Result<mm::PreprocessedMedia> VisionChecker::preprocess(const GoldenMedia& item,
 // The PIL-resized frames before padding ([T, new_h, new_w, 3] u8), exactly.
 void VisionChecker::check_resized(const GoldenMedia& item, const mm::TargetSize& size, const std::string& name) {
   std::vector<int64_t> ours;
-  for (const mm::RgbImage& frame : frames_) {
+  for (const mm::RgbImage& frame : decoded_[item.name]) {
     Result<mm::RgbImage> resized = mm::resize_bicubic_pil(frame, size.new_width, size.new_height);
     if (!resized.ok()) return report_.fail(name, resized.status().to_string());
     ours.insert(ours.end(), resized->pixels.begin(), resized->pixels.end());
@@ -213,30 +275,33 @@ void VisionChecker::check_resized(const GoldenMedia& item, const mm::TargetSize&
   check_exact_ints(report_, golden_, name, ours);
 }
 
-std::optional<MediaEmbedding> VisionChecker::check_item(const GoldenMedia& item, const mm::MediaProcConfig& proc,
-                                                        const MoonVit& vit) {
+std::optional<mm::PreprocessedMedia> VisionChecker::check_preprocess(const GoldenMedia& item,
+                                                                     const mm::MediaProcConfig& proc) {
   const std::string prefix = "media." + item.name + ".";
   Result<mm::PreprocessedMedia> pre = preprocess(item, proc);
   if (!pre.ok()) {
     report_.fail(prefix + "preprocess", pre.status().to_string());
     return std::nullopt;
   }
+  decoded_[item.name] = frames_;
   const std::array<int64_t, 3>& g = pre->grid_thw;
   check_exact_ints(report_, golden_, prefix + "grid_thw", {g[0], g[1], g[2]});
   report_.check(prefix + "num_tokens", static_cast<double>(std::abs(pre->num_tokens - item.num_tokens)), 0.0,
                 "golden.json: " + std::to_string(item.num_tokens));
-  VisionTrace trace;
-  Result<MediaEmbedding> encoded = vit.encode(MediaGrid{g[0], g[1], g[2]}, pre->pixel_values, &trace);
-  if (!encoded.ok()) report_.fail(prefix + "encode", encoded.status().to_string());
+  return std::move(pre).value();
+}
+
+void VisionChecker::check_encoded(const GoldenMedia& item, const mm::PreprocessedMedia& pre, const VisionTrace& trace,
+                                  const MediaEmbedding& encoded) {
   const std::map<std::string, const std::vector<float>*> ours = {
-      {"pixel_values", &pre->pixel_values}, {"patch_embed", &trace.patch_embed}, {"pos_emb", &trace.pos_emb},
-      {"block0", &trace.block0},           {"vt_out", &trace.vt_out},           {"merged", &trace.merged},
-      {"proj_act", &trace.proj_act},       {"proj_out", encoded.ok() ? &encoded->data : nullptr}};
+      {"pixel_values", &pre.pixel_values}, {"patch_embed", &trace.patch_embed}, {"pos_emb", &trace.pos_emb},
+      {"block0", &trace.block0},          {"vt_out", &trace.vt_out},          {"merged", &trace.merged},
+      {"proj_act", &trace.proj_act},      {"proj_out", &encoded.data}};
   for (const std::string& tensor : item.tensors) {
     const std::string kind = kind_of(tensor);
     if (kind == "grid_thw") continue;
     if (kind == "resized_u8") {
-      check_resized(item, pre->size, tensor);
+      check_resized(item, pre.size, tensor);
       continue;
     }
     auto it = ours.find(kind);
@@ -244,21 +309,60 @@ std::optional<MediaEmbedding> VisionChecker::check_item(const GoldenMedia& item,
       report_.out() << "NOTE  " << tensor << "  (unknown tensor kind, not checked)\n";
       continue;
     }
-    if (it->second == nullptr || (kind != "pixel_values" && !encoded.ok())) continue;  // encode failed above
     if (std::optional<double> tol = tolerance(kind, tensor)) {
       check_tensor(report_, golden_, tensor, it->second->data(), it->second->size(), *tol);
     }
   }
-  if (!encoded.ok()) return std::nullopt;
-  return std::move(encoded).value();
 }
 
 std::map<std::string, MediaEmbedding> VisionChecker::check_media(const mm::MediaProcConfig& proc,
-                                                                 const MoonVit& vit) {
-  std::map<std::string, MediaEmbedding> encoded;
+                                                                 const VisionRanks& ranks) {
+  std::vector<const GoldenMedia*> items;
+  std::vector<mm::PreprocessedMedia> pres;
   for (const GoldenMedia& item : golden_.media) {
-    std::optional<MediaEmbedding> rows = check_item(item, proc, vit);
-    if (rows) encoded.emplace(item.name, std::move(*rows));
+    std::optional<mm::PreprocessedMedia> pre = check_preprocess(item, proc);
+    if (!pre) continue;
+    items.push_back(&item);
+    pres.push_back(std::move(*pre));
+  }
+  std::vector<MediaInput> inputs;
+  std::vector<MediaGrid> grids;
+  for (const mm::PreprocessedMedia& pre : pres) {
+    grids.push_back(MediaGrid{pre.grid_thw[0], pre.grid_thw[1], pre.grid_thw[2]});
+    inputs.push_back(MediaInput{grids.back(), pre.pixel_values});
+  }
+  struct RankRun {
+    Result<std::vector<MediaEmbedding>> rows = internal_error("not run");
+    std::vector<VisionTrace> traces;
+  };
+  std::vector<RankRun> runs = on_every_rank(ranks.size(), [&](int r) {
+    RankRun run;
+    VisionEncoder encoder(*ranks.towers[static_cast<size_t>(r)], ranks.mode, ranks.comm(r));
+    run.rows = encoder.encode(inputs, &run.traces);
+    return run;
+  });
+  for (const RankRun& run : runs) {
+    if (!run.rows.ok()) {
+      report_.fail("media.encode", run.rows.status().to_string());
+      return {};
+    }
+  }
+  // The intermediate tensors of an item are on the rank that encoded it.
+  const std::vector<int> owner = ranks.mode == EncoderTpMode::kData
+                                     ? assign_media(ranks.towers[0]->config(), grids, ranks.size())
+                                     : std::vector<int>(items.size(), 0);
+  std::map<std::string, MediaEmbedding> encoded;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const MediaEmbedding& rows = runs[0].rows->at(i);
+    check_encoded(*items[i], pres[i], runs[static_cast<size_t>(owner[i])].traces[i], rows);
+    encoded.emplace(items[i]->name, rows);
+  }
+  for (int r = 1; r < ranks.size(); ++r) {
+    int64_t differ = 0;
+    for (size_t i = 0; i < items.size(); ++i)
+      differ += differing_bits(runs[static_cast<size_t>(r)].rows->at(i).data, runs[0].rows->at(i).data);
+    report_.check("media.rank" + std::to_string(r) + ".proj_out", static_cast<double>(differ), 0.0,
+                  "projector rows differing from rank 0's, bit for bit");
   }
   return encoded;
 }
@@ -347,8 +451,29 @@ void check_greedy(GoldenReport& report, const GoldenPrompt& p, const PromptRun& 
                std::to_string(compared) + " of " + std::to_string(p.greedy.size()) + " tokens decisive");
 }
 
-void check_prompt(GoldenReport& report, const VisionGolden& golden, const DeepSeekV3& model,
+// run_prompt on every rank at once; rank 0's run, every other rank's logits checked equal
+// to it bit for bit.
+Result<PromptRun> run_prompt_ranks(GoldenReport& report, const VisionRanks& ranks, const GoldenPrompt& p,
+                                   std::span<const float> rows, const std::vector<size_t>& cuts, int64_t block_size,
+                                   bool decode, const std::string& label) {
+  std::vector<Result<PromptRun>> runs = on_every_rank(ranks.size(), [&](int r) {
+    return run_prompt(*ranks.models[static_cast<size_t>(r)], p, rows, cuts, block_size, decode);
+  });
+  for (const Result<PromptRun>& run : runs) {
+    if (!run.ok()) return run.status();
+  }
+  for (int r = 1; r < ranks.size(); ++r) {
+    const PromptRun& other = runs[static_cast<size_t>(r)].value();
+    const int64_t differ = differing_bits(other.prefill, runs[0]->prefill) + differing_bits(other.decode, runs[0]->decode);
+    report.check(label + ".rank" + std::to_string(r) + ".logits", static_cast<double>(differ), 0.0,
+                 "logits differing from rank 0's, bit for bit");
+  }
+  return std::move(runs[0]);
+}
+
+void check_prompt(GoldenReport& report, const VisionGolden& golden, const VisionRanks& ranks,
                   const std::map<std::string, MediaEmbedding>& encoded, const GoldenPrompt& p, int64_t block_size) {
+  const DeepSeekV3& model = *ranks.models[0];
   const std::string prefix = "prompt." + p.name + ".";
   static const char* kKnown[] = {"input_ids", "prefill_logits", "decode_logits", "prefill_top2_gap",
                                  "decode_top2_gap"};  // the gaps are read from golden.json
@@ -380,14 +505,15 @@ void check_prompt(GoldenReport& report, const VisionGolden& golden, const DeepSe
                                         ? std::optional<double>(golden.tolerances.at("logits"))
                                         : std::nullopt;
   if (!tol) return report.fail(prefix + "logits", "golden.json suggested_tolerances has no entry 'logits'");
-  Result<PromptRun> run = run_prompt(model, p, rows, {}, block_size, /*decode=*/true);
+  Result<PromptRun> run = run_prompt_ranks(report, ranks, p, rows, {}, block_size, /*decode=*/true, prefix + "full");
   if (!run.ok()) return report.fail(prefix + "prefill", run.status().to_string());
   check_tensor(report, golden, prefix + "prefill_logits", run->prefill.data(), run->prefill.size(), *tol);
   check_tensor(report, golden, prefix + "decode_logits", run->decode.data(), run->decode.size(), *tol);
   check_greedy(report, p, *run, vocab, *tol);
   if (runs.empty()) return;
   const std::vector<size_t> cuts = cuts_inside_media(runs);
-  Result<PromptRun> chunked = run_prompt(model, p, rows, cuts, block_size, /*decode=*/false);
+  Result<PromptRun> chunked =
+      run_prompt_ranks(report, ranks, p, rows, cuts, block_size, /*decode=*/false, prefix + "chunked");
   if (!chunked.ok()) return report.fail(prefix + "prefill_logits.chunked", chunked.status().to_string());
   Result<TensorF32> want = golden.f32(prefix + "prefill_logits");
   if (!want.ok() || want->data.size() != chunked->prefill.size()) return;  // reported above
@@ -411,19 +537,27 @@ Result<bool> run_vision_golden_check(const std::filesystem::path& dir, std::ostr
   }
   K2_ASSIGN_OR_RETURN(VisionGolden golden, open_vision_golden(dir));
   K2_ASSIGN_OR_RETURN(mm::MediaProcConfig proc, mm::load_media_proc_config(dir / "preprocessor_config.json"));
-  K2_ASSIGN_OR_RETURN(VisionConfig vision_config, VisionConfig::from_dir(dir));
-  K2_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(dir));  // no prefix: vision_tower.* at the root
-  K2_ASSIGN_OR_RETURN(std::unique_ptr<MoonVit> vit, MoonVit::load(checkpoint, vision_config, options.progress));
-  K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> model, load_model(dir, options.progress));
+  if (options.tensor_parallel_size > 1) {
+    K2_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::from_dir(dir));
+    const Shard shard{0, options.tensor_parallel_size, options.expert_parallel};
+    K2_RETURN_IF_ERROR(DeepSeekV3::check_shard(config, shard));
+    K2_ASSIGN_OR_RETURN(EncoderTpMode mode, parse_encoder_tp_mode(options.mm_encoder_tp_mode));
+    K2_ASSIGN_OR_RETURN(VisionConfig vision_config, VisionConfig::from_dir(dir));
+    if (mode == EncoderTpMode::kWeights) K2_RETURN_IF_ERROR(MoonVit::check_shard(vision_config, Shard{0, shard.size}));
+    out << (options.expert_parallel ? "expert" : "tensor") << " parallel: " << options.tensor_parallel_size
+        << " ranks as threads of this process, vision encoder --mm-encoder-tp-mode " << encoder_tp_mode_name(mode)
+        << "; rank 0 checked against the goldens\n";
+  }
+  K2_ASSIGN_OR_RETURN(VisionRanks ranks, load_vision_ranks(dir, options));
 
   GoldenReport report(out);
-  const std::optional<int32_t> placeholder = model->config().media_placeholder_token_id;
+  const std::optional<int32_t> placeholder = ranks.models[0]->config().media_placeholder_token_id;
   if (!placeholder || placeholder != golden.placeholder) {
     report.fail("media_placeholder_token_id", "config.json and golden.json disagree or lack it");
   }
   VisionChecker checker(report, golden, dir);
-  const std::map<std::string, MediaEmbedding> encoded = checker.check_media(proc, *vit);
-  for (const GoldenPrompt& p : golden.prompts) check_prompt(report, golden, *model, encoded, p, options.block_size);
+  const std::map<std::string, MediaEmbedding> encoded = checker.check_media(proc, ranks);
+  for (const GoldenPrompt& p : golden.prompts) check_prompt(report, golden, ranks, encoded, p, options.block_size);
   return report.finish();
 }
 

@@ -6,6 +6,13 @@
 // placeholders (one-shot and chunked prefill), its logits and greedy tokens. Prints the same
 // lines as the text check (golden_report.h).
 //
+// With tensor_parallel_size N > 1 the N ranks run as threads over one in-process group: the
+// language model sharded as for the text sets, the vision tower per mm_encoder_tp_mode
+// (weights: sharded; data: whole on every rank, the items dealt out and gathered). Rank 0's
+// outputs (the tower's intermediate tensors from the rank that encoded the item) are checked
+// against the goldens; every other rank's projector rows and logits must equal rank 0's bit
+// for bit.
+//
 // Free functions; each call owns the models it loads. Thread-compatible.
 #pragma once
 

@@ -50,6 +50,8 @@ Status ModelRunner::apply(const protocol::StepPlan& plan, const protocol::Schedu
     }
     state.media = r.media;
     state.media_ready.assign(r.media.size(), false);
+    state.media_first_row.assign(1, 0);
+    for (const auto& m : r.media) state.media_first_row.push_back(state.media_first_row.back() + m.num_tokens);
     requests_[r.request_id] = std::move(state);
   }
   auto it = requests_.find(r.request_id);
@@ -77,40 +79,84 @@ Result<std::span<const float>> ModelRunner::pixels_of(const protocol::MediaItem&
   return std::span<const float>(reinterpret_cast<const float*>(bytes.data()), bytes.size() / sizeof(float));
 }
 
-Status ModelRunner::encode_item(RequestState& state, size_t i, int64_t row_offset) {
-  const protocol::MediaItem& item = state.media[i];
+// An item is served from the encoder cache only where every rank of the group has it, so the
+// ranks always run the same encoder collectives (their caches could differ after an error).
+Status ModelRunner::encode_items(RequestState& state, const std::vector<size_t>& items) {
   const int64_t width = model_.config().hidden_size;
-  float* dst = state.media_rows.data() + row_offset * width;
-  const size_t floats = static_cast<size_t>(item.num_tokens) * static_cast<size_t>(width);
-  const MediaHash key{item.hash_low, item.hash_high};
-  if (encoder_cache_ != nullptr) {
-    if (auto hit = encoder_cache_->lookup(key); hit && hit->size() == floats) {
-      std::copy(hit->begin(), hit->end(), dst);
-      return Status::ok_status();
+  auto rows_of = [&](size_t i) { return state.media_rows.data() + state.media_first_row[i] * width; };
+  auto floats_of = [&](size_t i) { return static_cast<size_t>(state.media[i].num_tokens) * static_cast<size_t>(width); };
+  auto key_of = [&](size_t i) { return MediaHash{state.media[i].hash_low, state.media[i].hash_high}; };
+  std::vector<float> hits(items.size(), 0.0f);
+  for (size_t k = 0; k < items.size() && encoder_cache_ != nullptr; ++k) {
+    if (auto hit = encoder_cache_->lookup(key_of(items[k])); hit && hit->size() == floats_of(items[k])) {
+      std::copy(hit->begin(), hit->end(), rows_of(items[k]));
+      hits[k] = 1.0f;
     }
   }
-  if (vision_ == nullptr) return invalid_argument("a media item was sent, but this model has no vision tower");
-  const MediaGrid grid{item.grid_t, item.grid_h, item.grid_w};
-  K2_ASSIGN_OR_RETURN(int64_t tokens, vision_->num_tokens(grid));
-  if (tokens != item.num_tokens)
-    return invalid_argument("a media item of grid [" + std::to_string(grid.t) + "," + std::to_string(grid.h) + "," +
-                            std::to_string(grid.w) + "] has " + std::to_string(tokens) + " tokens, not " +
-                            std::to_string(item.num_tokens));
-  K2_ASSIGN_OR_RETURN(std::span<const float> pixels, pixels_of(item));
-  if (pixels.size() != static_cast<size_t>(grid.patches() * vision_->config().patch_values()))
-    return invalid_argument("a media item's pixel_values do not match its grid");
-  K2_ASSIGN_OR_RETURN(MediaEmbedding emb, vision_->encode(grid, pixels));
-  if (emb.width != width || emb.data.size() != floats)
-    return internal_error("the vision tower's output does not match the text model's hidden size");
-  ++num_encoded_;
-  std::copy(emb.data.begin(), emb.data.end(), dst);
-  if (encoder_cache_ != nullptr) encoder_cache_->insert(key, emb.data);
+  const float ranks = comm_ != nullptr ? static_cast<float>(comm_->size()) : 1.0f;
+  if (ranks > 1.0f && !items.empty()) K2_RETURN_IF_ERROR(comm_->all_reduce_sum(hits));
+  std::vector<size_t> misses;
+  std::vector<MediaInput> inputs;
+  for (size_t k = 0; k < items.size(); ++k) {
+    if (hits[k] == ranks) continue;
+    const protocol::MediaItem& item = state.media[items[k]];
+    if (!encoder_) return invalid_argument("a media item was sent, but this model has no vision tower");
+    const MediaGrid grid{item.grid_t, item.grid_h, item.grid_w};
+    K2_ASSIGN_OR_RETURN(int64_t tokens, vision_->num_tokens(grid));
+    if (tokens != item.num_tokens)
+      return invalid_argument("a media item of grid [" + std::to_string(grid.t) + "," + std::to_string(grid.h) + "," +
+                              std::to_string(grid.w) + "] has " + std::to_string(tokens) + " tokens, not " +
+                              std::to_string(item.num_tokens));
+    K2_ASSIGN_OR_RETURN(std::span<const float> pixels, pixels_of(item));
+    if (pixels.size() != static_cast<size_t>(grid.patches() * vision_->config().patch_values()))
+      return invalid_argument("a media item's pixel_values do not match its grid");
+    misses.push_back(items[k]);
+    inputs.push_back(MediaInput{grid, pixels});
+  }
+  if (inputs.empty()) return Status::ok_status();
+  K2_ASSIGN_OR_RETURN(std::vector<MediaEmbedding> encoded, encoder_->encode(inputs));
+  for (size_t j = 0; j < misses.size(); ++j) {
+    const MediaEmbedding& emb = encoded[j];
+    if (emb.width != width || emb.data.size() != floats_of(misses[j]))
+      return internal_error("the vision tower's output does not match the text model's hidden size");
+    ++num_encoded_;
+    std::copy(emb.data.begin(), emb.data.end(), rows_of(misses[j]));
+    if (encoder_cache_ != nullptr) encoder_cache_->insert(key_of(misses[j]), emb.data);
+  }
   return Status::ok_status();
 }
 
-Result<std::optional<std::span<const float>>> ModelRunner::media_for_chunk(const std::string& id, RequestState& state,
-                                                                            int64_t begin, int64_t end) {
+Status ModelRunner::check_placeholders(const std::string& id, const RequestState& state, size_t i,
+                                       int32_t placeholder) const {
+  const protocol::MediaItem& m = state.media[i];
+  const int64_t hi = std::min<int64_t>(int64_t{m.offset} + m.num_tokens, static_cast<int64_t>(state.tokens.size()));
+  for (int64_t p = m.offset; p < hi; ++p) {
+    if (state.tokens[static_cast<size_t>(p)] != placeholder)
+      return invalid_argument("request " + id + ": media span does not hold placeholder tokens");
+  }
+  return Status::ok_status();
+}
+
+Status ModelRunner::copy_twin_rows(RequestState& state, size_t i) {
+  const protocol::MediaItem& m = state.media[i];
+  const int64_t width = model_.config().hidden_size;
+  for (size_t j = 0; j < state.media.size(); ++j) {
+    const protocol::MediaItem& twin = state.media[j];
+    if (!state.media_ready[j] || twin.hash_low != m.hash_low || twin.hash_high != m.hash_high ||
+        twin.num_tokens != m.num_tokens)
+      continue;
+    const auto from = state.media_rows.begin() + state.media_first_row[j] * width;
+    std::copy(from, from + int64_t{m.num_tokens} * width, state.media_rows.begin() + state.media_first_row[i] * width);
+    return Status::ok_status();
+  }
+  return not_found("no held item with the same content");
+}
+
+Result<std::optional<std::span<const float>>> ModelRunner::media_for_chunk(const protocol::ScheduledRequest& r,
+                                                                            RequestState& state) {
   using Out = std::optional<std::span<const float>>;
+  const std::string& id = r.request_id;
+  const int64_t begin = r.start_position, end = begin + r.num_tokens;
   if (state.media.empty() || !model_.config().media_placeholder_token_id) return Out();
   const int32_t placeholder = *model_.config().media_placeholder_token_id;
   const int64_t prompt = state.num_prompt_tokens;
@@ -120,24 +166,26 @@ Result<std::optional<std::span<const float>>> ModelRunner::media_for_chunk(const
       return invalid_argument("request " + id + ": a recomputed chunk holds a generated media placeholder");
   }
   const int64_t width = model_.config().hidden_size;
-  if (state.media_rows.empty()) {
-    int64_t total = 0;
-    for (const auto& m : state.media) total += m.num_tokens;
-    state.media_rows.assign(static_cast<size_t>(total * width), 0.f);
+  if (state.media_rows.empty()) state.media_rows.assign(static_cast<size_t>(state.media_first_row.back() * width), 0.f);
+  // The items the scheduler's encoder budget gave this step first; then the chunk's other
+  // items, which must be held already or be copies of a held item.
+  std::vector<size_t> to_encode;  // one batch: in data mode the ranks share it
+  for (uint32_t i : r.encode_media) {
+    if (i >= state.media.size()) return invalid_argument("request " + id + ": encode_media names an unknown item");
+    if (state.media_ready[i] || std::find(to_encode.begin(), to_encode.end(), i) != to_encode.end()) continue;
+    K2_RETURN_IF_ERROR(check_placeholders(id, state, i, placeholder));
+    to_encode.push_back(i);
   }
-  int64_t row_offset = 0;
+  K2_RETURN_IF_ERROR(encode_items(state, to_encode));
+  for (size_t i : to_encode) state.media_ready[i] = true;
   for (size_t i = 0; i < state.media.size(); ++i) {
     const protocol::MediaItem& m = state.media[i];
-    const int64_t lo = m.offset, hi = int64_t{m.offset} + m.num_tokens;
-    if (!state.media_ready[i] && lo < end && hi > begin) {
-      for (int64_t p = lo; p < hi; ++p) {
-        if (p < static_cast<int64_t>(state.tokens.size()) && state.tokens[static_cast<size_t>(p)] != placeholder)
-          return invalid_argument("request " + id + ": media span does not hold placeholder tokens");
-      }
-      K2_RETURN_IF_ERROR(encode_item(state, i, row_offset));
-      state.media_ready[i] = true;
-    }
-    row_offset += m.num_tokens;
+    if (state.media_ready[i] || int64_t{m.offset} >= end || int64_t{m.offset} + m.num_tokens <= begin) continue;
+    K2_RETURN_IF_ERROR(check_placeholders(id, state, i, placeholder));
+    if (!copy_twin_rows(state, i).ok())
+      return invalid_argument("request " + id + ": the chunk reaches media item " + std::to_string(i) +
+                              ", which the plan does not list for encoding");
+    state.media_ready[i] = true;
   }
   const auto prompt_ids = std::span<const int32_t>(state.tokens).first(static_cast<size_t>(prompt));
   return Out(media_rows_for_chunk(prompt_ids, placeholder, state.media_rows, width, static_cast<size_t>(begin),
@@ -241,8 +289,7 @@ Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan
     SequenceChunk seq{std::span<const int32_t>(r.token_ids.ids), r.start_position,
                       std::span<const int32_t>(states[i]->block_table)};
     seq.all_logits = states[i]->prompt_logprobs >= 0;
-    K2_ASSIGN_OR_RETURN(seq.media_rows, media_for_chunk(r.request_id, *states[i], r.start_position,
-                                                        int64_t{r.start_position} + r.num_tokens));
+    K2_ASSIGN_OR_RETURN(seq.media_rows, media_for_chunk(r, *states[i]));
     batch.sequences.push_back(seq);
   }
   K2_ASSIGN_OR_RETURN(Logits logits, model_.forward(batch, cache_));

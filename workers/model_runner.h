@@ -15,10 +15,12 @@
 // after it has produced output (recompute preemption) is not scored again.
 //
 // Multimodal prompts: a new or resumed request brings its media items (pixel_values in the
-// frontend's media arena, the content hash, the placeholder span). When a prefill chunk first
-// reaches an item's span, the item is encoded (or found in the encoder cache) whole and its
-// rows kept in the request's state, so a chunk that cuts through an image gets exactly its
-// part of the rows; the text model splices them at the placeholder positions.
+// frontend's media arena, the content hash, the placeholder span). A step encodes (or finds
+// in the encoder cache) exactly the items its plan lists in encode_media, whole, and keeps
+// their rows in the request's state, so a chunk that cuts through an image gets exactly its
+// part of the rows; the text model splices them at the placeholder positions. The scheduler's
+// encoder budget chooses the list; an unlisted item the chunk reaches must be held already or
+// have the content of a held one (its rows are copied), else the plan is refused.
 //
 // Holds references to the model and the KV cache (the caller owns both and keeps them
 // alive). Not thread-safe: the worker's one loop thread.
@@ -38,6 +40,7 @@
 #include "workers/sampling/sampler.h"
 #include "workers/vision/encoder_cache.h"
 #include "workers/vision/moonvit.h"
+#include "workers/vision/vision_encoder.h"
 
 namespace k2 {
 
@@ -46,9 +49,15 @@ class ModelRunner {
   ModelRunner(const DeepSeekV3& model, LatentKvCache& cache, uint32_t worker_rank = 0);
   // With a vision tower (may be null: media requests then fail) and an encoder cache (may be
   // null: every item is encoded when reached); both must outlive the runner.
-  void set_vision(const MoonVit* vision, EncoderCache* encoder_cache) {
+  // With tensor parallelism, `comm` is the group the tower runs over (--mm-encoder-tp-mode:
+  // `vision` sharded over it for kWeights, whole for kData); every rank must get the same plans.
+  void set_vision(const MoonVit* vision, EncoderCache* encoder_cache, EncoderTpMode mode = EncoderTpMode::kWeights,
+                  Communicator* comm = nullptr) {
     vision_ = vision;
     encoder_cache_ = encoder_cache;
+    comm_ = comm;
+    encoder_.reset();
+    if (vision != nullptr) encoder_.emplace(*vision, mode, comm);
   }
   // Media items encoded by the tower (not served from the cache), cumulative.
   uint64_t num_encoded() const { return num_encoded_; }
@@ -72,6 +81,7 @@ class ModelRunner {
     std::optional<protocol::TokenLogprobs> prompt_scores_done; // complete, not yet returned
     std::vector<protocol::MediaItem> media;  // the prompt's items, in order
     std::vector<bool> media_ready;           // item i's rows are in media_rows
+    std::vector<int64_t> media_first_row;    // item i's first row in media_rows; [size] = total
     std::vector<float> media_rows;           // [placeholders, hidden] in prompt order
   };
 
@@ -81,15 +91,23 @@ class ModelRunner {
   void score_row(RequestState& state, std::span<const float> row, int32_t token);
   protocol::SampledRequest sample(const protocol::ScheduledRequest& r, RequestState& state, std::span<float> logits);
 
-  // Encodes (or fetches from the cache) the items whose span meets [begin, end) and returns
-  // the chunk's media rows; nullopt for a request without media or a chunk past its prompt.
-  Result<std::optional<std::span<const float>>> media_for_chunk(const std::string& id, RequestState& state,
-                                                                 int64_t begin, int64_t end);
-  Status encode_item(RequestState& state, size_t item, int64_t row_offset);
+  // Encodes (or fetches from the cache) the items r lists, checks that the chunk's other items
+  // are held, and returns the chunk's media rows; nullopt for a request without media or a
+  // chunk past its prompt.
+  Result<std::optional<std::span<const float>>> media_for_chunk(const protocol::ScheduledRequest& r,
+                                                                 RequestState& state);
+  // Encodes (or copies from the cache) the listed items of the request, none of them held yet,
+  // as one batch through the encoder.
+  Status encode_items(RequestState& state, const std::vector<size_t>& items);
+  Status check_placeholders(const std::string& id, const RequestState& state, size_t item, int32_t placeholder) const;
+  // Fills item i's rows from a held item with the same content; an error when there is none.
+  Status copy_twin_rows(RequestState& state, size_t item);
   Result<std::span<const float>> pixels_of(const protocol::MediaItem& item);
 
   const DeepSeekV3& model_;
   const MoonVit* vision_ = nullptr;
+  std::optional<VisionEncoder> encoder_;  // over vision_, when there is one
+  Communicator* comm_ = nullptr;         // the tensor-parallel group, if any
   EncoderCache* encoder_cache_ = nullptr;
   std::unordered_map<std::string, Arena> media_arenas_;  // the frontends' media arenas, by segment name
   uint64_t num_encoded_ = 0;

@@ -103,13 +103,16 @@ std::vector<protocol::MediaItem> media_items(const nlohmann::json& prompt) {
   return items;
 }
 
-// Prefill in chunks of `chunk`, then greedy decode up to `steps` tokens; returns them.
+// Prefill in chunks of `chunk`, then greedy decode up to `steps` tokens; returns them. Each
+// chunk lists the items it reaches first for encoding, as the scheduler does.
 std::vector<int32_t> generate(ModelRunner& runner, const std::string& id, const nlohmann::json& prompt, uint32_t chunk,
                               int steps, uint64_t& step_id) {
   const std::vector<int32_t> ids = prompt["input_ids"].get<std::vector<int32_t>>();
   std::vector<int32_t> tokens = ids, out;
   uint32_t done = 0, blocks = 0;
   const uint32_t first_block = 1;
+  const std::vector<protocol::MediaItem> items = media_items(prompt);
+  std::vector<bool> listed(items.size(), false);
   while (static_cast<int>(out.size()) < steps) {
     protocol::StepPlan plan;
     plan.step_id = ++step_id;
@@ -129,7 +132,13 @@ std::vector<int32_t> generate(ModelRunner& runner, const std::string& id, const 
       p.temperature = 0;
       r.params_index = 0;
       plan.sampling_params.push_back(p);
-      r.media = media_items(prompt);
+      r.media = items;
+    }
+    for (size_t i = 0; i < items.size(); ++i) {
+      if (!listed[i] && items[i].offset < done + n && items[i].offset + items[i].num_tokens > done) {
+        r.encode_media.push_back(static_cast<uint32_t>(i));
+        listed[i] = true;
+      }
     }
     plan.requests.push_back(r);
     auto res = runner.execute(plan);
@@ -205,8 +214,71 @@ TEST(ModelRunnerMedia, MediaWithoutAVisionTowerIsAnError) {
   r.params_index = 0;
   plan.sampling_params.push_back({});
   r.media = media_items(p);
+  for (uint32_t i = 0; i < r.media.size(); ++i) r.encode_media.push_back(i);
   plan.requests.push_back(r);
   EXPECT_FALSE(runner.execute(plan).ok());
+}
+
+// The scheduler lists what each step encodes: a chunk that reaches an item no plan listed
+// (and that has no held twin) is refused, not encoded behind the encoder budget's back.
+TEST(ModelRunnerMedia, AnUnlistedItemIsRefused) {
+  Fixture& f = fixture();
+  ModelRunner runner(*f.model, *f.cache, 0);
+  runner.set_vision(f.vision.get(), nullptr);
+  const nlohmann::json& p = golden_prompt("image_a");
+  protocol::StepPlan plan;
+  plan.step_id = 1;
+  protocol::ScheduledRequest r;
+  r.request_id = "x";
+  const auto ids = p["input_ids"].get<std::vector<int32_t>>();
+  r.token_ids = protocol::inline_tokens(ids);
+  r.num_tokens = static_cast<uint32_t>(ids.size());
+  r.num_prompt_tokens = r.num_tokens;
+  for (uint32_t b = 0; b < (r.num_tokens + kBlockSize - 1) / kBlockSize; ++b) r.blocks.block_ids.push_back(1 + b);
+  r.sample = true;
+  r.params_index = 0;
+  plan.sampling_params.push_back({});
+  r.media = media_items(p);
+  plan.requests.push_back(r);
+  auto res = runner.execute(plan);
+  ASSERT_FALSE(res.ok());
+  EXPECT_NE(res.status().to_string().find("does not list"), std::string::npos) << res.status().to_string();
+  EXPECT_EQ(runner.num_encoded(), 0u);
+}
+
+// Two items with the same content in one prompt: the plan lists the first only, the worker
+// copies its rows for the second and encodes once.
+TEST(ModelRunnerMedia, ASameContentItemIsCopiedNotEncoded) {
+  Fixture& f = fixture();
+  ModelRunner runner(*f.model, *f.cache, 0);
+  runner.set_vision(f.vision.get(), nullptr);
+  const nlohmann::json& p = golden_prompt("image_a");
+  auto ids = p["input_ids"].get<std::vector<int32_t>>();
+  std::vector<protocol::MediaItem> media = media_items(p);
+  ASSERT_EQ(media.size(), 1u);
+  // The prompt twice in a row: the second copy's image at the shifted offset.
+  protocol::MediaItem second = media[0];
+  second.offset += static_cast<uint32_t>(ids.size());
+  media.push_back(second);
+  const size_t n = ids.size();
+  ids.insert(ids.end(), ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n));
+  protocol::StepPlan plan;
+  plan.step_id = 1;
+  protocol::ScheduledRequest r;
+  r.request_id = "twice";
+  r.token_ids = protocol::inline_tokens(ids);
+  r.num_tokens = static_cast<uint32_t>(ids.size());
+  r.num_prompt_tokens = r.num_tokens;
+  for (uint32_t b = 0; b < (r.num_tokens + kBlockSize - 1) / kBlockSize; ++b) r.blocks.block_ids.push_back(1 + b);
+  r.sample = true;
+  r.params_index = 0;
+  plan.sampling_params.push_back({});
+  r.media = media;
+  r.encode_media = {0};
+  plan.requests.push_back(r);
+  auto res = runner.execute(plan);
+  ASSERT_TRUE(res.ok()) << res.status().to_string();
+  EXPECT_EQ(runner.num_encoded(), 1u);
 }
 
 }  // namespace

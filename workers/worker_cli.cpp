@@ -23,6 +23,7 @@ struct GoldenCheckArgs {
   std::string quantization;
   int64_t tensor_parallel_size = 1;
   bool enable_expert_parallel = false;
+  std::string mm_encoder_tp_mode = "weights";
   bool help = false;
 };
 
@@ -46,6 +47,8 @@ const k2::OptionTable<GoldenCheckArgs>& golden_table() {
              "check the model sharded over this many ranks (threads of this process)")
         .add("--enable-expert-parallel", &GoldenCheckArgs::enable_expert_parallel,
              "split the routed experts whole over the ranks instead of slicing each")
+        .add("--mm-encoder-tp-mode", &GoldenCheckArgs::mm_encoder_tp_mode,
+             "vision sets with -tp > 1: weights (shard the vision tower) or data (split the media items)")
         .add("--help,-h", &GoldenCheckArgs::help, "show this help");
     return t;
   }();
@@ -114,6 +117,7 @@ int golden_check_main(const std::vector<std::string>& args) {
   options.block_size = a.block_size;
   options.tensor_parallel_size = static_cast<int>(a.tensor_parallel_size);
   options.expert_parallel = a.enable_expert_parallel;
+  options.mm_encoder_tp_mode = a.mm_encoder_tp_mode;
   auto layouts = k2::weight_layouts_for(a.fast ? "bfloat16" : a.dtype, a.quantization);
   if (!layouts.ok()) return fail("golden-check", layouts.status());
   options.layouts = *layouts;

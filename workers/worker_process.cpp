@@ -22,6 +22,7 @@
 #include "workers/parallel/shm_communicator.h"
 #include "workers/vision/encoder_cache.h"
 #include "workers/vision/moonvit.h"
+#include "workers/vision/vision_encoder.h"
 
 namespace k2 {
 namespace {
@@ -68,6 +69,7 @@ struct WorkerState {
   int64_t num_blocks = 0;
   NumaPlacement placement;
   std::unique_ptr<MoonVit> vision;             // multimodal checkpoints only
+  EncoderTpMode vision_mode = EncoderTpMode::kWeights;  // --mm-encoder-tp-mode
   std::optional<EncoderCache> encoder_cache;  // with the vision tower
 };
 
@@ -79,18 +81,25 @@ Status init_vision(const protocol::EngineConfigMsg& msg, uint32_t rank, WorkerSt
   nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object() || !j.contains("vision_config")) return Status::ok_status();
   K2_ASSIGN_OR_RETURN(VisionConfig vc, VisionConfig::from_dir(cfg.model));
+  // weights: this rank's slice of the tower over the TP group; data: the whole tower.
+  K2_ASSIGN_OR_RETURN(w.vision_mode, parse_encoder_tp_mode(cfg.mm_encoder_tp_mode));
+  const int ranks = w.comm ? w.comm->size() : 1;
+  const Shard shard = w.vision_mode == EncoderTpMode::kWeights && ranks > 1 ? Shard{static_cast<int>(rank), ranks}
+                                                                             : Shard{};
+  Communicator* comm = shard.sharded() ? w.comm.get() : nullptr;
   if (cfg.load_format == "dummy") {
-    K2_ASSIGN_OR_RETURN(w.vision, MoonVit::load_dummy(vc));
+    K2_ASSIGN_OR_RETURN(w.vision, MoonVit::load_dummy(vc, 0, shard, comm));
   } else {
     K2_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(cfg.model));  // vision_tower.* at the root
-    K2_ASSIGN_OR_RETURN(w.vision, MoonVit::load(checkpoint, vc, ProgressStyle::kAuto));
+    K2_ASSIGN_OR_RETURN(w.vision, MoonVit::load(checkpoint, vc, ProgressStyle::kAuto, shard, comm));
   }
   uint64_t budget = static_cast<uint64_t>(cfg.mm_processor_cache_gb * static_cast<double>(uint64_t{1} << 30));
   if (const uint64_t shm = shm_available_bytes(); shm > 0) budget = std::min(budget, shm / 4);
   K2_ASSIGN_OR_RETURN(EncoderCache cache, EncoderCache::create(msg.run_id, "enc-worker" + std::to_string(rank), budget));
   w.encoder_cache.emplace(std::move(cache));
-  spdlog::info("worker {}: vision tower loaded ({} layers, hidden {}); encoder cache {:.1f} MiB", rank,
-               vc.num_layers, vc.hidden_size, static_cast<double>(budget) / (1 << 20));
+  spdlog::info("worker {}: vision tower loaded ({} layers, hidden {}, --mm-encoder-tp-mode {}); encoder cache {:.1f} MiB",
+               rank, vc.num_layers, vc.hidden_size, encoder_tp_mode_name(w.vision_mode),
+               static_cast<double>(budget) / (1 << 20));
   return Status::ok_status();
 }
 
@@ -154,7 +163,8 @@ Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, const Wo
   const ModelConfig& mc = w.model->config();
   const int64_t row_dim = w.model->cache_row_dim();
   KvSizingInput in;
-  in.bytes_per_block = LatentKvCache::bytes_needed(mc.num_hidden_layers, 1, cfg.block_size, row_dim);
+  K2_ASSIGN_OR_RETURN(const KvCacheDtype kv_dtype, kv_cache_dtype_for(cfg.kv_cache_dtype, !layouts.exact()));
+  in.bytes_per_block = LatentKvCache::bytes_needed(mc.num_hidden_layers, 1, cfg.block_size, row_dim, kv_dtype);
   in.mem_available = mem_available_bytes();
   in.shm_available = shm_available_bytes();
   in.block_size = cfg.block_size;
@@ -163,16 +173,18 @@ Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, const Wo
   in.kv_cache_memory = cfg.kv_cache_memory;
   in.memory_utilization = cfg.gpu_memory_utilization;
   K2_ASSIGN_OR_RETURN(w.num_blocks, kv_cache_blocks(in));
-  const uint64_t bytes = LatentKvCache::bytes_needed(mc.num_hidden_layers, w.num_blocks, cfg.block_size, row_dim);
+  const uint64_t bytes =
+      LatentKvCache::bytes_needed(mc.num_hidden_layers, w.num_blocks, cfg.block_size, row_dim, kv_dtype);
   K2_ASSIGN_OR_RETURN(w.kv_segment, Segment::create(msg.run_id, "kv-worker" + std::to_string(rank), bytes,
                                                       w.placement.node));
   K2_ASSIGN_OR_RETURN(LatentKvCache cache,
                       LatentKvCache::create_in(std::span<std::byte>(w.kv_segment.data(), w.kv_segment.size()),
-                                               mc.num_hidden_layers, w.num_blocks, cfg.block_size, row_dim));
+                                               mc.num_hidden_layers, w.num_blocks, cfg.block_size, row_dim, kv_dtype));
   w.cache.emplace(std::move(cache));
   K2_RETURN_IF_ERROR(init_vision(msg, rank, w));
-  spdlog::info("worker {}: KV cache of {} blocks x {} tokens ({:.1f} MiB) in {}", rank, w.num_blocks,
-               cfg.block_size, static_cast<double>(bytes) / (1 << 20), w.kv_segment.name());
+  spdlog::info("worker {}: KV cache of {} blocks x {} tokens ({:.1f} MiB, {}) in {}", rank, w.num_blocks,
+               cfg.block_size, static_cast<double>(bytes) / (1 << 20), kv_cache_dtype_name(kv_dtype),
+               w.kv_segment.name());
   return Status::ok_status();
 }
 
@@ -278,7 +290,7 @@ int run_worker(const WorkerArgs& a) {
     return 1;
   }
   ModelRunner runner(*w.model, *w.cache, rank);
-  runner.set_vision(w.vision.get(), w.encoder_cache ? &*w.encoder_cache : nullptr);
+  runner.set_vision(w.vision.get(), w.encoder_cache ? &*w.encoder_cache : nullptr, w.vision_mode, w.comm.get());
   return serve_plans(*ring, *results, runner, rank, parent);
 }
 

@@ -45,7 +45,7 @@ TokenLogprobs sample_logprobs() {
 std::vector<Message> sample_messages() {
   std::vector<Message> out;
   out.push_back(Hello{ProcessKind::kEngineCore, 3, kProtocolVersion, true, false, 4242});
-  out.push_back(EngineConfigMsg{R"({"max_model_len":4096})", "abc123", {"ipc:///tmp/k2/in"}, {"ipc:///tmp/k2/out"}, 3, "k2serve-1-abc123-prompts", ShmHandle{1, 4096, 1000, 3}});
+  out.push_back(EngineConfigMsg{R"({"max_model_len":4096})", "abc123", {"ipc:///tmp/k2/in"}, {"ipc:///tmp/k2/out"}, 3, "k2serve-1-abc123-prompts", ShmHandle{1, 4096, 1000, 3}, "tcp://10.0.0.1:29552", "\x91\xc4\x01a"});
   out.push_back(ReadyMsg{3, 1000, 16, 4096, 256, 8192, 0xdeadbeefULL, "{}", {"/k2serve-1-abc-kv"}});
   AddRequest add{"cmpl-1-abcdefgh", inline_tokens({1, 2, 3, 163584}), sample_params(), 1, 1.7e9, 0, "tenant", "cmpl-1/0", StructuredOutputParams{R"({"type":"object"})", false, 7}, {}};
   out.push_back(add);
@@ -71,6 +71,7 @@ std::vector<Message> sample_messages() {
   r1.cached_token_ids = std::vector<int32_t>(16, 4);
   r1.num_prompt_tokens = 19;
   r1.media = {MediaItem{"/k2serve-1-abc-media", ShmHandle{2, 8192, 9408, 5}, 1, 4, 4, 0x1234, 0x5678, 3, 4}};
+  r1.encode_media = {0};
   plan.requests.push_back(r1);
   ScheduledRequest r2;
   r2.request_id = "r2";
@@ -90,10 +91,11 @@ std::vector<Message> sample_messages() {
   out.push_back(plan);
   out.push_back(StepResult{99, 0, {{0, {12}, sample_logprobs(), std::nullopt}, {1, {13}, std::nullopt, std::nullopt}},
                            ShmHandle{1, 128, 64, 2}, "", 7, 3});
-  out.push_back(EngineDead{"worker 0 died"});
+  out.push_back(EngineDead{"worker 0 died", 1});
   // A multimodal prompt: one image's pixel_values in the frontend's media arena.
   add.media = {MediaItem{"/k2serve-1-abc-media", ShmHandle{2, 8192, 9408, 5}, 1, 4, 4, 0x1234, 0x5678, 8, 4}};
   out.push_back(add);
+  out.push_back(DpControl{DpControlKind::kSync, 1, 3, 7, true, -1});
   return out;
 }
 

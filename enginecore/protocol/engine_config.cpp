@@ -22,6 +22,7 @@ OptionTable<EngineConfig> build_table() {
   t.add("--max-num-seqs", &C::max_num_seqs, "maximum sequences per step", "scheduler")
       .add("--max-num-batched-tokens", &C::max_num_batched_tokens, "token budget per step (default: 2048, or max-model-len without chunked prefill)", "scheduler")
       .add("--block-size", &C::block_size, "tokens per KV cache block (a power of two)", "scheduler")
+      .add("--kv-cache-dtype", &C::kv_cache_dtype, "KV cache element type: auto (bfloat16 unless --dtype float32), bfloat16, float32", "scheduler")
       .add("--gpu-memory-utilization", &C::gpu_memory_utilization, "fraction of device memory for weights + KV cache (CPU: of free RAM)", "scheduler")
       .add("--kv-cache-memory", &C::kv_cache_memory, "KV cache size in bytes (overrides --gpu-memory-utilization)", "scheduler")
       .add("--enable-prefix-caching", &C::enable_prefix_caching, "reuse KV blocks of shared prompt prefixes", "scheduler")
@@ -36,7 +37,11 @@ OptionTable<EngineConfig> build_table() {
       .add("--data-parallel-rpc-port,-dpp", &C::data_parallel_rpc_port, "handshake port of the data-parallel master", "parallel")
       .add("--enable-expert-parallel", &C::enable_expert_parallel, "partition routed experts over ranks", "parallel")
       .add("--headless", &C::headless, "run engines only and join the master", "parallel")
-      .add("--api-server-count", &C::api_server_count, "number of API server processes", "parallel");
+      .add("--api-server-count", &C::api_server_count, "number of API server processes", "parallel")
+      .add("--control-plane-key-file", &C::control_plane_key_file,
+           "key file from `k2serve keygen` (the same on every node, mode 0600): authenticates and encrypts the "
+           "tcp:// sockets between nodes with ZeroMQ CURVE; peers without the key are refused and logged",
+           "parallel");
   t.add("--host", &C::host, "address to listen on", "server")
       .add("--port", &C::port, "port to listen on", "server")
       .add("--api-key", &C::api_key, "require this bearer key on /v1 routes (also VLLM_API_KEY)", "server")
@@ -53,7 +58,8 @@ OptionTable<EngineConfig> build_table() {
       .add("--allowed-media-domains", &C::allowed_media_domains, "domains media URLs may be fetched from", "server");
   t.add("--mm-processor-cache-gb", &C::mm_processor_cache_gb, "GiB of encoder outputs cached per worker by media content hash (0: off)", "multimodal")
       .add("--limit-mm-per-prompt", &C::limit_mm_per_prompt, "JSON, e.g. '{\"image\": 2}': media items per prompt and modality", "multimodal")
-      .add("--max-media-bytes", &C::max_media_bytes, "largest encoded media item in bytes", "multimodal");
+      .add("--max-media-bytes", &C::max_media_bytes, "largest encoded media item in bytes", "multimodal")
+      .add("--mm-encoder-tp-mode", &C::mm_encoder_tp_mode, "with -tp > 1: weights (shard the vision tower) or data (each rank encodes a share of the media)", "multimodal");
   return t;
 }
 
@@ -90,6 +96,8 @@ Status validate_engine_config(const EngineConfig& c) {
     return invalid_argument("--reasoning-parser: only kimi_k2 is supported, got " + *c.reasoning_parser);
   if (c.mm_processor_cache_gb < 0) return invalid_argument("--mm-processor-cache-gb must be >= 0");
   if (c.max_media_bytes < 1) return invalid_argument("--max-media-bytes must be >= 1");
+  if (c.mm_encoder_tp_mode != "data" && c.mm_encoder_tp_mode != "weights")
+    return invalid_argument("--mm-encoder-tp-mode must be data or weights, got " + c.mm_encoder_tp_mode);
   if (c.enable_auto_tool_choice && !c.tool_call_parser)
     return invalid_argument("--enable-auto-tool-choice needs --tool-call-parser");
   return {};

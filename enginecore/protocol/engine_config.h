@@ -30,6 +30,7 @@ struct EngineConfig {
   int64_t max_num_seqs = 256;
   std::optional<int64_t> max_num_batched_tokens;
   int64_t block_size = 16;
+  std::string kv_cache_dtype = "auto";  // auto (bf16 on the fast path, float32 on the exact one), bfloat16, float32
   double gpu_memory_utilization = 0.9;
   std::optional<int64_t> kv_cache_memory;
   bool enable_prefix_caching = true;
@@ -47,6 +48,9 @@ struct EngineConfig {
   bool enable_expert_parallel = false;
   bool headless = false;
   int64_t api_server_count = 1;
+  // ZeroMQ CURVE key pair shared by every node (k2serve keygen); absent: tcp:// control
+  // sockets are unauthenticated, as vLLM.
+  std::optional<std::string> control_plane_key_file;
 
   // Server
   std::string host = "127.0.0.1";
@@ -72,6 +76,9 @@ struct EngineConfig {
   // (absent modality: no limit).
   std::optional<std::string> limit_mm_per_prompt;
   int64_t max_media_bytes = int64_t{20} << 20;  // encoded bytes of one media item
+  // vLLM's: with tensor parallelism, "weights" shards the vision tower like the text model;
+  // "data" keeps it whole on every rank, each encoding a share of the media items.
+  std::string mm_encoder_tp_mode = "weights";
 };
 
 const OptionTable<EngineConfig>& engine_config_table();

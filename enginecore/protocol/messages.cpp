@@ -78,6 +78,9 @@ Status check(const Hello& m) {
 Status check(const EngineConfigMsg&) { return Status::ok_status(); }
 Status check(const ReadyMsg&) { return Status::ok_status(); }
 Status check(const EngineDead&) { return Status::ok_status(); }
+Status check(const DpControl& m) {
+  return m.kind <= DpControlKind::kHeartbeat ? Status::ok_status() : invalid_argument("unknown dp control kind");
+}
 Status check(const Utility& m) {
   return m.method.empty() ? invalid_argument("utility call without a method") : Status::ok_status();
 }
@@ -162,6 +165,7 @@ const char* message_type_name(MsgType type) {
     case MsgType::kStepPlan: return "StepPlan";
     case MsgType::kStepResult: return "StepResult";
     case MsgType::kEngineDead: return "EngineDead";
+    case MsgType::kDpControl: return "DpControl";
   }
   return "unknown";
 }

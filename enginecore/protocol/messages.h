@@ -20,7 +20,7 @@
 
 namespace k2::protocol {
 
-inline constexpr uint8_t kProtocolVersion = 3;
+inline constexpr uint8_t kProtocolVersion = 4;
 
 // The second byte of frame 0; also the index + 1 of the type in Message.
 enum class MsgType : uint8_t {
@@ -34,12 +34,22 @@ enum class MsgType : uint8_t {
   kStepPlan = 8,
   kStepResult = 9,
   kEngineDead = 10,
+  kDpControl = 11,
 };
 
 enum class ProcessKind : uint8_t { kFrontend = 0, kEngineCore = 1, kWorker = 2 };
 enum class FinishReason : uint8_t { kNone = 0, kStop = 1, kLength = 2, kAbort = 3, kError = 4 };
 enum class DataLocation : uint8_t { kInline = 0, kShm = 1, kFrame = 2 };
 enum class RequestEventType : uint8_t { kQueued = 0, kScheduled = 1, kPreempted = 2 };
+// Data-parallel control traffic (see DpControl).
+enum class DpControlKind : uint8_t {
+  kJoin = 0,          // engine -> coordinator, first message: learn the engine's identity
+  kStartWave = 1,     // engine -> coordinator: a request reached me while the wave was idle
+  kStartDpWave = 2,   // coordinator -> engines: step (dummy steps if idle) until the wave ends
+  kSync = 3,          // engine -> coordinator: my part of the all-reduce of "has unfinished"
+  kSyncResult = 4,    // coordinator -> engines: the all-reduce's result
+  kHeartbeat = 5,     // remote engine -> frontend output socket, every second
+};
 
 }  // namespace k2::protocol
 
@@ -47,6 +57,7 @@ MSGPACK_ADD_ENUM(k2::protocol::ProcessKind);
 MSGPACK_ADD_ENUM(k2::protocol::FinishReason);
 MSGPACK_ADD_ENUM(k2::protocol::DataLocation);
 MSGPACK_ADD_ENUM(k2::protocol::RequestEventType);
+MSGPACK_ADD_ENUM(k2::protocol::DpControlKind);
 
 namespace msgpack {
 MSGPACK_API_VERSION_NAMESPACE(MSGPACK_DEFAULT_API_NS) {
@@ -158,8 +169,8 @@ struct TokenLogprobs {
 
 // One preprocessed media item of a prompt (an image, or one video chunk): its float32
 // pixel_values ([patches, 3, patch, patch]) sit in the frontend's media arena, which the
-// frontend frees once the request has finished; the workers read them there when a prefill
-// chunk first reaches the item's placeholder span and keep the encoder output under `hash`.
+// frontend frees once the request has finished; the workers read them there in the step whose
+// ScheduledRequest::encode_media lists the item and keep the encoder output under `hash`.
 struct MediaItem {
   std::string arena;       // segment name of the arena `pixels` lives in
   ShmHandle pixels{};      // grid_t * grid_h * grid_w * 3 * patch * patch float32s
@@ -198,8 +209,15 @@ struct EngineConfigMsg {
   // In prompt_arena: the bytes of every token id (a msgpack array of bin, "" for special
   // tokens), for structured outputs; invalid = none. The receiver frees it once read.
   ShmHandle vocabulary{};
+  // Data parallelism with request waves: the coordinator's ROUTER; the engine of the first
+  // rank binds it, every engine connects to it. "" = no coordination.
+  std::string coordinator_address;
+  // Engines that cannot open prompt_arena (another node): the vocabulary itself, as
+  // store_vocabulary lays it out (a msgpack array of bin). "" = none.
+  std::string vocabulary_inline;
   bool operator==(const EngineConfigMsg&) const = default;
-  MSGPACK_DEFINE(config_json, run_id, input_addresses, output_addresses, rank, prompt_arena, vocabulary);
+  MSGPACK_DEFINE(config_json, run_id, input_addresses, output_addresses, rank, prompt_arena, vocabulary,
+                 coordinator_address, vocabulary_inline);
 };
 
 // Peer -> parent once initialized (weights loaded, KV cache allocated).
@@ -313,8 +331,26 @@ struct EngineOutputs {
 // The engine is going away (sent on the output socket before exiting on a fatal error).
 struct EngineDead {
   std::string reason;
+  uint32_t engine_index = 0;  // the data-parallel rank that died
   bool operator==(const EngineDead&) const = default;
-  MSGPACK_DEFINE(reason);
+  MSGPACK_DEFINE(reason, engine_index);
+};
+
+// ---------------------------------------------------------------- data parallelism
+
+// vLLM's DP wave protocol (v1/engine/coordinator.py, DPEngineCoreProc), over the
+// coordinator's ROUTER (engines connect DEALERs with their rank identity). `wave` counts
+// the running -> idle transitions of the whole deployment; `round` numbers the all-reduces
+// of "has unfinished requests" within a wave (one every few steps on every rank).
+struct DpControl {
+  DpControlKind kind = DpControlKind::kJoin;
+  uint32_t rank = 0;
+  uint64_t wave = 0;
+  uint64_t round = 0;
+  bool unfinished = false;    // kSync: this rank has work; kSyncResult: some rank has
+  int32_t exclude_rank = -1;  // kStartDpWave: the rank that started the wave (already running)
+  bool operator==(const DpControl&) const = default;
+  MSGPACK_DEFINE(kind, rank, wave, round, unfinished, exclude_rank);
 };
 
 // ---------------------------------------------------------------- enginecore <-> workers
@@ -347,9 +383,13 @@ struct ScheduledRequest {
   std::vector<uint32_t> allowed_token_mask;
   // New or resumed requests only (blocks.replace): the prompt's media items.
   std::vector<MediaItem> media;
+  // Indices into `media` to encode in this step, before the chunk runs (the scheduler's
+  // encoder budget decides). Every other item the chunk reaches is held by the worker since
+  // the request (re)started, or has the content hash of one that is.
+  std::vector<uint32_t> encode_media;
   bool operator==(const ScheduledRequest&) const = default;
   MSGPACK_DEFINE(request_id, slot, token_ids, start_position, num_tokens, blocks, sample, params_index,
-                 num_output_tokens, cached_token_ids, num_prompt_tokens, allowed_token_mask, media);
+                 num_output_tokens, cached_token_ids, num_prompt_tokens, allowed_token_mask, media, encode_media);
 };
 
 struct StepPlan {
@@ -387,7 +427,7 @@ struct StepResult {
 
 // Alternative i has MsgType i + 1.
 using Message = std::variant<Hello, EngineConfigMsg, ReadyMsg, AddRequest, AbortRequests, Utility, EngineOutputs,
-                             StepPlan, StepResult, EngineDead>;
+                             StepPlan, StepResult, EngineDead, DpControl>;
 
 inline MsgType message_type(const Message& m) { return static_cast<MsgType>(m.index() + 1); }
 const char* message_type_name(MsgType type);

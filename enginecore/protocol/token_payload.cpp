@@ -35,7 +35,7 @@ Result<std::vector<int32_t>> read_tokens(const TokenIds& tokens, const Arena* ar
   return invalid_argument("token ids still refer to a wire frame");
 }
 
-Result<ShmHandle> store_vocabulary(const std::vector<std::string>& token_bytes, Arena& arena) {
+std::string encode_vocabulary(const std::vector<std::string>& token_bytes) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk(buf);
   pk.pack_array(static_cast<uint32_t>(token_bytes.size()));
@@ -43,7 +43,12 @@ Result<ShmHandle> store_vocabulary(const std::vector<std::string>& token_bytes, 
     pk.pack_bin(static_cast<uint32_t>(t.size()));
     pk.pack_bin_body(t.data(), static_cast<uint32_t>(t.size()));
   }
-  return arena.store(std::as_bytes(std::span<const char>(buf.data(), buf.size())));
+  return std::string(buf.data(), buf.size());
+}
+
+Result<ShmHandle> store_vocabulary(const std::vector<std::string>& token_bytes, Arena& arena) {
+  const std::string blob = encode_vocabulary(token_bytes);
+  return arena.store(std::as_bytes(std::span<const char>(blob.data(), blob.size())));
 }
 
 Result<std::vector<std::string>> read_vocabulary(const ShmHandle& handle, const Arena& arena) {

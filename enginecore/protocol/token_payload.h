@@ -28,6 +28,8 @@ Result<std::vector<int32_t>> read_tokens(const TokenIds& tokens, const Arena* ar
 // The vocabulary of EngineConfigMsg::vocabulary: the bytes of each token id as a msgpack
 // array of bin. Stored in / read from `arena`; reading checks the shape, never trusts it.
 Result<ShmHandle> store_vocabulary(const std::vector<std::string>& token_bytes, Arena& arena);
+// The same bytes for a receiver on another node (EngineConfigMsg::vocabulary_inline).
+std::string encode_vocabulary(const std::vector<std::string>& token_bytes);
 Result<std::vector<std::string>> read_vocabulary(const ShmHandle& handle, const Arena& arena);
 // The decoding step of read_vocabulary, on bytes already copied out (fuzzed on its own).
 Result<std::vector<std::string>> decode_vocabulary(std::string_view blob);

@@ -68,7 +68,7 @@ TEST(Sockets, ReceiveTimesOutAndDropsMalformed) {
   push->send(zmq::str_buffer("garbage"), zmq::send_flags::none);
   push->send(zmq::buffer(std::string{static_cast<char>(kProtocolVersion), 7}), zmq::send_flags::sndmore);
   push->send(zmq::str_buffer("\xc1"), zmq::send_flags::none);  // 0xc1 is never valid msgpack
-  ASSERT_TRUE(send(*push, EngineDead{"bye"}).ok());
+  ASSERT_TRUE(send(*push, EngineDead{"bye", 0}).ok());
   auto bad = receive(*pull, 1s, false);
   EXPECT_EQ(bad.status().code(), Code::kCorrupt);
   auto good = receive_valid(*pull, 2s, false);
@@ -81,7 +81,7 @@ TEST(Sockets, SendToAGonePeerIsAnError) {
   zmq::context_t ctx;
   auto router = make_socket(ctx, zmq::socket_type::router);
   ASSERT_TRUE(router.ok());
-  EXPECT_EQ(send(*router, EngineDead{"x"}, rank_identity(9)).code(), Code::kUnavailable);
+  EXPECT_EQ(send(*router, EngineDead{"x", 0}, rank_identity(9)).code(), Code::kUnavailable);
 }
 
 // The engine side of the tests: handshake, then serve one AddRequest with one EngineOutputs.
@@ -122,7 +122,7 @@ Status run_frontend(zmq::context_t& ctx, const std::string& handshake_addr, cons
   opts.ready_timeout = 10s;
   opts.peers_alive = std::move(alive);
   K2_ASSIGN_OR_RETURN(auto peers, handshake_serve(router, opts, [&](const Hello& h) -> Result<EngineConfigMsg> {
-    return EngineConfigMsg{"{}", "run", {handshake_addr}, {output_addr}, h.rank, ""};
+    return EngineConfigMsg{"{}", "run", {handshake_addr}, {output_addr}, h.rank, "", {}, "", ""};
   }));
   if (peers.size() != engines) return internal_error("wrong peer count");
   for (uint32_t r = 0; r < engines; ++r) {

@@ -175,7 +175,7 @@ Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
   const std::string config_json = engine_config_table().to_json(options.config).dump();
   auto config_for = [&](const protocol::Hello& hello) -> Result<protocol::EngineConfigMsg> {
     return protocol::EngineConfigMsg{config_json, run_id_, {input_addr}, {output_addr}, hello.rank,
-                                     prompt_arena_->name(), vocabulary};
+                                     prompt_arena_->name(), vocabulary, "", ""};
   };
   K2_ASSIGN_OR_RETURN(std::vector<protocol::HandshakePeer> peers, protocol::handshake_serve(*router_, hs, config_for));
   const protocol::ReadyMsg& ready = peers[0].ready;

@@ -148,6 +148,6 @@ class ZmqEngineClient final : public openai::EngineClient {
 // for what the engine cannot do yet (allowed_token_ids, n != 1).
 Result<protocol::SamplingParams> to_protocol_params(const openai::SamplingParams& params);
 // One engine output as the OpenAI layer sees it.
-openai::EngineOutput to_engine_output(const protocol::RequestOutput& output);
+openai::EngineOutput to_engine_output(const protocol::RequestOutput& output, double engine_time = 0);
 
 }  // namespace k2::frontend

@@ -1,7 +1,5 @@
 #include "frontend/openai/chat_media.h"
 
-#include <cstdio>
-
 namespace k2::openai {
 namespace {
 
@@ -73,11 +71,44 @@ Result<std::vector<mm::LoadedMedia>> load_media_parts(const std::vector<MediaPar
   std::vector<mm::LoadedMedia> out;
   out.reserve(parts.size());
   for (size_t i = 0; i < parts.size(); ++i) {
-    if (parts[i].modality == "video") return invalid_argument("video_url is not supported yet");
+    if (parts[i].modality == "video") {
+      auto chunks = loader.load_video(parts[i].url);
+      if (!chunks.ok()) return chunks.status().with_context("media item " + std::to_string(i));
+      for (auto& c : *chunks) out.push_back(std::move(c));
+      continue;
+    }
     auto m = loader.load_image(parts[i].url);
     if (!m.ok()) return m.status().with_context("media item " + std::to_string(i));
     out.push_back(std::move(m).value());
   }
+  return out;
+}
+
+Result<std::string> expand_video_placeholders(std::string prompt, std::string_view video_placeholder,
+                                              const std::vector<mm::LoadedMedia>& media) {
+  std::vector<std::string> videos;  // the concatenated chunk prompts of each video
+  for (const auto& m : media) {
+    if (m.first_video_chunk) videos.emplace_back();
+    if (!m.video_chunk_prompt.empty() && !videos.empty()) videos.back() += m.video_chunk_prompt;
+  }
+  if (videos.empty()) return prompt;
+  if (video_placeholder.empty()) return invalid_argument("this model has no video placeholder for video inputs");
+  std::string out;
+  size_t pos = 0, video = 0;
+  for (size_t hit; (hit = prompt.find(video_placeholder, pos)) != std::string::npos; pos = hit + video_placeholder.size()) {
+    if (video == videos.size()) {
+      video++;
+      break;
+    }
+    out.append(prompt, pos, hit - pos);
+    out += videos[video++];
+  }
+  if (video != videos.size()) {
+    return invalid_argument("the prompt has " + std::string(video > videos.size() ? "more" : "fewer") +
+                            " video placeholders after applying the chat template than the request has videos (" +
+                            std::to_string(videos.size()) + ")");
+  }
+  out.append(prompt, pos, std::string::npos);
   return out;
 }
 
@@ -108,18 +139,6 @@ Result<ExpandedPrompt> expand_media_placeholders(const std::vector<int32_t>& ids
     in.num_tokens = m.media.num_tokens;
     out.ids.insert(out.ids.end(), static_cast<size_t>(m.media.num_tokens), placeholder);
     out.media.push_back(std::move(in));
-  }
-  return out;
-}
-
-std::optional<std::string> media_cache_salt(const std::optional<std::string>& salt, const std::vector<MediaInput>& media) {
-  if (media.empty()) return salt;
-  std::string out = salt.value_or("") + "|mm";
-  for (const auto& m : media) {
-    char buf[40];
-    std::snprintf(buf, sizeof(buf), ":%016llx%016llx", static_cast<unsigned long long>(m.hash_high),
-                  static_cast<unsigned long long>(m.hash_low));
-    out += buf;
   }
   return out;
 }

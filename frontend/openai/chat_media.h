@@ -8,6 +8,7 @@
 
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "frontend/openai/engine_client.h"
@@ -33,8 +34,17 @@ Status check_media_limits(const std::vector<MediaPart>& parts, const std::map<st
 // vLLM hands chat templates (so megabytes of data: URL never reach the template).
 ojson strip_media_urls(const ojson& messages);
 
-// Loads each part in order (video_url is refused: no video decoder is built in yet).
+// Loads each part in order: an image is one item, a video one item per chunk of sampled
+// frames (each carrying its chunk prompt). Runs on the media pool: it may fetch over the
+// network and decode video.
 Result<std::vector<mm::LoadedMedia>> load_media_parts(const std::vector<MediaPart>& parts, const mm::MediaLoader& loader);
+
+// Replaces the k-th `video_placeholder` of the rendered prompt text by the chunk prompts of
+// the k-th video among `media` (the K2.5 processor does this before tokenization, README of
+// the vision goldens section 4.5). Without videos the text is returned unchanged; otherwise
+// the number of placeholders must equal the number of videos.
+Result<std::string> expand_video_placeholders(std::string prompt, std::string_view video_placeholder,
+                                              const std::vector<mm::LoadedMedia>& media);
 
 struct ExpandedPrompt {
   std::vector<int32_t> ids;
@@ -45,10 +55,5 @@ struct ExpandedPrompt {
 // placeholders must equal the number of items.
 Result<ExpandedPrompt> expand_media_placeholders(const std::vector<int32_t>& ids, int32_t placeholder,
                                                  const std::vector<mm::LoadedMedia>& media);
-
-// The cache_salt that keeps prefix-cache blocks of different media apart (the scheduler keys
-// blocks by token ids only, and every image's placeholders are the same ids): the request's
-// own salt plus the items' content hashes. The request's salt alone when there is no media.
-std::optional<std::string> media_cache_salt(const std::optional<std::string>& salt, const std::vector<MediaInput>& media);
 
 }  // namespace k2::openai

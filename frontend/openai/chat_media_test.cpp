@@ -73,15 +73,28 @@ TEST(ChatMedia, ExpandsEachPlaceholderToItsTokens) {
   EXPECT_FALSE(expand_media_placeholders({1}, pad, {item(1, 1)}).ok());
 }
 
-TEST(ChatMedia, CacheSaltSeparatesDifferentMedia) {
-  std::vector<MediaInput> a(1), b(1);
-  a[0].hash_low = 1;
-  b[0].hash_low = 2;
-  EXPECT_EQ(media_cache_salt(std::nullopt, {}), std::nullopt);
-  EXPECT_EQ(media_cache_salt(std::string("s"), {}), std::optional<std::string>("s"));
-  EXPECT_NE(media_cache_salt(std::nullopt, a), media_cache_salt(std::nullopt, b));
-  EXPECT_EQ(media_cache_salt(std::nullopt, a), media_cache_salt(std::nullopt, a));
-  EXPECT_NE(media_cache_salt(std::string("s"), a), media_cache_salt(std::nullopt, a));
+mm::LoadedMedia chunk(const std::string& prompt, bool first) {
+  mm::LoadedMedia m = item(6, prompt.size());
+  m.video_chunk_prompt = prompt;
+  m.first_video_chunk = first;
+  return m;
+}
+
+TEST(ChatMedia, VideoPlaceholdersBecomeTheirChunkPrompts) {
+  const std::string ph = "<|kimi_k25_video_placeholder|>";
+  const std::vector<mm::LoadedMedia> media = {item(4, 1), chunk("[v1c0]", true), chunk("[v1c1]", false), item(1, 2),
+                                              chunk("[v2c0]", true)};
+  auto out = expand_video_placeholders("a<img>b" + ph + "c<img>" + ph + "d", ph, media);
+  ASSERT_TRUE(out.ok()) << out.status().to_string();
+  EXPECT_EQ(*out, "a<img>b[v1c0][v1c1]c<img>[v2c0]d");
+  // Images only: the text is left alone, even a typed placeholder.
+  auto images = expand_video_placeholders("x" + ph, ph, {item(4, 1)});
+  ASSERT_TRUE(images.ok());
+  EXPECT_EQ(*images, "x" + ph);
+  // Placeholders and videos must pair up.
+  EXPECT_FALSE(expand_video_placeholders("x" + ph, ph, media).ok());
+  EXPECT_FALSE(expand_video_placeholders(ph + ph + ph, ph, media).ok());
+  EXPECT_FALSE(expand_video_placeholders("no video here", ph, media).ok());
 }
 
 }  // namespace

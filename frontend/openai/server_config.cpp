@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -78,6 +79,12 @@ Result<std::optional<MultimodalConfig>> make_multimodal_config(const EngineConfi
   mm::MediaLoaderOptions o;
   o.fetch.allowed_domains = flags.allowed_media_domains;
   o.fetch.max_bytes = static_cast<size_t>(flags.max_media_bytes);
+  K2_ASSIGN_OR_RETURN(mm::FetchTimeouts timeouts, mm::fetch_timeouts_from_env([](const char* name) { return std::getenv(name); }));
+  o.fetch.timeout = timeouts.image;
+  o.video_fetch_timeout = timeouts.video;
+  if (cfg && cfg->contains("video_placeholder") && (*cfg)["video_placeholder"].is_string()) {
+    o.video_placeholder = (*cfg)["video_placeholder"].get<std::string>();
+  }
   if (flags.allowed_local_media_path) o.allowed_local_media_path = *flags.allowed_local_media_path;
   K2_ASSIGN_OR_RETURN(m.loader, mm::MediaLoader::create(std::move(proc), std::move(o)));
   if (flags.limit_mm_per_prompt) {

@@ -112,6 +112,9 @@ void OpenAiServer::handle_chat(const std::shared_ptr<http::Exchange>& ex) {
 Result<ExpandedPrompt> OpenAiServer::chat_prompt_ids(const ChatRequest& request,
                                                      const std::vector<mm::LoadedMedia>& media) const {
   K2_ASSIGN_OR_RETURN(std::string prompt, render_prompt(request));
+  if (!media.empty()) {
+    K2_ASSIGN_OR_RETURN(prompt, expand_video_placeholders(std::move(prompt), config_.multimodal->loader->video_placeholder(), media));
+  }
   std::vector<int32_t> ids = tokenizer_->encode(prompt, true);
   if (media.empty()) return ExpandedPrompt{std::move(ids), {}};
   return expand_media_placeholders(ids, config_.multimodal->placeholder_token_id, media);
@@ -191,7 +194,8 @@ void OpenAiServer::continue_chat(const std::shared_ptr<http::Exchange>& ex, Chat
     c.config.parser = spec.parser;
     c.config.parallel_tool_calls = req.parallel_tool_calls;
     c.echo_text = echo;
-    c.cache_salt = media_cache_salt(req.cache_salt, prompt->media);
+    // Media need no salt: the scheduler keys each block by the media items it holds.
+    c.cache_salt = req.cache_salt;
     c.media = prompt->media;
     c.structured = structured->engine;
     spec.choices.push_back(std::move(c));

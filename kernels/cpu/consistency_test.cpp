@@ -16,11 +16,14 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/gate_up.h"
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/linear_f32.h"
 #include "kernels/cpu/mla_decode.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/packed.h"
 #include "kernels/ref/dense.h"
+#include "kernels/ref/kv_fp8.h"
 #include "kernels/ref/mla.h"
 
 namespace k2::cpu {
@@ -383,7 +386,8 @@ TEST(CpuKernelsConsistency, MlaNaiveMatchesReference) {
 TEST(CpuKernelsConsistency, MlaDecodeMatchesReference) {
   std::mt19937 rng(77);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  for (auto [heads, kv_lora, rope] : {std::tuple{4, 64, 16}, std::tuple{3, 40, 8}, std::tuple{16, 512, 64}}) {
+  for (auto [heads, kv_lora, rope] :
+       {std::tuple{4, 64, 16}, std::tuple{3, 40, 8}, std::tuple{6, 72, 8}, std::tuple{16, 512, 64}}) {
     ref::MlaDims d{.heads = heads, .nope_dim = 16, .rope_dim = rope, .v_dim = 16, .kv_lora_rank = kv_lora};
     const int64_t row = d.latent_dim(), block = 8, num_blocks = 40, batch = 3, stride = 12;
     std::vector<float> cache(static_cast<size_t>(num_blocks * block * row));
@@ -402,6 +406,47 @@ TEST(CpuKernelsConsistency, MlaDecodeMatchesReference) {
       for (size_t i = 0; i < got.size(); ++i)
         ASSERT_NEAR(got[i], want[i], 1e-5 * (1.0 + std::fabs(want[i]))) << isa_name(isa) << " heads " << heads << " i " << i;
     }
+    // A bf16 cache: the kernel widens rows exactly, so it matches the reference over the
+    // same bf16 rows to float reassociation, and the float32 cache's result to bf16 rounding
+    // of the rows (relative 2^-8 on every score and value).
+    std::vector<uint16_t> cache16(cache.size());
+    for (size_t i = 0; i < cache.size(); ++i) cache16[i] = to_bf16(cache[i]);
+    const ref::PagedLatentBf16View view16{cache16.data(), num_blocks, block};
+    std::vector<float> want16(want.size());
+    ref::mla_decode_paged_bf16(q.data(), batch, view16, tables.data(), stride, lens.data(), d, 0.1f, want16.data());
+    double max_vs_f32 = 0.0;
+    for (size_t i = 0; i < want.size(); ++i) max_vs_f32 = std::max(max_vs_f32, double{std::fabs(want16[i] - want[i])});
+    EXPECT_GT(max_vs_f32, 0.0) << "the bf16 rows must round";
+    EXPECT_LT(max_vs_f32, 0.05) << "heads " << heads;
+    for (Isa isa : levels_to_test()) {
+      std::vector<float> got(want.size(), -1.0f);
+      mla_decode_bf16_for(isa)(q.data(), batch, view16, tables.data(), stride, lens.data(), d, 0.1f, got.data());
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], want16[i], 1e-5 * (1.0 + std::fabs(want16[i]))) << isa_name(isa) << " bf16 heads " << heads;
+    }
+    // An fp8 cache (e4m3, one scale per tile): the kernel dequantises as the reference does,
+    // so it matches the reference over the same fp8 rows to float reassociation; against the
+    // float32 cache, each value moves by at most half an e4m3 step, 2^-4 of its tile's
+    // largest value (|v| < 5 here), which bounds scores' and outputs' change.
+    const int64_t row_bytes = ref::fp8_kv_row_bytes(row);
+    std::vector<uint8_t> cache8(static_cast<size_t>(num_blocks * block * row_bytes));
+    for (int64_t r = 0; r < num_blocks * block; ++r)
+      ref::quantize_fp8_kv_row(cache.data() + r * row, row, cache8.data() + r * row_bytes);
+    const ref::PagedLatentFp8View view8{cache8.data(), num_blocks, block};
+    std::vector<float> want8(want.size());
+    ref::mla_decode_paged_fp8(q.data(), batch, view8, tables.data(), stride, lens.data(), d, 0.1f, want8.data());
+    double max8_vs_f32 = 0.0;
+    for (size_t i = 0; i < want.size(); ++i) max8_vs_f32 = std::max(max8_vs_f32, double{std::fabs(want8[i] - want[i])});
+    EXPECT_GT(max8_vs_f32, max_vs_f32) << "fp8 rounds more than bf16";
+    EXPECT_LT(max8_vs_f32, 0.4) << "heads " << heads;
+    for (Isa isa : levels_to_test()) {
+      std::vector<float> got(want.size(), -1.0f);
+      mla_decode_fp8_for(isa)(q.data(), batch, view8, tables.data(), stride, lens.data(), d, 0.1f, got.data());
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], want8[i], 1e-5 * (1.0 + std::fabs(want8[i]))) << isa_name(isa) << " fp8 heads " << heads;
+    }
+    std::printf("mla decode heads %d: max |diff| vs float32 cache: bf16 %.3g, fp8 %.3g\n", heads, max_vs_f32,
+                max8_vs_f32);
   }
 }
 
@@ -412,6 +457,117 @@ TEST(CpuKernelsConsistency, Bf16RoundingIsNearestEven) {
   EXPECT_EQ(to_bf16(std::bit_cast<float>(0x3f808001u)), 0x3f81);
   EXPECT_TRUE(std::isnan(from_bf16(to_bf16(std::nanf("")))));
   EXPECT_EQ(from_bf16(to_bf16(-2.5f)), -2.5f);
+}
+
+// The fused gate+up kernel (interleaved blocks, SiLU-mul on a scratch tile) against the
+// unfused kernels of the same ISA (bit for bit, every format, with and without a pool), and
+// the bf16 one against the float32 reference. Widths with partial last blocks, odd inputs.
+struct GateUpCase {
+  int64_t width, in;
+};
+
+void expect_gate_up_exact(const std::vector<float>& want, const std::vector<float>& got, int64_t rows, int64_t width,
+                          int64_t h_stride, const std::string& what) {
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t j = 0; j < h_stride; ++j) {
+      const size_t i = static_cast<size_t>(r * h_stride + j);
+      if (j >= width) {
+        ASSERT_EQ(got[i], kSentinel) << what << " wrote padding";
+      } else {
+        ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[i])) << what << " r=" << r << " j=" << j;
+      }
+    }
+  }
+}
+
+TEST(CpuKernelsConsistency, GateUpSiluMatchesUnfusedKernelsAndReference) {
+  std::mt19937 rng(777);
+  ThreadPoolOptions options;
+  options.threads = 3;
+  ThreadPool pool(options);
+  const GateUpCase cases[] = {{1, 32}, {15, 64}, {16, 96}, {17, 160}, {100, 64}, {203, 96}};
+  const double u = std::ldexp(1.0, -8);
+  for (const GateUpCase& c : cases) {
+    for (int64_t rows : {1, 2, 3, 5, 8, 9, 17, 40}) {
+      const Problem pg = make_problem(rng, rows, Shape{c.width, c.in});
+      const Problem pu = make_problem(rng, rows, Shape{c.width, c.in});
+      const Problem& p = pg;  // x (and its stride) from the gate problem
+      const int64_t h_stride = c.width + 3;
+      std::vector<float> want_ref(static_cast<size_t>(rows * h_stride), kSentinel);
+      ASSERT_EQ(pg.w_stride, pu.w_stride);
+      ref::gate_up_silu(p.x.data(), p.x_stride, pg.w.data(), pu.w.data(), pg.w_stride, rows, c.in, c.width,
+                        want_ref.data(), h_stride);
+      const PackedBf16 gb = pack_bf16(pg.w.data(), pg.w_stride, c.width, c.in);
+      const PackedBf16 ub = pack_bf16(pu.w.data(), pu.w_stride, c.width, c.in);
+      const PackedBf16 gub = interleave_blocks(gb, ub);
+      const PackedInt8 gi = pack_int8(pg.w.data(), pg.w_stride, c.width, c.in);
+      const PackedInt8 ui = pack_int8(pu.w.data(), pu.w_stride, c.width, c.in);
+      const PackedInt8 gui = interleave_blocks(gi, ui);
+      const PackedInt4 g4 = pack_int4(pg.w.data(), pg.w_stride, c.width, c.in, 32);
+      const PackedInt4 u4 = pack_int4(pu.w.data(), pu.w_stride, c.width, c.in, 32);
+      const PackedInt4 gu4 = interleave_blocks(g4, u4);
+      for (Isa isa : levels_to_test()) {
+        const CpuOps ops = cpu_ops_for(isa);
+        const std::string what = std::string("gate_up isa=") + isa_name(isa) + " M=" + std::to_string(rows) +
+                                 " W=" + std::to_string(c.width) + " K=" + std::to_string(c.in);
+        // Unfused: two linears, then ref::silu_mul.
+        auto unfused = [&](auto linear, const auto& gw, const auto& uw) {
+          std::vector<float> g(static_cast<size_t>(rows * c.width)), up(g.size());
+          std::vector<float> h(static_cast<size_t>(rows * h_stride), kSentinel);
+          linear(p.x.data(), p.x_stride, rows, gw.view(), g.data(), c.width);
+          linear(p.x.data(), p.x_stride, rows, uw.view(), up.data(), c.width);
+          for (int64_t r = 0; r < rows; ++r)
+            ref::silu_mul(g.data() + r * c.width, up.data() + r * c.width, c.width, h.data() + r * h_stride);
+          return h;
+        };
+        for (ThreadPool* tp : {static_cast<ThreadPool*>(nullptr), &pool}) {
+          const std::string where = what + (tp ? " pool" : " inline");
+          std::vector<float> got(want_ref.size(), kSentinel);
+          gate_up_silu_bf16(tp, p.x.data(), p.x_stride, rows, gub.view(), c.width, got.data(), h_stride, isa);
+          expect_gate_up_exact(unfused(ops.linear_bf16, gb, ub), got, rows, c.width, h_stride, where + " bf16");
+          for (int64_t r = 0; r < rows; ++r) {
+            for (int64_t j = 0; j < c.width; ++j) {
+              double dg = 0.0, du = 0.0, g = 0.0, up = 0.0;
+              for (int64_t k = 0; k < c.in; ++k) {
+                const double xv = p.x[r * p.x_stride + k];
+                g += xv * pg.w[j * pg.w_stride + k];
+                up += xv * pu.w[j * pu.w_stride + k];
+                dg += std::fabs(xv * pg.w[j * pg.w_stride + k]);
+                du += std::fabs(xv * pu.w[j * pu.w_stride + k]);
+              }
+              const double rel = 2 * u + u * u + 2.0 * static_cast<double>(c.in + 2) * std::ldexp(1.0, -24);
+              // silu' is within [-0.1, 1.1], so an error e in g moves silu(g) by at most 1.1 e.
+              const double eg = rel * dg, eu = rel * du;
+              const double tol = 1.1 * eg * (std::fabs(up) + eu) + (std::fabs(g) + eg) * eu + 1e-6;
+              const size_t i = static_cast<size_t>(r * h_stride + j);
+              ASSERT_LE(std::fabs(double{got[i]} - want_ref[i]), tol) << where << " bf16 vs reference";
+            }
+          }
+          std::fill(got.begin(), got.end(), kSentinel);
+          gate_up_silu_int8(tp, p.x.data(), p.x_stride, rows, gui.view(), c.width, got.data(), h_stride, isa);
+          expect_gate_up_exact(unfused(ops.linear_int8, gi, ui), got, rows, c.width, h_stride, where + " int8");
+          std::fill(got.begin(), got.end(), kSentinel);
+          gate_up_silu_int4(tp, p.x.data(), p.x_stride, rows, gu4.view(), c.width, got.data(), h_stride, isa);
+          expect_gate_up_exact(unfused(ops.linear_int4, g4, u4), got, rows, c.width, h_stride, where + " int4");
+        }
+      }
+    }
+  }
+}
+
+// The float32 kernel of the router keeps the reference's arithmetic exactly.
+TEST(CpuKernelsConsistency, F32LinearIsBitIdenticalToReference) {
+  std::mt19937 rng(4321);
+  for (const Shape& s : kShapes) {
+    for (int64_t rows : {1, 3, 17}) {
+      const Problem p = make_problem(rng, rows, s);
+      const std::vector<float> want = reference(p);
+      std::vector<float> got(want.size(), kSentinel);
+      linear_f32_exact(p.x.data(), p.x_stride, p.w.data(), p.w_stride, p.rows, p.in, p.out, got.data(), p.y_stride);
+      for (size_t i = 0; i < want.size(); ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[i])) << describe("f32", Isa::kScalar, p);
+    }
+  }
 }
 
 TEST(CpuIsa, NamesRoundTripAndOverrideOnlyLowers) {

@@ -28,7 +28,13 @@ constexpr int kMaxRows = 16;
 constexpr int kMaxInt4Rows = 16;
 constexpr __mmask16 kAll = 0xffff;
 
-constexpr int blocks_for_rows(int mr) { return mr <= 4 ? 4 : (mr <= 8 ? 2 : 1); }
+// Output blocks per tile for MR rows: as many accumulators as the 32 zmm registers allow
+// (MR·NB accumulators + NB weights + 1 broadcast), since vdpbf16ps / vpdpbusd need ~20
+// independent chains to issue every cycle. One row stays at 4 streams (memory-bound).
+constexpr int blocks_for_rows(int mr) {
+  constexpr int kTable[] = {4, 4, 8, 6, 6, 5, 4, 3, 3};
+  return mr <= 8 ? kTable[mr] : 1;
+}
 
 K2_AVX512 inline __m512i broadcast_u32(const void* p) {
   int32_t v;
@@ -81,6 +87,10 @@ K2_AVX512 void bf16_rows(const Bf16Args& a) {
   const int64_t nb = a.w->n_blocks();
   int64_t b = 0;
   for (; b + kNb <= nb; b += kNb) bf16_tile<MR, kNb>(a, b);
+  // The tail in tiles of 2 where possible: a 1-block tile has too few chains.
+  if constexpr (kNb > 2) {
+    for (; b + 2 <= nb; b += 2) bf16_tile<MR, 2>(a, b);
+  }
   for (; b < nb; ++b) bf16_tile<MR, 1>(a, b);
 }
 
@@ -131,6 +141,9 @@ K2_AVX512 void int8_rows(const Int8Args& a) {
   const int64_t nb = a.w->n_blocks();
   int64_t b = 0;
   for (; b + kNb <= nb; b += kNb) int8_tile<MR, kNb>(a, b);
+  if constexpr (kNb > 2) {
+    for (; b + 2 <= nb; b += 2) int8_tile<MR, 2>(a, b);
+  }
   for (; b < nb; ++b) int8_tile<MR, 1>(a, b);
 }
 
@@ -247,6 +260,7 @@ constexpr auto make_tile_table(std::index_sequence<I...>) {
 }
 constexpr auto kPanelTiles = make_tile_table<kPanelBlocks>(std::make_index_sequence<kPanelRows>());
 constexpr auto kPanelTailTiles = make_tile_table<1>(std::make_index_sequence<kPanelRows>());
+constexpr auto kPanelTail2Tiles = make_tile_table<2>(std::make_index_sequence<kPanelRows>());
 
 void bf16_panels(const StagedBf16& x, const Bf16Weights& w, float* y, int64_t y_stride) {
   const int64_t nb = w.n_blocks();
@@ -257,8 +271,10 @@ void bf16_panels(const StagedBf16& x, const Bf16Weights& w, float* y, int64_t y_
       const Bf16Args a{x.bf16 + r * x.row_elems, x.row_elems, &w, y + r * y_stride, y_stride};
       if (n == kPanelBlocks) {
         kPanelTiles[m](a, b);
+      } else if (n == 2) {
+        kPanelTail2Tiles[m](a, b);
       } else {
-        for (int64_t j = 0; j < n; ++j) kPanelTailTiles[m](a, b + j);
+        kPanelTailTiles[m](a, b);
       }
     }
   }

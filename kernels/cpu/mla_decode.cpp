@@ -1,10 +1,13 @@
 #include "kernels/cpu/mla_decode.h"
 
 #include <algorithm>
+#include <bit>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/check.h"
 #include "kernels/ref/dense.h"
+#include "kernels/ref/kv_fp8.h"
 
 namespace k2::cpu {
 namespace {
@@ -24,40 +27,107 @@ constexpr int64_t kLanes = 16;
   return s;
 }
 
-[[gnu::always_inline]] inline void decode_body(const float* q_abs, int64_t batch, const ref::PagedLatentView& cache,
-                                               const int32_t* block_tables, int64_t stride, const int64_t* kv_lens,
-                                               const ref::MlaDims& d, float scale, float* out) {
-  K2_KERNEL_CHECK(cache.block_size > 0 && (cache.block_size & (cache.block_size - 1)) == 0,
+// Scores of G heads against one latent row: the row is loaded once per 16 lanes for all G
+// heads (G independent accumulator sets hide the FMA latency). Each head's sum runs in the
+// same lanes and order as dot_lanes.
+template <int G>
+[[gnu::always_inline]] inline void score_heads(const float* q, int64_t row, const float* lat, float scale,
+                                               float* scores, int64_t score_stride) {
+  float acc[G][kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= row; k += kLanes)
+    for (int g = 0; g < G; ++g)
+      for (int64_t l = 0; l < kLanes; ++l) acc[g][l] += q[g * row + k + l] * lat[k + l];
+  for (int g = 0; g < G; ++g) {
+    for (int64_t l = 0; k + l < row; ++l) acc[g][l] += q[g * row + k + l] * lat[k + l];
+    float s = 0.0f;
+    for (int64_t l = 0; l < kLanes; ++l) s += acc[g][l];
+    scores[g * score_stride] = s * scale;
+  }
+}
+
+// o[g] = Σ_t p[g, t] · rows[t][0 .. r) for G heads, in column chunks of kOutChunk kept in
+// registers across t (each output summed over t in order, as a running axpy would).
+constexpr int64_t kOutChunk = 32;
+template <int G>
+[[gnu::always_inline]] inline void weigh_rows(const float* p, int64_t len, const float* const* rows, int64_t r,
+                                              float* o) {
+  for (int64_t j0 = 0; j0 < r; j0 += kOutChunk) {
+    const int64_t jn = std::min(kOutChunk, r - j0);
+    float acc[G][kOutChunk] = {};
+    if (jn == kOutChunk) {
+      for (int64_t t = 0; t < len; ++t) {
+        const float* lat = rows[t] + j0;
+        for (int g = 0; g < G; ++g) {
+          const float pg = p[g * len + t];
+          for (int64_t j = 0; j < kOutChunk; ++j) acc[g][j] += pg * lat[j];
+        }
+      }
+    } else {
+      for (int64_t t = 0; t < len; ++t)
+        for (int g = 0; g < G; ++g)
+          for (int64_t j = 0; j < jn; ++j) acc[g][j] += p[g * len + t] * rows[t][j0 + j];
+    }
+    for (int g = 0; g < G; ++g) std::copy_n(acc[g], jn, o + g * r + j0);
+  }
+}
+
+// Row pointers of one sequence: straight into a float32 cache, or into this thread's
+// widened copy of a bf16 cache's rows (exact) or dequantised copy of an fp8 cache's rows, so
+// all run the same float arithmetic.
+template <class Elem>
+[[gnu::always_inline]] inline void gather_rows(const Elem* data, int64_t num_blocks, int64_t block_size,
+                                               const int32_t* table, int64_t len, int64_t row,
+                                               std::vector<const float*>& rows, std::vector<float>& wide) {
+  rows.resize(static_cast<size_t>(len));
+  if constexpr (!std::is_same_v<Elem, float>) wide.resize(static_cast<size_t>(len * row));
+  // fp8 rows are fp8_kv_row_bytes(row) bytes (values, then tile scales); others row elements.
+  const int64_t row_elems = std::is_same_v<Elem, uint8_t> ? ref::fp8_kv_row_bytes(row) : row;
+  for (int64_t t = 0; t < len; ++t) {
+    const int32_t block = table[t / block_size];
+    K2_KERNEL_CHECK(block >= 0 && block < num_blocks, "mla decode: block id out of range");
+    const Elem* src = data + (block * block_size + t % block_size) * row_elems;
+    if constexpr (std::is_same_v<Elem, float>) {
+      rows[t] = src;
+    } else if constexpr (std::is_same_v<Elem, uint8_t>) {
+      float* dst = wide.data() + t * row;
+      ref::dequantize_fp8_kv_row(src, row, dst);
+      rows[t] = dst;
+    } else {
+      float* dst = wide.data() + t * row;
+      for (int64_t i = 0; i < row; ++i) dst[i] = std::bit_cast<float>(static_cast<uint32_t>(src[i]) << 16);
+      rows[t] = dst;
+    }
+  }
+}
+
+template <class Elem>
+[[gnu::always_inline]] inline void decode_body(const float* q_abs, int64_t batch, const Elem* data,
+                                               int64_t num_blocks, int64_t block_size, const int32_t* block_tables,
+                                               int64_t stride, const int64_t* kv_lens, const ref::MlaDims& d,
+                                               float scale, float* out) {
+  K2_KERNEL_CHECK(block_size > 0 && (block_size & (block_size - 1)) == 0,
                   "mla decode: block size must be a power of two");
+  constexpr int kG = 4;  // heads per group
   const int64_t row = d.latent_dim(), heads = d.heads, r = d.kv_lora_rank;
-  thread_local std::vector<float> scores;  // [heads, len]
+  thread_local std::vector<float> scores, wide;  // [heads, len], [len, row] (bf16 caches)
   thread_local std::vector<const float*> rows;
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t len = kv_lens[b];
-    K2_KERNEL_CHECK(len >= 1 && (len + cache.block_size - 1) / cache.block_size <= stride,
+    K2_KERNEL_CHECK(len >= 1 && (len + block_size - 1) / block_size <= stride,
                     "mla decode: kv length outside the block table");
-    rows.resize(static_cast<size_t>(len));
+    gather_rows(data, num_blocks, block_size, block_tables + b * stride, len, row, rows, wide);
     scores.resize(static_cast<size_t>(heads * len));
-    const int32_t* table = block_tables + b * stride;
-    for (int64_t t = 0; t < len; ++t) {
-      const int32_t block = table[t / cache.block_size];
-      K2_KERNEL_CHECK(block >= 0 && block < cache.num_blocks, "mla decode: block id out of range");
-      rows[t] = cache.data + (block * cache.block_size + t % cache.block_size) * row;
-    }
     const float* q = q_abs + b * heads * row;  // [heads, row]
-    for (int64_t t = 0; t < len; ++t)
-      for (int64_t h = 0; h < heads; ++h) scores[h * len + t] = dot_lanes(q + h * row, rows[t], row) * scale;
-    float* o = out + b * heads * r;  // [heads, kv_lora]
-    std::fill(o, o + heads * r, 0.0f);
-    for (int64_t h = 0; h < heads; ++h) ref::softmax(scores.data() + h * len, len);
+    const int64_t grouped = heads / kG * kG;
     for (int64_t t = 0; t < len; ++t) {
-      const float* lat = rows[t];
-      for (int64_t h = 0; h < heads; ++h) {
-        const float p = scores[h * len + t];
-        float* oh = o + h * r;
-        for (int64_t j = 0; j < r; ++j) oh[j] += p * lat[j];
-      }
+      for (int64_t h = 0; h < grouped; h += kG) score_heads<kG>(q + h * row, row, rows[t], scale, &scores[h * len + t], len);
+      for (int64_t h = grouped; h < heads; ++h) score_heads<1>(q + h * row, row, rows[t], scale, &scores[h * len + t], len);
     }
+    for (int64_t h = 0; h < heads; ++h) ref::softmax(scores.data() + h * len, len);
+    float* o = out + b * heads * r;  // [heads, kv_lora]
+    for (int64_t h = 0; h < grouped; h += kG) weigh_rows<kG>(scores.data() + h * len, len, rows.data(), r, o + h * r);
+    for (int64_t h = grouped; h < heads; ++h) weigh_rows<1>(scores.data() + h * len, len, rows.data(), r, o + h * r);
   }
 }
 
@@ -103,15 +173,37 @@ void naive_v3(const float* q, const float* kv, const float* k_pe, int64_t k_pe_s
   naive_body(q, kv, k_pe, k_pe_stride, q_tokens, kv_tokens, q_offset, d, scale, out);
 }
 
-void mla_decode_v3(const float* q_abs, int64_t batch, const ref::PagedLatentView& cache, const int32_t* tables,
+void mla_decode_v3(const float* q_abs, int64_t batch, const ref::PagedLatentView& c, const int32_t* tables,
                    int64_t stride, const int64_t* kv_lens, const ref::MlaDims& d, float scale, float* out) {
-  decode_body(q_abs, batch, cache, tables, stride, kv_lens, d, scale, out);
+  decode_body(q_abs, batch, c.data, c.num_blocks, c.block_size, tables, stride, kv_lens, d, scale, out);
 }
 
 [[gnu::target("avx512f,avx512vl,avx512bw,avx512dq")]] void mla_decode_avx512(
-    const float* q_abs, int64_t batch, const ref::PagedLatentView& cache, const int32_t* tables, int64_t stride,
+    const float* q_abs, int64_t batch, const ref::PagedLatentView& c, const int32_t* tables, int64_t stride,
     const int64_t* kv_lens, const ref::MlaDims& d, float scale, float* out) {
-  decode_body(q_abs, batch, cache, tables, stride, kv_lens, d, scale, out);
+  decode_body(q_abs, batch, c.data, c.num_blocks, c.block_size, tables, stride, kv_lens, d, scale, out);
+}
+
+void mla_decode_bf16_v3(const float* q_abs, int64_t batch, const ref::PagedLatentBf16View& c, const int32_t* tables,
+                        int64_t stride, const int64_t* kv_lens, const ref::MlaDims& d, float scale, float* out) {
+  decode_body(q_abs, batch, c.data, c.num_blocks, c.block_size, tables, stride, kv_lens, d, scale, out);
+}
+
+[[gnu::target("avx512f,avx512vl,avx512bw,avx512dq")]] void mla_decode_bf16_avx512(
+    const float* q_abs, int64_t batch, const ref::PagedLatentBf16View& c, const int32_t* tables, int64_t stride,
+    const int64_t* kv_lens, const ref::MlaDims& d, float scale, float* out) {
+  decode_body(q_abs, batch, c.data, c.num_blocks, c.block_size, tables, stride, kv_lens, d, scale, out);
+}
+
+void mla_decode_fp8_v3(const float* q_abs, int64_t batch, const ref::PagedLatentFp8View& c, const int32_t* tables,
+                       int64_t stride, const int64_t* kv_lens, const ref::MlaDims& d, float scale, float* out) {
+  decode_body(q_abs, batch, c.data, c.num_blocks, c.block_size, tables, stride, kv_lens, d, scale, out);
+}
+
+[[gnu::target("avx512f,avx512vl,avx512bw,avx512dq")]] void mla_decode_fp8_avx512(
+    const float* q_abs, int64_t batch, const ref::PagedLatentFp8View& c, const int32_t* tables, int64_t stride,
+    const int64_t* kv_lens, const ref::MlaDims& d, float scale, float* out) {
+  decode_body(q_abs, batch, c.data, c.num_blocks, c.block_size, tables, stride, kv_lens, d, scale, out);
 }
 
 }  // namespace
@@ -130,6 +222,24 @@ void mla_decode_paged(const float* q_abs, int64_t batch, const ref::PagedLatentV
                       const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
                       const ref::MlaDims& dims, float scale, float* out) {
   static const MlaDecodeFn fn = mla_decode_for(active_isa());
+  fn(q_abs, batch, cache, block_tables, block_table_stride, kv_lens, dims, scale, out);
+}
+
+MlaDecodeBf16Fn mla_decode_bf16_for(Isa isa) { return isa >= Isa::kAvx512 ? mla_decode_bf16_avx512 : mla_decode_bf16_v3; }
+
+void mla_decode_paged_bf16(const float* q_abs, int64_t batch, const ref::PagedLatentBf16View& cache,
+                           const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                           const ref::MlaDims& dims, float scale, float* out) {
+  static const MlaDecodeBf16Fn fn = mla_decode_bf16_for(active_isa());
+  fn(q_abs, batch, cache, block_tables, block_table_stride, kv_lens, dims, scale, out);
+}
+
+MlaDecodeFp8Fn mla_decode_fp8_for(Isa isa) { return isa >= Isa::kAvx512 ? mla_decode_fp8_avx512 : mla_decode_fp8_v3; }
+
+void mla_decode_paged_fp8(const float* q_abs, int64_t batch, const ref::PagedLatentFp8View& cache,
+                          const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                          const ref::MlaDims& dims, float scale, float* out) {
+  static const MlaDecodeFp8Fn fn = mla_decode_fp8_for(active_isa());
   fn(q_abs, batch, cache, block_tables, block_table_stride, kv_lens, dims, scale, out);
 }
 

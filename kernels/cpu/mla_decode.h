@@ -36,4 +36,25 @@ void mla_decode_paged(const float* q_abs, int64_t batch, const ref::PagedLatentV
                       const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
                       const ref::MlaDims& dims, float scale, float* out);
 
+// The same over a bf16 latent cache: rows are widened to float32 exactly (once per step and
+// sequence, in cache), then the float32 arithmetic above runs, so a bf16 cache only changes
+// the rounding of the stored rows.
+using MlaDecodeBf16Fn = void (*)(const float* q_abs, int64_t batch, const ref::PagedLatentBf16View& cache,
+                                 const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                                 const ref::MlaDims& dims, float scale, float* out);
+MlaDecodeBf16Fn mla_decode_bf16_for(Isa isa);
+void mla_decode_paged_bf16(const float* q_abs, int64_t batch, const ref::PagedLatentBf16View& cache,
+                           const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                           const ref::MlaDims& dims, float scale, float* out);
+
+// The same over an fp8 cache (ref::PagedLatentFp8View): rows dequantised once per step and
+// sequence exactly as ref::dequantize_fp8_kv_row does, then the float32 arithmetic above.
+using MlaDecodeFp8Fn = void (*)(const float* q_abs, int64_t batch, const ref::PagedLatentFp8View& cache,
+                                const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                                const ref::MlaDims& dims, float scale, float* out);
+MlaDecodeFp8Fn mla_decode_fp8_for(Isa isa);
+void mla_decode_paged_fp8(const float* q_abs, int64_t batch, const ref::PagedLatentFp8View& cache,
+                          const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                          const ref::MlaDims& dims, float scale, float* out);
+
 }  // namespace k2::cpu

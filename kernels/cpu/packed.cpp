@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <utility>
+#include <vector>
 
 #include "kernels/check.h"
 
@@ -153,6 +154,47 @@ float int4_weight(const Int4Weights& w, int64_t o, int64_t k) {
   return static_cast<float>(q) * scale;
 }
 
+namespace {
+
+// One output row into its block lane (the layouts of packed.h).
+void place_bf16_row(uint16_t* dst, int64_t block_elems, int64_t o, const float* row, int64_t in) {
+  uint16_t* block = dst + (o / kBlockN) * block_elems;
+  const int64_t lane = o % kBlockN;
+  for (int64_t k = 0; k < in; ++k) block[(k / 2) * kBlockN * 2 + lane * 2 + k % 2] = to_bf16(row[k]);
+}
+
+void place_int8_row(int8_t* data, float* scales, int32_t* sums, int64_t block_bytes, int64_t o, const float* row,
+                    int64_t in) {
+  float amax = 0.0f;
+  for (int64_t k = 0; k < in; ++k) amax = std::max(amax, std::fabs(row[k]));
+  const float scale = amax / 127.0f;
+  const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+  int8_t* block = data + (o / kBlockN) * block_bytes;
+  const int64_t lane = o % kBlockN;
+  int32_t sum = 0;
+  for (int64_t k = 0; k < in; ++k) {
+    const int8_t q = quantize_one(row[k], inv);
+    block[(k / 4) * kBlockN * 4 + lane * 4 + k % 4] = q;
+    sum += q;
+  }
+  scales[o] = scale;
+  sums[o] = sum;
+}
+
+// Calls place(o, row) for every row of `source`, chunk_rows float rows at a time.
+template <class Place>
+void for_each_source_row(int64_t out, int64_t in, int64_t chunk_rows, const RowSource& source, Place place) {
+  K2_KERNEL_CHECK(chunk_rows > 0, "pack: chunk of no rows");
+  std::vector<float> chunk(static_cast<size_t>(std::min(chunk_rows, out) * in));
+  for (int64_t r0 = 0; r0 < out; r0 += chunk_rows) {
+    const int64_t n = std::min(chunk_rows, out - r0);
+    source(r0, n, chunk.data());
+    for (int64_t i = 0; i < n; ++i) place(r0 + i, chunk.data() + i * in);
+  }
+}
+
+}  // namespace
+
 PackedBf16 pack_bf16(const float* w, int64_t w_stride, int64_t out, int64_t in) {
   K2_KERNEL_CHECK(out > 0 && in > 0 && w_stride >= in, "pack_bf16: bad shape");
   PackedBf16 p;
@@ -162,51 +204,70 @@ PackedBf16 pack_bf16(const float* w, int64_t w_stride, int64_t out, int64_t in) 
   p.bytes_ = static_cast<size_t>(p.view_.n_blocks() * block_elems) * sizeof(uint16_t);
   p.mem_ = aligned_bytes(p.bytes_);
   auto* dst = reinterpret_cast<uint16_t*>(p.mem_.get());
-  for (int64_t o = 0; o < out; ++o) {
-    uint16_t* block = dst + (o / kBlockN) * block_elems;
-    const int64_t lane = o % kBlockN;
-    const float* row = w + o * w_stride;
-    for (int64_t k = 0; k < in; ++k) block[(k / 2) * kBlockN * 2 + lane * 2 + k % 2] = to_bf16(row[k]);
-  }
+  for (int64_t o = 0; o < out; ++o) place_bf16_row(dst, block_elems, o, w + o * w_stride, in);
   p.view_.data = dst;
   return p;
 }
 
-PackedInt8 pack_int8(const float* w, int64_t w_stride, int64_t out, int64_t in) {
-  K2_KERNEL_CHECK(out > 0 && in > 0 && w_stride >= in, "pack_int8: bad shape");
-  K2_KERNEL_CHECK(in <= kMaxInt8In, "pack_int8: reduction too long for int32 accumulation");
-  PackedInt8 p;
+PackedBf16 pack_bf16_streamed(int64_t out, int64_t in, int64_t chunk_rows, const RowSource& source) {
+  K2_KERNEL_CHECK(out > 0 && in > 0, "pack_bf16: bad shape");
+  PackedBf16 p;
   p.view_.out = out;
   p.view_.in = in;
-  const int64_t n_pad = p.view_.n_blocks() * kBlockN;
-  const size_t data_bytes = round_up(static_cast<size_t>(p.view_.n_blocks() * p.view_.block_bytes()), kAlign);
-  const size_t side_bytes = round_up(static_cast<size_t>(n_pad) * 4, kAlign);
-  p.bytes_ = data_bytes + 2 * side_bytes;
+  const int64_t block_elems = p.view_.block_elems();
+  p.bytes_ = static_cast<size_t>(p.view_.n_blocks() * block_elems) * sizeof(uint16_t);
   p.mem_ = aligned_bytes(p.bytes_);
-  auto* data = reinterpret_cast<int8_t*>(p.mem_.get());
-  auto* scales = reinterpret_cast<float*>(p.mem_.get() + data_bytes);
-  auto* sums = reinterpret_cast<int32_t*>(p.mem_.get() + data_bytes + side_bytes);
+  auto* dst = reinterpret_cast<uint16_t*>(p.mem_.get());
+  for_each_source_row(out, in, chunk_rows, source,
+                      [&](int64_t o, const float* row) { place_bf16_row(dst, block_elems, o, row, in); });
+  p.view_.data = dst;
+  return p;
+}
+
+namespace {
+
+// Allocates an int8 matrix's memory and views; rows are placed by place_int8_row.
+struct Int8Parts {
+  int8_t* data;
+  float* scales;
+  int32_t* sums;
+};
+Int8Parts init_int8(AlignedBytes& mem, size_t& bytes, Int8Weights& view, int64_t out, int64_t in) {
+  K2_KERNEL_CHECK(out > 0 && in > 0, "pack_int8: bad shape");
+  K2_KERNEL_CHECK(in <= kMaxInt8In, "pack_int8: reduction too long for int32 accumulation");
+  view.out = out;
+  view.in = in;
+  const int64_t n_pad = view.n_blocks() * kBlockN;
+  const size_t data_bytes = round_up(static_cast<size_t>(view.n_blocks() * view.block_bytes()), kAlign);
+  const size_t side_bytes = round_up(static_cast<size_t>(n_pad) * 4, kAlign);
+  bytes = data_bytes + 2 * side_bytes;
+  mem = aligned_bytes(bytes);
+  Int8Parts parts{reinterpret_cast<int8_t*>(mem.get()), reinterpret_cast<float*>(mem.get() + data_bytes),
+                  reinterpret_cast<int32_t*>(mem.get() + data_bytes + side_bytes)};
+  view.data = parts.data;
+  view.scales = parts.scales;
+  view.row_sums = parts.sums;
+  return parts;
+}
+
+}  // namespace
+
+PackedInt8 pack_int8(const float* w, int64_t w_stride, int64_t out, int64_t in) {
+  K2_KERNEL_CHECK(w_stride >= in, "pack_int8: bad shape");
+  PackedInt8 p;
+  const Int8Parts parts = init_int8(p.mem_, p.bytes_, p.view_, out, in);
   const int64_t block_bytes = p.view_.block_bytes();
-  for (int64_t o = 0; o < out; ++o) {
-    const float* row = w + o * w_stride;
-    float amax = 0.0f;
-    for (int64_t k = 0; k < in; ++k) amax = std::max(amax, std::fabs(row[k]));
-    const float scale = amax / 127.0f;
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    int8_t* block = data + (o / kBlockN) * block_bytes;
-    const int64_t lane = o % kBlockN;
-    int32_t sum = 0;
-    for (int64_t k = 0; k < in; ++k) {
-      const int8_t q = quantize_one(row[k], inv);
-      block[(k / 4) * kBlockN * 4 + lane * 4 + k % 4] = q;
-      sum += q;
-    }
-    scales[o] = scale;
-    sums[o] = sum;
-  }
-  p.view_.data = data;
-  p.view_.scales = scales;
-  p.view_.row_sums = sums;
+  for (int64_t o = 0; o < out; ++o) place_int8_row(parts.data, parts.scales, parts.sums, block_bytes, o, w + o * w_stride, in);
+  return p;
+}
+
+PackedInt8 pack_int8_streamed(int64_t out, int64_t in, int64_t chunk_rows, const RowSource& source) {
+  PackedInt8 p;
+  const Int8Parts parts = init_int8(p.mem_, p.bytes_, p.view_, out, in);
+  const int64_t block_bytes = p.view_.block_bytes();
+  for_each_source_row(out, in, chunk_rows, source, [&](int64_t o, const float* row) {
+    place_int8_row(parts.data, parts.scales, parts.sums, block_bytes, o, row, in);
+  });
   return p;
 }
 

@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 namespace k2::cpu {
@@ -97,6 +98,8 @@ class PackedBf16 {
 
  private:
   friend PackedBf16 pack_bf16(const float*, int64_t, int64_t, int64_t);
+  friend PackedBf16 interleave_blocks(const PackedBf16&, const PackedBf16&);
+  friend PackedBf16 pack_bf16_streamed(int64_t, int64_t, int64_t, const std::function<void(int64_t, int64_t, float*)>&);
   AlignedBytes mem_;
   size_t bytes_ = 0;
   Bf16Weights view_;
@@ -110,6 +113,8 @@ class PackedInt8 {
 
  private:
   friend PackedInt8 pack_int8(const float*, int64_t, int64_t, int64_t);
+  friend PackedInt8 interleave_blocks(const PackedInt8&, const PackedInt8&);
+  friend PackedInt8 pack_int8_streamed(int64_t, int64_t, int64_t, const std::function<void(int64_t, int64_t, float*)>&);
   AlignedBytes mem_;
   size_t bytes_ = 0;
   Int8Weights view_;
@@ -123,6 +128,7 @@ class PackedInt4 {
 
  private:
   friend class Int4Packer;
+  friend PackedInt4 interleave_blocks(const PackedInt4&, const PackedInt4&);
   AlignedBytes mem_;
   size_t bytes_ = 0;
   Int4Weights view_;
@@ -141,6 +147,14 @@ PackedInt4 pack_int4(const float* w, int64_t w_stride, int64_t out, int64_t in, 
 // bf16 checkpoints). Requires int4_shape_ok(in, group).
 PackedInt4 pack_int4_from_packed(const int32_t* packed, const float* scales, int64_t out, int64_t in,
                                  int64_t group);
+// Writes rows [row0, row0 + rows) of a float32 [out, in] matrix to dst ([rows, in]).
+using RowSource = std::function<void(int64_t row0, int64_t rows, float* dst)>;
+// pack_bf16 / pack_int8 of the matrix `source` yields, read chunk_rows rows at a time, so
+// that a large weight converted from a checkpoint never exists whole in float32 (the load's
+// peak memory stays near the packed size). Same bytes as the one-shot packers.
+PackedBf16 pack_bf16_streamed(int64_t out, int64_t in, int64_t chunk_rows, const RowSource& source);
+PackedInt8 pack_int8_streamed(int64_t out, int64_t in, int64_t chunk_rows, const RowSource& source);
+
 // The dequantised weight q * scale of output o, input k (tests, debugging).
 float int4_weight(const Int4Weights& w, int64_t o, int64_t k);
 

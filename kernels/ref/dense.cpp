@@ -71,6 +71,17 @@ void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   }
 }
 
+void gate_up_silu(const float* x, int64_t x_stride, const float* g, const float* u, int64_t w_stride, int64_t rows,
+                  int64_t in, int64_t width, float* h, int64_t h_stride) {
+  K2_KERNEL_CHECK(rows >= 0 && width > 0 && h_stride >= width, "gate_up_silu: bad shape");
+  std::vector<float> gv(static_cast<size_t>(width)), uv(gv.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    linear(x + r * x_stride, x_stride, g, w_stride, 1, in, width, gv.data(), width);
+    linear(x + r * x_stride, x_stride, u, w_stride, 1, in, width, uv.data(), width);
+    silu_mul(gv.data(), uv.data(), width, h + r * h_stride);
+  }
+}
+
 void softmax(float* x, int64_t n) {
   K2_KERNEL_CHECK(n >= 1, "softmax: empty row");
   const float max = *std::max_element(x, x + n);

@@ -29,6 +29,11 @@ void matmul(const float* x, int64_t x_stride, const float* w, int64_t w_stride, 
 // out[i] = silu(gate[i]) * up[i], silu(g) = g / (1 + exp(-g)). out may alias gate or up.
 void silu_mul(const float* gate, const float* up, int64_t n, float* out);
 
+// h = silu(x · Gᵀ) ⊙ (x · Uᵀ), the first half of a SwiGLU MLP (what the fused CPU kernel
+// computes in one pass). g, u: [width, in] (row stride w_stride), h: [rows, width].
+void gate_up_silu(const float* x, int64_t x_stride, const float* g, const float* u, int64_t w_stride, int64_t rows,
+                  int64_t in, int64_t width, float* h, int64_t h_stride);
+
 // In-place numerically stable softmax of x[0..n). n >= 1.
 void softmax(float* x, int64_t n);
 

@@ -1,7 +1,10 @@
 #include "kernels/ref/mla.h"
 
+#include <bit>
 #include <cstddef>
 #include <vector>
+
+#include "kernels/ref/kv_fp8.h"
 
 #include "kernels/check.h"
 #include "kernels/ref/dense.h"
@@ -80,6 +83,26 @@ void mla_decode_paged(const float* q_abs, int64_t batch, const PagedLatentView& 
       for (int64_t t = 0; t < len; ++t) axpy(scores[t], rows[t], dims.kv_lora_rank, oh);
     }
   }
+}
+
+void mla_decode_paged_bf16(const float* q_abs, int64_t batch, const PagedLatentBf16View& cache,
+                           const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                           const MlaDims& dims, float scale, float* out) {
+  std::vector<float> wide(static_cast<size_t>(cache.num_blocks * cache.block_size * dims.latent_dim()));
+  for (size_t i = 0; i < wide.size(); ++i) wide[i] = std::bit_cast<float>(static_cast<uint32_t>(cache.data[i]) << 16);
+  mla_decode_paged(q_abs, batch, PagedLatentView{wide.data(), cache.num_blocks, cache.block_size}, block_tables,
+                   block_table_stride, kv_lens, dims, scale, out);
+}
+
+void mla_decode_paged_fp8(const float* q_abs, int64_t batch, const PagedLatentFp8View& cache,
+                          const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                          const MlaDims& dims, float scale, float* out) {
+  const int64_t row = dims.latent_dim(), rows = cache.num_blocks * cache.block_size;
+  const int64_t row_bytes = fp8_kv_row_bytes(row);
+  std::vector<float> wide(static_cast<size_t>(rows * row));
+  for (int64_t r = 0; r < rows; ++r) dequantize_fp8_kv_row(cache.data + r * row_bytes, row, wide.data() + r * row);
+  mla_decode_paged(q_abs, batch, PagedLatentView{wide.data(), cache.num_blocks, cache.block_size}, block_tables,
+                   block_table_stride, kv_lens, dims, scale, out);
 }
 
 }  // namespace k2::ref

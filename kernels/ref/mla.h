@@ -45,6 +45,21 @@ struct PagedLatentView {
   int64_t block_size = 0;  // a power of two
 };
 
+// The same cache with bf16 rows (bits as uint16, round-to-nearest-even of the float row).
+struct PagedLatentBf16View {
+  const uint16_t* data = nullptr;
+  int64_t num_blocks = 0;
+  int64_t block_size = 0;  // a power of two
+};
+
+// The same cache with fp8 rows (kernels/ref/kv_fp8.h: e4m3 values, per-tile float32 scales),
+// each fp8_kv_row_bytes(latent_dim) bytes.
+struct PagedLatentFp8View {
+  const uint8_t* data = nullptr;
+  int64_t num_blocks = 0;
+  int64_t block_size = 0;  // a power of two
+};
+
 // Absorbed MLA decode over the paged cache, one query token per sequence.
 //   q_abs        [batch, heads, kv_lora+rope]: per head [q_nope·W_UK | rotated q_pe]
 //   block_tables [batch, block_table_stride] block ids; kv_lens[b] cached positions to
@@ -54,5 +69,13 @@ struct PagedLatentView {
 void mla_decode_paged(const float* q_abs, int64_t batch, const PagedLatentView& cache,
                       const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
                       const MlaDims& dims, float scale, float* out);
+// The same over a bf16 cache: every row widened to float32 exactly, then the float32 form.
+void mla_decode_paged_bf16(const float* q_abs, int64_t batch, const PagedLatentBf16View& cache,
+                           const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                           const MlaDims& dims, float scale, float* out);
+// The same over an fp8 cache: every row dequantised (value · tile scale), then the float32 form.
+void mla_decode_paged_fp8(const float* q_abs, int64_t batch, const PagedLatentFp8View& cache,
+                          const int32_t* block_tables, int64_t block_table_stride, const int64_t* kv_lens,
+                          const MlaDims& dims, float scale, float* out);
 
 }  // namespace k2::ref

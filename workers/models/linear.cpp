@@ -3,6 +3,7 @@
 #include <string>
 #include <utility>
 
+#include "kernels/cpu/gate_up.h"
 #include "kernels/cpu/linear_mt.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/ref/dense.h"
@@ -73,6 +74,24 @@ Linear Linear::from(TensorF32 w, WeightLayout layout) {
   return pack(w.data.data(), out, in, layout);
 }
 
+Linear Linear::from_packed(cpu::PackedBf16 w) {
+  Linear l;
+  l.layout_ = WeightLayout::kBf16;
+  l.out_ = w.view().out;
+  l.in_ = w.view().in;
+  l.bf16_ = std::move(w);
+  return l;
+}
+
+Linear Linear::from_packed(cpu::PackedInt8 w) {
+  Linear l;
+  l.layout_ = WeightLayout::kInt8;
+  l.out_ = w.view().out;
+  l.in_ = w.view().in;
+  l.int8_ = std::move(w);
+  return l;
+}
+
 Result<Linear> Linear::int4_from(TensorF32 w, int64_t group) {
   const int64_t out = w.shape.at(0), in = w.shape.at(1);
   if (!cpu::int4_shape_ok(in, group)) {
@@ -139,6 +158,60 @@ void Linear::forward(const float* x, int64_t x_stride, int64_t rows, float* y, i
 size_t Linear::bytes() const {
   switch (layout_) {
     case WeightLayout::kF32: return f32_.size() * sizeof(float);
+    case WeightLayout::kBf16: return bf16_.bytes();
+    case WeightLayout::kInt8: return int8_.bytes();
+    case WeightLayout::kInt4: return int4_.bytes();
+  }
+  return 0;
+}
+
+Result<GateUpLinear> GateUpLinear::from(Linear gate, Linear up) {
+  if (gate.layout() != up.layout() || gate.out() != up.out() || gate.in() != up.in()) {
+    return invalid_argument("gate and up projections differ in shape or layout");
+  }
+  GateUpLinear g;
+  g.layout_ = gate.layout();
+  g.width_ = gate.out();
+  g.in_ = gate.in();
+  switch (g.layout_) {
+    case WeightLayout::kF32:
+      g.gate_ = std::move(gate);
+      g.up_ = std::move(up);
+      break;
+    case WeightLayout::kBf16: g.bf16_ = cpu::interleave_blocks(gate.bf16_, up.bf16_); break;
+    case WeightLayout::kInt8: g.int8_ = cpu::interleave_blocks(gate.int8_, up.int8_); break;
+    case WeightLayout::kInt4:
+      if (gate.int4_.view().group != up.int4_.view().group) {
+        return invalid_argument("gate and up projections have different int4 groups");
+      }
+      g.int4_ = cpu::interleave_blocks(gate.int4_, up.int4_);
+      break;
+  }
+  return g;
+}
+
+void GateUpLinear::forward(const float* x, int64_t rows, float* h) const {
+  if (rows == 0) return;
+  switch (layout_) {
+    case WeightLayout::kF32: {
+      std::vector<float> u(static_cast<size_t>(rows * width_));  // [rows, width]
+      gate_.forward(x, rows, h);
+      up_.forward(x, rows, u.data());
+      ref::silu_mul(h, u.data(), rows * width_, h);
+      return;
+    }
+    case WeightLayout::kBf16:
+      return cpu::gate_up_silu_bf16(t_pool, x, in_, rows, bf16_.view(), width_, h, width_);
+    case WeightLayout::kInt8:
+      return cpu::gate_up_silu_int8(t_pool, x, in_, rows, int8_.view(), width_, h, width_);
+    case WeightLayout::kInt4:
+      return cpu::gate_up_silu_int4(t_pool, x, in_, rows, int4_.view(), width_, h, width_);
+  }
+}
+
+size_t GateUpLinear::bytes() const {
+  switch (layout_) {
+    case WeightLayout::kF32: return gate_.bytes() + up_.bytes();
     case WeightLayout::kBf16: return bf16_.bytes();
     case WeightLayout::kInt8: return int8_.bytes();
     case WeightLayout::kInt4: return int4_.bytes();

@@ -80,6 +80,9 @@ class Linear {
   // scales [out, in / group].
   static Result<Linear> int4_from_packed(const int32_t* packed, const float* scales, int64_t out, int64_t in,
                                          int64_t group);
+  // Weights already packed (the loader's streamed conversion).
+  static Linear from_packed(cpu::PackedBf16 w);
+  static Linear from_packed(cpu::PackedInt8 w);
   // Rows [first, first + count) of w [out, in] as a matrix of their own.
   static Linear from_rows(const TensorF32& w, int64_t first, int64_t count, WeightLayout layout);
   // The transpose of rows [first, first + count) of w: a [in, count] matrix.
@@ -101,6 +104,30 @@ class Linear {
   WeightLayout layout_ = WeightLayout::kF32;
   int64_t out_ = 0, in_ = 0;
   std::vector<float> f32_;  // [out, in], kF32 only
+  friend class GateUpLinear;
+  cpu::PackedBf16 bf16_;
+  cpu::PackedInt8 int8_;
+  cpu::PackedInt4 int4_;
+};
+
+// The gate and up projections of a SwiGLU MLP as one matrix: packed layouts interleave their
+// blocks (kernels/cpu/gate_up.h) so forward() streams both in one pass and applies the
+// SiLU-mul on the fly; the float32 layout keeps them apart and runs the reference ops.
+// Owns its weights; forward() is const and safe from any number of threads.
+class GateUpLinear {
+ public:
+  GateUpLinear() = default;
+  // gate, up: [width, in] in the same layout.
+  static Result<GateUpLinear> from(Linear gate, Linear up);
+  // h[r, j] = silu(gate(x)[r, j]) * up(x)[r, j]; x: [rows, in], h: [rows, width].
+  void forward(const float* x, int64_t rows, float* h) const;
+  int64_t width() const { return width_; }
+  size_t bytes() const;
+
+ private:
+  WeightLayout layout_ = WeightLayout::kF32;
+  int64_t width_ = 0, in_ = 0;
+  Linear gate_, up_;  // kF32 only
   cpu::PackedBf16 bf16_;
   cpu::PackedInt8 int8_;
   cpu::PackedInt4 int4_;

@@ -115,7 +115,7 @@ void MlaLayer::write_latents(const MlaParams& p, int64_t layer, const float* x, 
                         rows.positions.data(), p.inv_freq.data());
   for (size_t s = 0; s < batch.sequences.size(); ++s) {
     for (int64_t r = rows.first_row[s]; r < rows.first_row[s + 1]; ++r) {
-      std::copy_n(kv_a.data() + r * lat, lat, cache.row(layer, batch.sequences[s].block_table, rows.positions[r]));
+      cache.write_row(layer, batch.sequences[s].block_table, rows.positions[r], kv_a.data() + r * lat);
     }
   }
 }
@@ -128,7 +128,7 @@ void MlaLayer::attend_naive(const MlaParams& p, int64_t layer, const SequenceChu
   const int64_t kv_tokens = seq.start_pos + n, kv_w = d.heads * (d.nope_dim + d.v_dim);
   std::vector<float> latents(static_cast<size_t>(kv_tokens * lat));  // [kv_tokens, kv_lora + rope]
   for (int64_t t = 0; t < kv_tokens; ++t) {
-    std::copy_n(cache.row(layer, seq.block_table, t), lat, latents.data() + t * lat);
+    cache.read_row(layer, seq.block_table, t, latents.data() + t * lat);
   }
   std::vector<float> kv(static_cast<size_t>(kv_tokens * kv_w));  // [kv_tokens, H, nope + v]
   kv_b_.forward(latents.data(), lat, kv_tokens, kv.data(), kv_w);
@@ -180,11 +180,21 @@ void MlaLayer::attend_absorbed(const MlaParams& p, int64_t layer, const ForwardB
   std::vector<float> o_lat(static_cast<size_t>(b_count * d.heads * d.kv_lora_rank));  // [B, H, kv_lora]
   // One task per sequence: each reads only its own cache blocks. The float32 path keeps
   // the reference kernel; the fast path uses the vectorised one.
+  // A bf16 or fp8 cache always takes the CPU kernel (it widens only the rows it reads).
   const auto decode = o_.layout() == WeightLayout::kF32 ? ref::mla_decode_paged : cpu::mla_decode_paged;
   parallel_tasks(b_count, [&](int64_t b) {
-    decode(q_abs.data() + b * d.heads * lat, 1, cache.layer_view(layer),
-                          tables.data() + b * table_width, static_cast<int64_t>(table_width), kv_lens.data() + b, d,
-                          p.softmax_scale, o_lat.data() + b * d.heads * d.kv_lora_rank);
+    const int64_t stride = static_cast<int64_t>(table_width);
+    float* o = o_lat.data() + b * d.heads * d.kv_lora_rank;
+    if (cache.dtype() == KvCacheDtype::kBfloat16) {
+      cpu::mla_decode_paged_bf16(q_abs.data() + b * d.heads * lat, 1, cache.layer_view_bf16(layer),
+                                 tables.data() + b * table_width, stride, kv_lens.data() + b, d, p.softmax_scale, o);
+    } else if (cache.dtype() == KvCacheDtype::kFp8E4m3) {
+      cpu::mla_decode_paged_fp8(q_abs.data() + b * d.heads * lat, 1, cache.layer_view_fp8(layer),
+                                tables.data() + b * table_width, stride, kv_lens.data() + b, d, p.softmax_scale, o);
+    } else {
+      decode(q_abs.data() + b * d.heads * lat, 1, cache.layer_view(layer), tables.data() + b * table_width, stride,
+             kv_lens.data() + b, d, p.softmax_scale, o);
+    }
   });
   // attn[b, h] = o_lat[b, h] · W_UV[h]ᵀ: [B, H, v], scattered back to the batch rows.
   const int64_t v_width = d.heads * d.v_dim;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "kernels/cpu/linear_f32.h"
 #include "kernels/ref/dense.h"
 
 namespace k2 {
@@ -16,18 +17,23 @@ Result<Mlp> Mlp::load(WeightLoader& w, const std::string& prefix, int64_t hidden
   m.hidden_ = hidden;
   m.width_ = shard.count(width);
   const int64_t first = shard.first(width);
-  K2_ASSIGN_OR_RETURN(m.gate_, w.linear_rows(prefix + "gate_proj", width, hidden, first, m.width_, layout));
-  K2_ASSIGN_OR_RETURN(m.up_, w.linear_rows(prefix + "up_proj", width, hidden, first, m.width_, layout));
+  K2_ASSIGN_OR_RETURN(Linear gate, w.linear_rows(prefix + "gate_proj", width, hidden, first, m.width_, layout));
+  K2_ASSIGN_OR_RETURN(Linear up, w.linear_rows(prefix + "up_proj", width, hidden, first, m.width_, layout));
+  K2_ASSIGN_OR_RETURN(m.gate_up_, GateUpLinear::from(std::move(gate), std::move(up)));
   K2_ASSIGN_OR_RETURN(m.down_, w.linear_columns(prefix + "down_proj", hidden, width, first, m.width_, layout));
   return m;
 }
 
-void Mlp::forward(const float* x, int64_t rows, float* out) const {
-  std::vector<float> g(static_cast<size_t>(rows * width_)), u(g.size());  // [rows, width]
-  gate_.forward(x, rows, g.data());
-  up_.forward(x, rows, u.data());
-  ref::silu_mul(g.data(), u.data(), rows * width_, g.data());
-  down_.forward(g.data(), rows, out);
+void Mlp::forward(const float* x, int64_t rows, float* out, const float* row_scale) const {
+  thread_local std::vector<float> h;  // [rows, width]; reused: no page faults per call
+  h.resize(static_cast<size_t>(rows * width_));
+  gate_up_.forward(x, rows, h.data());
+  down_.forward(h.data(), rows, out);
+  if (row_scale == nullptr) return;
+  // Scaled on the cache-hot output (the same float products the weighted sum would take).
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < hidden_; ++i) out[r * hidden_ + i] *= row_scale[r];
+  }
 }
 
 Result<Moe> Moe::load(WeightLoader& w, const std::string& prefix, const ModelConfig& c,
@@ -87,49 +93,69 @@ void Moe::forward(const float* x, int64_t rows, float* out, RouterTrace* trace) 
   const int64_t n_exp = router_.num_experts, k = router_.top_k, d = hidden_;
   // Router: sigmoid scores, biased selection, weights [rows, k].
   std::vector<float> logits(static_cast<size_t>(rows * n_exp));  // [rows, E]
-  ref::linear(x, d, gate_.data.data(), d, rows, d, n_exp, logits.data(), n_exp);
+  // == ref::linear, bit for bit. Rows are independent, so a batch's rows are split over the
+  // pool (at batch 32 the serial router was ~10% of a decode step).
+  constexpr int64_t kRouterRows = 4;
+  parallel_tasks((rows + kRouterRows - 1) / kRouterRows, [&](int64_t t) {
+    const int64_t r0 = t * kRouterRows, n = std::min(kRouterRows, rows - r0);
+    cpu::linear_f32_exact(x + r0 * d, d, gate_.data.data(), d, n, d, n_exp, logits.data() + r0 * n_exp, n_exp);
+  });
   std::vector<int32_t> idx(static_cast<size_t>(rows * k));
   std::vector<float> weights(idx.size()), gap(static_cast<size_t>(rows)), group_gap(gap.size());
   ref::moe_route(logits.data(), bias_.data.data(), rows, router_, idx.data(), weights.data(), gap.data(),
                  group_gap.data());
 
   // Routed experts over the rows that chose them, each expert's weights streamed once per
-  // call. The experts used (and the shared one) are independent tasks: with a thread pool
-  // they run side by side, one thread each, without a barrier per expert; the weighted sum
-  // is then taken in expert order, so the result does not depend on the schedule.
+  // call (gate+up in one fused pass, the routing weight applied to down's output in the
+  // task). The experts used (and the shared one) are independent tasks: with a thread pool
+  // they run side by side, one thread each, without a barrier per expert; the outputs are
+  // then summed in expert order, so the result does not depend on the schedule.
   // Only this rank's experts (all of them unless expert parallel); `used` holds global ids.
-  std::vector<std::vector<int64_t>> slots(static_cast<size_t>(n_exp));  // per expert: row * k + j
-  for (int64_t s = 0; s < rows * k; ++s) slots[static_cast<size_t>(idx[s])].push_back(s);
-  std::vector<int64_t> used;
+  std::vector<int64_t> count(static_cast<size_t>(n_exp) + 1, 0);  // slots per expert, then offsets
+  for (int64_t s = 0; s < rows * k; ++s) ++count[static_cast<size_t>(idx[s]) + 1];
+  std::vector<int64_t> used, offset;  // per task: expert id, first slot in `order`
+  int64_t routed = 0;
   for (int64_t e = first_expert_; e < first_expert_ + num_experts(); ++e) {
-    if (slots[static_cast<size_t>(e)].empty()) continue;
+    const int64_t m = count[static_cast<size_t>(e) + 1];
+    if (m == 0) continue;
     used.push_back(e);
-    routed_tokens_[static_cast<size_t>(e - first_expert_)].fetch_add(slots[static_cast<size_t>(e)].size(),
+    offset.push_back(routed);
+    routed += m;
+    routed_tokens_[static_cast<size_t>(e - first_expert_)].fetch_add(static_cast<uint64_t>(m),
                                                                      std::memory_order_relaxed);
   }
+  offset.push_back(routed);
+  // order[offset[t] + i]: the i-th slot (row * k + j) of task t's expert, rows ascending.
+  std::vector<int64_t> order(static_cast<size_t>(routed)), next(offset.begin(), offset.end() - 1);
+  std::vector<int64_t> task_of(static_cast<size_t>(n_exp), -1);
+  for (size_t t = 0; t < used.size(); ++t) task_of[static_cast<size_t>(used[t])] = static_cast<int64_t>(t);
+  for (int64_t s = 0; s < rows * k; ++s) {
+    const int64_t t = task_of[static_cast<size_t>(idx[s])];
+    if (t >= 0) order[static_cast<size_t>(next[static_cast<size_t>(t)]++)] = s;
+  }
+  thread_local std::vector<float> ys;  // [routed + rows (shared), hidden]; reused across calls
+  ys.resize(static_cast<size_t>((routed + (shared_.empty() ? 0 : rows)) * d));
   const int64_t n_tasks = static_cast<int64_t>(used.size()) + (shared_.empty() ? 0 : 1);
-  std::vector<std::vector<float>> ys(static_cast<size_t>(n_tasks));  // per task: [m, hidden]
+  float* const y_all = ys.data();
   parallel_tasks(n_tasks, [&](int64_t t) {
-    std::vector<float>& y = ys[static_cast<size_t>(t)];
     if (t == static_cast<int64_t>(used.size())) {  // the shared expert, over every row
-      y.resize(static_cast<size_t>(rows * d));
-      shared_[0].forward(x, rows, y.data());
+      shared_[0].forward(x, rows, y_all + routed * d);
       return;
     }
-    const std::vector<int64_t>& chosen = slots[static_cast<size_t>(used[t])];
-    const int64_t m = static_cast<int64_t>(chosen.size());
-    std::vector<float> xe(static_cast<size_t>(m * d));  // [m, hidden]
-    for (int64_t i = 0; i < m; ++i) std::copy_n(x + (chosen[i] / k) * d, d, xe.data() + i * d);
-    y.resize(xe.size());
-    experts_[static_cast<size_t>(used[t] - first_expert_)].forward(xe.data(), m, y.data());
+    const int64_t first = offset[static_cast<size_t>(t)], m = offset[static_cast<size_t>(t) + 1] - first;
+    thread_local std::vector<float> xe, we;  // [m, hidden], [m]
+    xe.resize(static_cast<size_t>(m * d));
+    we.resize(static_cast<size_t>(m));
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t slot = order[static_cast<size_t>(first + i)];
+      std::copy_n(x + (slot / k) * d, d, xe.data() + i * d);
+      we[static_cast<size_t>(i)] = weights[static_cast<size_t>(slot)];
+    }
+    experts_[static_cast<size_t>(used[t] - first_expert_)].forward(xe.data(), m, y_all + first * d, we.data());
   });
   std::fill(out, out + rows * d, 0.0f);
-  for (size_t t = 0; t < used.size(); ++t) {
-    const std::vector<int64_t>& chosen = slots[static_cast<size_t>(used[t])];
-    for (size_t i = 0; i < chosen.size(); ++i)
-      ref::axpy(weights[chosen[i]], ys[t].data() + i * d, d, out + (chosen[i] / k) * d);
-  }
-  if (!shared_.empty()) ref::axpy(1.0f, ys.back().data(), rows * d, out);
+  for (int64_t i = 0; i < routed; ++i) ref::axpy(1.0f, y_all + i * d, d, out + (order[static_cast<size_t>(i)] / k) * d);
+  if (!shared_.empty()) ref::axpy(1.0f, y_all + routed * d, rows * d, out);
   if (trace != nullptr) {
     trace->idx = std::move(idx);
     trace->weights = std::move(weights);

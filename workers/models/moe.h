@@ -36,14 +36,16 @@ class Mlp {
   // `shard` splits the width (its size must divide it; checked by the model).
   static Result<Mlp> load(WeightLoader& loader, const std::string& prefix, int64_t hidden, int64_t width,
                           WeightLayout layout, const Shard& shard = {});
-  // x: [rows, hidden] -> out: [rows, hidden] (overwritten).
-  void forward(const float* x, int64_t rows, float* out) const;
-  size_t bytes() const { return gate_.bytes() + up_.bytes() + down_.bytes(); }
+  // x: [rows, hidden] -> out: [rows, hidden] (overwritten). With row_scale ([rows]), row r
+  // of the result is scaled by row_scale[r] (a routed expert's weight, applied to the
+  // activations before down_proj so the output needs no extra pass).
+  void forward(const float* x, int64_t rows, float* out, const float* row_scale = nullptr) const;
+  size_t bytes() const { return gate_up_.bytes() + down_.bytes(); }
 
  private:
   int64_t hidden_ = 0, width_ = 0;
-  Linear gate_, up_;  // [width, hidden]
-  Linear down_;       // [hidden, width]
+  GateUpLinear gate_up_;  // gate and up [width, hidden], one pass (fused SiLU-mul)
+  Linear down_;           // [hidden, width]
 };
 
 class Moe {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <utility>
 #include <random>
@@ -74,10 +75,53 @@ Result<TensorF32> WeightLoader::linear(const std::string& module, int64_t out, i
   return t;
 }
 
+// Rows of kStreamRows at a time: ~1 MiB of float32 for a 1024-wide weight.
+constexpr int64_t kStreamRows = 256;
+
+Result<std::optional<Linear>> WeightLoader::streamed(const std::string& module, int64_t out, int64_t in,
+                                                     WeightLayout layout) {
+  const std::string name = module + ".weight";
+  if (checkpoint_ == nullptr || (layout != WeightLayout::kBf16 && layout != WeightLayout::kInt8) ||
+      !checkpoint_->has(name) || checkpoint_->has(module + ".weight_scale_inv")) {
+    return std::optional<Linear>();
+  }
+  K2_ASSIGN_OR_RETURN(TensorView v, checkpoint_->view(name));
+  if (v.dtype != DType::kBF16 && v.dtype != DType::kF16 && v.dtype != DType::kF32) return std::optional<Linear>();
+  if (v.shape != std::vector<int64_t>{out, in}) {
+    return invalid_argument("tensor " + name + " has shape " + shape_string(v.shape) + ", the config implies " +
+                            shape_string({out, in}));
+  }
+  const size_t elem = dtype_size(v.dtype);
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const cpu::RowSource source = [&](int64_t row0, int64_t rows, float* dst) {
+    const uint8_t* src = v.data + static_cast<size_t>(row0 * in) * elem;
+    const int64_t n = rows * in;
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t* e = src + static_cast<size_t>(i) * elem;
+      uint16_t h;
+      switch (v.dtype) {
+        case DType::kBF16: std::memcpy(&h, e, 2); dst[i] = bf16_to_f32(h); break;
+        case DType::kF16: std::memcpy(&h, e, 2); dst[i] = f16_to_f32(h); break;
+        default: std::memcpy(dst + i, e, 4); break;
+      }
+    }
+    // Drop the whole pages this chunk consumed (the page cache keeps them).
+    const uintptr_t begin = (reinterpret_cast<uintptr_t>(src) + page - 1) & ~(page - 1);
+    const uintptr_t end = (reinterpret_cast<uintptr_t>(src) + static_cast<size_t>(n) * elem) & ~(page - 1);
+    if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+  };
+  Linear l = layout == WeightLayout::kBf16 ? Linear::from_packed(cpu::pack_bf16_streamed(out, in, kStreamRows, source))
+                                           : Linear::from_packed(cpu::pack_int8_streamed(out, in, kStreamRows, source));
+  account(name);
+  return std::optional<Linear>(std::move(l));
+}
+
 Result<Linear> WeightLoader::linear(const std::string& module, int64_t out, int64_t in, WeightLayout layout) {
   if (layout == WeightLayout::kInt4 && checkpoint_ != nullptr && checkpoint_->has(module + ".weight_packed")) {
     return int4_as_stored(module, out, in);
   }
+  K2_ASSIGN_OR_RETURN(std::optional<Linear> packed, streamed(module, out, in, layout));
+  if (packed) return std::move(*packed);
   K2_ASSIGN_OR_RETURN(TensorF32 t, linear(module, out, in));
   if (layout == WeightLayout::kInt4) return Linear::int4_from(std::move(t), int4_group_);
   return Linear::from(std::move(t), layout);

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "shm/status.h"
@@ -45,6 +46,10 @@ class WeightLoader {
 
  private:
   void account(const std::string& name);
+  // A plain BF16/F16/F32 weight packed to bf16 or int8 a few rows at a time, dropping the
+  // mapped pages it has consumed as it goes; nullopt when the tensor is stored otherwise
+  // (FP8 blocks, INT4), which then takes the whole-tensor path.
+  Result<std::optional<Linear>> streamed(const std::string& module, int64_t out, int64_t in, WeightLayout layout);
   Result<Linear> int4_as_stored(const std::string& module, int64_t out, int64_t in, int64_t row0 = 0,
                                 int64_t rows = -1, int64_t col0 = 0, int64_t cols = -1);
   Result<Linear> sliced(const std::string& module, int64_t out, int64_t in, int64_t row0, int64_t rows, int64_t col0,

@@ -1,0 +1,79 @@
+#include "enginecore/dp_wave.h"
+
+#include <spdlog/spdlog.h>
+
+#include "enginecore/protocol/dp_transport.h"
+#include "enginecore/protocol/zmq_channel.h"
+
+namespace k2::engine {
+
+using protocol::DpControl;
+using protocol::DpControlKind;
+using namespace std::chrono_literals;
+
+Result<std::unique_ptr<DpWave>> DpWave::connect(zmq::context_t& context, const std::string& address, uint32_t rank,
+                                                const std::string& key_file) {
+  protocol::SocketOptions options;
+  options.routing_id = protocol::rank_identity(rank);
+  K2_ASSIGN_OR_RETURN(zmq::socket_t socket, protocol::make_socket(context, zmq::socket_type::dealer, options));
+  if (address.rfind("tcp://", 0) == 0)
+    K2_RETURN_IF_ERROR(protocol::secure_control_socket(socket, protocol::ControlRole::kClient, key_file));
+  K2_RETURN_IF_ERROR(protocol::connect_endpoint(socket, address));
+  std::unique_ptr<DpWave> w(new DpWave(std::move(socket), rank));
+  K2_RETURN_IF_ERROR(protocol::send(w->socket_, DpControl{DpControlKind::kJoin, rank, 0, 0, false, -1}));
+  return w;
+}
+
+Status DpWave::start_if_idle() {
+  if (running_) return Status::ok_status();
+  running_ = true;
+  steps_ = 0;
+  round_ = 0;
+  spdlog::debug("rank {}: starting wave {}", rank_, wave_);
+  return protocol::send(socket_, DpControl{DpControlKind::kStartWave, rank_, wave_, 0, false, -1});
+}
+
+void DpWave::on_message(const DpControl& m) {
+  switch (m.kind) {
+    case DpControlKind::kStartDpWave:
+      if (m.wave < wave_ || (running_ && m.wave == wave_)) return;  // stale, or already in it
+      wave_ = m.wave;
+      running_ = true;
+      steps_ = 0;
+      round_ = 0;
+      return;
+    case DpControlKind::kSyncResult:
+      if (!sync_pending_ || m.wave != wave_ || m.round != round_) return;
+      sync_pending_ = false;
+      ++round_;
+      if (!m.unfinished) {
+        running_ = false;
+        ++wave_;
+        steps_ = 0;
+        round_ = 0;
+      }
+      return;
+    default:
+      spdlog::warn("rank {}: dropped an unexpected DP control message", rank_);
+  }
+}
+
+Status DpWave::drain() {
+  while (true) {
+    K2_ASSIGN_OR_RETURN(std::optional<protocol::Received> got, protocol::receive_valid(socket_, 0ms, false));
+    if (!got) return Status::ok_status();
+    if (const auto* m = std::get_if<DpControl>(&got->message)) on_message(*m);
+  }
+}
+
+bool DpWave::count_step() {
+  if (!running_) return false;
+  return ++steps_ % kSyncInterval == 0;
+}
+
+Status DpWave::begin_sync(bool has_unfinished) {
+  sync_pending_ = true;
+  return protocol::send(socket_, DpControl{DpControlKind::kSync, rank_, wave_, round_, has_unfinished, -1});
+}
+
+}  // namespace k2::engine
