@@ -37,8 +37,8 @@ class Mlp {
   static Result<Mlp> load(WeightLoader& loader, const std::string& prefix, int64_t hidden, int64_t width,
                           WeightLayout layout, const Shard& shard = {});
   // x: [rows, hidden] -> out: [rows, hidden] (overwritten). With row_scale ([rows]), row r
-  // of the result is scaled by row_scale[r] (a routed expert's weight, applied to the
-  // activations before down_proj so the output needs no extra pass).
+  // of the result is scaled by row_scale[r] (a routed expert's weight, applied to down's
+  // output inside the expert's task while it is still in cache, so the combine is a plain sum).
   void forward(const float* x, int64_t rows, float* out, const float* row_scale = nullptr) const;
   size_t bytes() const { return gate_up_.bytes() + down_.bytes(); }
 
