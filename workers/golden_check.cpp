@@ -61,7 +61,7 @@ Result<CaseRun> run_case(const DeepSeekV3& model, const GoldenCase& c, int64_t b
   int64_t blocks = 0;
   for (const auto& p : c.prompts) blocks += (static_cast<int64_t>(p.size()) + c.decode_steps + block_size) / block_size;
   // The fast path keeps its KV cache in bf16 (--kv-cache-dtype auto), the float32 path in float32.
-  K2_ASSIGN_OR_RETURN(KvCacheDtype kv_dtype, kv_cache_dtype_for("auto", !model.weight_layouts().exact()));
+  K2_ASSIGN_OR_RETURN(KvCacheDtype kv_dtype, kv_cache_dtype_for("auto"));
   K2_ASSIGN_OR_RETURN(LatentKvCache cache, LatentKvCache::create(model.config().num_hidden_layers, blocks,
                                                                  block_size, model.cache_row_dim(), kv_dtype));
   BlockAllocator allocator(blocks);

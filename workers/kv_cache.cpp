@@ -23,8 +23,8 @@ Status create_check(int64_t num_layers, int64_t num_blocks, int64_t block_size, 
 
 }  // namespace
 
-Result<KvCacheDtype> kv_cache_dtype_for(std::string_view name, bool fast_path) {
-  if (name == "auto") return fast_path ? KvCacheDtype::kBfloat16 : KvCacheDtype::kFloat32;
+Result<KvCacheDtype> kv_cache_dtype_for(std::string_view name) {
+  if (name == "auto") return KvCacheDtype::kFloat32;
   if (name == "bfloat16" || name == "bf16") return KvCacheDtype::kBfloat16;
   if (name == "float32" || name == "float") return KvCacheDtype::kFloat32;
   if (name == "fp8" || name == "fp8_e4m3") return KvCacheDtype::kFp8E4m3;

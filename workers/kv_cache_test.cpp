@@ -76,14 +76,13 @@ TEST(LatentKvCache, Fp8RowsQuantiseAndFollowTheBlockTable) {
 }
 
 TEST(LatentKvCache, DtypeNames) {
-  EXPECT_EQ(kv_cache_dtype_for("auto", true).value(), KvCacheDtype::kBfloat16);
-  EXPECT_EQ(kv_cache_dtype_for("auto", false).value(), KvCacheDtype::kFloat32);
-  EXPECT_EQ(kv_cache_dtype_for("bfloat16", false).value(), KvCacheDtype::kBfloat16);
-  EXPECT_EQ(kv_cache_dtype_for("float32", true).value(), KvCacheDtype::kFloat32);
-  EXPECT_EQ(kv_cache_dtype_for("fp8", true).value(), KvCacheDtype::kFp8E4m3);
-  EXPECT_EQ(kv_cache_dtype_for("fp8_e4m3", false).value(), KvCacheDtype::kFp8E4m3);
-  EXPECT_FALSE(kv_cache_dtype_for("fp8_e5m2", true).ok());
-  EXPECT_FALSE(kv_cache_dtype_for("int3", true).ok());
+  EXPECT_EQ(kv_cache_dtype_for("auto").value(), KvCacheDtype::kFloat32);
+  EXPECT_EQ(kv_cache_dtype_for("bfloat16").value(), KvCacheDtype::kBfloat16);
+  EXPECT_EQ(kv_cache_dtype_for("float32").value(), KvCacheDtype::kFloat32);
+  EXPECT_EQ(kv_cache_dtype_for("fp8").value(), KvCacheDtype::kFp8E4m3);
+  EXPECT_EQ(kv_cache_dtype_for("fp8_e4m3").value(), KvCacheDtype::kFp8E4m3);
+  EXPECT_FALSE(kv_cache_dtype_for("fp8_e5m2").ok());
+  EXPECT_FALSE(kv_cache_dtype_for("int3").ok());
 }
 
 TEST(LatentKvCacheDeathTest, FloatViewsOfABf16CacheAbort) {

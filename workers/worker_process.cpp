@@ -163,7 +163,7 @@ Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, const Wo
   const ModelConfig& mc = w.model->config();
   const int64_t row_dim = w.model->cache_row_dim();
   KvSizingInput in;
-  K2_ASSIGN_OR_RETURN(const KvCacheDtype kv_dtype, kv_cache_dtype_for(cfg.kv_cache_dtype, !layouts.exact()));
+  K2_ASSIGN_OR_RETURN(const KvCacheDtype kv_dtype, kv_cache_dtype_for(cfg.kv_cache_dtype));
   in.bytes_per_block = LatentKvCache::bytes_needed(mc.num_hidden_layers, 1, cfg.block_size, row_dim, kv_dtype);
   in.mem_available = mem_available_bytes();
   in.shm_available = shm_available_bytes();

@@ -153,7 +153,7 @@ struct Summary {
 };
 
 Result<Summary> measure(const DeepSeekV3& model, const Args& a, int64_t batch, int64_t warmup, int64_t iters) {
-  K2_ASSIGN_OR_RETURN(KvCacheDtype kv_dtype, kv_cache_dtype_for(a.kv_cache_dtype, !model.weight_layouts().exact()));
+  K2_ASSIGN_OR_RETURN(KvCacheDtype kv_dtype, kv_cache_dtype_for(a.kv_cache_dtype));
   Runner runner(model, a, kv_dtype);
   Summary s;
   for (int64_t i = 0; i < warmup + iters; ++i) {
@@ -278,7 +278,7 @@ int run(const std::vector<std::string>& argv, bool throughput) {
   const double peak = amx > 0 ? amx : measure_bf16_dot_gflops(usable_cpus(), 3, 0.05);
   nlohmann::json j = report(**model, a, batch, *summary, *bw, peak, amx > 0);
   j["command"] = cmd;
-  j["kv_cache_dtype"] = kv_cache_dtype_name(*kv_cache_dtype_for(a.kv_cache_dtype, !layouts->exact()));
+  j["kv_cache_dtype"] = kv_cache_dtype_name(*kv_cache_dtype_for(a.kv_cache_dtype));
   j["model"] = a.model;
   if (throughput) {  // vLLM's throughput figures: one batch of every prompt, end to end
     const double secs = j.at("avg_latency_s").get<double>();

@@ -22,7 +22,7 @@ OptionTable<EngineConfig> build_table() {
   t.add("--max-num-seqs", &C::max_num_seqs, "maximum sequences per step", "scheduler")
       .add("--max-num-batched-tokens", &C::max_num_batched_tokens, "token budget per step (default: 2048, or max-model-len without chunked prefill)", "scheduler")
       .add("--block-size", &C::block_size, "tokens per KV cache block (a power of two)", "scheduler")
-      .add("--kv-cache-dtype", &C::kv_cache_dtype, "KV cache element type: auto (bfloat16 unless --dtype float32), bfloat16, float32", "scheduler")
+      .add("--kv-cache-dtype", &C::kv_cache_dtype, "latent KV cache element type: auto (float32), bfloat16, float32, fp8 (= fp8_e4m3, a scale per 64 values)", "scheduler")
       .add("--gpu-memory-utilization", &C::gpu_memory_utilization, "fraction of device memory for weights + KV cache (CPU: of free RAM)", "scheduler")
       .add("--kv-cache-memory", &C::kv_cache_memory, "KV cache size in bytes (overrides --gpu-memory-utilization)", "scheduler")
       .add("--enable-prefix-caching", &C::enable_prefix_caching, "reuse KV blocks of shared prompt prefixes", "scheduler")
