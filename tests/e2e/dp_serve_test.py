@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
-from k2_server import Checks, Server  # noqa: E402
+from k2_server import Checks, Server, process_tree  # noqa: E402
 from proxy_test import post  # noqa: E402
 
 
@@ -33,19 +33,6 @@ def per_engine(server, name):
     out = {}
     for m in re.finditer(name + r'\{[^}]*engine="(\d+)"[^}]*\} (\S+)', text):
         out[m.group(1)] = float(m.group(2))
-    return out
-
-
-def tree(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-        except OSError:
-            children = []
-        todo += [int(c) for c in children]
     return out
 
 
@@ -91,9 +78,9 @@ def main():
         def cpu_ticks(pid):
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             return int(fields[11]) + int(fields[12])
-        before = [sum(cpu_ticks(p) for p in tree(e)) for e in engines]
+        before = [sum(cpu_ticks(p) for p in process_tree(e)) for e in engines]
         time.sleep(1.0)
-        after = [sum(cpu_ticks(p) for p in tree(e)) for e in engines]
+        after = [sum(cpu_ticks(p) for p in process_tree(e)) for e in engines]
         busy = [a - b for a, b in zip(after, before)]
         c.check(all(b < 30 for b in busy), f"after the wave ends no rank keeps stepping ({busy} ticks in 1 s)")
 
@@ -109,7 +96,7 @@ def main():
         while time.time() < deadline and sum(per_engine(server, "k2:engine_num_requests_running").values()) < 1:
             time.sleep(0.02)
         victim = engines[1]
-        victims = tree(victim)
+        victims = process_tree(victim)
         t0 = time.time()
         for p in victims:
             try:
@@ -130,7 +117,7 @@ def main():
         alive = per_engine(server, "k2:engine_healthy")
         c.check(alive.get("1") == 0.0 or alive.get("0") == 0.0, f"/metrics shows the dead rank ({alive})")
 
-        everything = tree(server.proc.pid)
+        everything = process_tree(server.proc.pid)
         server.proc.send_signal(signal.SIGTERM)
         try:
             server.proc.wait(timeout=30)

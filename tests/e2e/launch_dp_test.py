@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
-from k2_server import Checks  # noqa: E402
+from k2_server import Checks, process_tree  # noqa: E402
 from proxy_test import post, start  # noqa: E402
 
 
@@ -60,20 +60,6 @@ def metric(port, name):
 
 def successes(port):
     return metric(port, "vllm:request_success_total")
-
-
-def tree(pid):
-    """pid and all its descendants."""
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        try:
-            children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
-        except OSError:
-            children = []
-        todo += [int(c) for c in children]
-    return out
 
 
 def main():
@@ -126,7 +112,7 @@ def main():
                 metric(p, "vllm:num_requests_running") == 1 for p in (base, base + 1)):
             time.sleep(0.05)
         ranks = [int(p) for p in Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()]
-        victims = tree(ranks[0])
+        victims = process_tree(ranks[0])
         for p in victims:
             try:
                 os.kill(p, signal.SIGKILL)
@@ -140,7 +126,7 @@ def main():
                 "the other stream completes")
         after = [post(port, "/v1/completions", {"model": "demo", "prompt": "x", "max_tokens": 2})[0] for _ in range(4)]
         c.check(after == [200] * 4, f"later requests succeed on the surviving rank ({after})")
-        survivors = tree(launcher.pid)
+        survivors = process_tree(launcher.pid)
         launcher.send_signal(signal.SIGTERM)
         try:
             launcher.wait(timeout=30)
