@@ -67,14 +67,14 @@ WaveCoordinator::Outbox WaveCoordinator::on_message(uint32_t rank, const DpContr
 }
 
 Result<std::unique_ptr<DpCoordinator>> DpCoordinator::start(zmq::context_t& context, const std::string& address,
-                                                            uint32_t num_ranks, const std::string& key_file) {
+                                                            uint32_t num_ranks,
+                                                            protocol::ControlPlaneSecurity& security) {
   K2_ASSIGN_OR_RETURN(zmq::socket_t socket, protocol::make_socket(context, zmq::socket_type::router));
-  if (address.rfind("tcp://", 0) == 0)
-    K2_RETURN_IF_ERROR(protocol::secure_control_socket(socket, protocol::ControlRole::kServer, key_file));
+  K2_RETURN_IF_ERROR(security.secure_server(context, socket, "coordinator"));
   K2_RETURN_IF_ERROR(protocol::bind_endpoint(socket, address));
   std::unique_ptr<DpCoordinator> c(new DpCoordinator(std::move(socket), num_ranks));
   c->thread_ = std::thread([raw = c.get()] { raw->run(); });
-  spdlog::info("dp coordinator: {} ranks, at {}", num_ranks, address);
+  spdlog::info("dp coordinator: {} ranks, at {}{}", num_ranks, address, security.curve() ? " (CURVE)" : "");
   return c;
 }
 

@@ -23,6 +23,7 @@
 
 #include <zmq.hpp>
 
+#include "enginecore/protocol/dp_transport.h"
 #include "enginecore/protocol/messages.h"
 #include "shm/status.h"
 
@@ -58,10 +59,10 @@ class WaveCoordinator {
 
 class DpCoordinator {
  public:
-  // Binds `address` (ipc:// or tcp://; tcp sockets go through secure_control_socket with
-  // `key_file`) and starts the thread.
+  // Binds `address` (ipc:// or tcp://; a CURVE server when `security` has keys, with its
+  // authenticator in `context`) and starts the thread.
   static Result<std::unique_ptr<DpCoordinator>> start(zmq::context_t& context, const std::string& address,
-                                                      uint32_t num_ranks, const std::string& key_file);
+                                                      uint32_t num_ranks, protocol::ControlPlaneSecurity& security);
   ~DpCoordinator();
   DpCoordinator(const DpCoordinator&) = delete;
   DpCoordinator& operator=(const DpCoordinator&) = delete;

@@ -12,12 +12,11 @@ using protocol::DpControlKind;
 using namespace std::chrono_literals;
 
 Result<std::unique_ptr<DpWave>> DpWave::connect(zmq::context_t& context, const std::string& address, uint32_t rank,
-                                                const std::string& key_file) {
+                                                const protocol::ControlPlaneSecurity& security) {
   protocol::SocketOptions options;
   options.routing_id = protocol::rank_identity(rank);
   K2_ASSIGN_OR_RETURN(zmq::socket_t socket, protocol::make_socket(context, zmq::socket_type::dealer, options));
-  if (address.rfind("tcp://", 0) == 0)
-    K2_RETURN_IF_ERROR(protocol::secure_control_socket(socket, protocol::ControlRole::kClient, key_file));
+  K2_RETURN_IF_ERROR(security.secure_client(socket));
   K2_RETURN_IF_ERROR(protocol::connect_endpoint(socket, address));
   std::unique_ptr<DpWave> w(new DpWave(std::move(socket), rank));
   K2_RETURN_IF_ERROR(protocol::send(w->socket_, DpControl{DpControlKind::kJoin, rank, 0, 0, false, -1}));

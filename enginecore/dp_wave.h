@@ -15,6 +15,7 @@
 
 #include <zmq.hpp>
 
+#include "enginecore/protocol/dp_transport.h"
 #include "enginecore/protocol/messages.h"
 #include "shm/status.h"
 
@@ -25,7 +26,7 @@ class DpWave {
   static constexpr uint64_t kSyncInterval = 32;  // vLLM's steps between DP all-reduces
 
   static Result<std::unique_ptr<DpWave>> connect(zmq::context_t& context, const std::string& address, uint32_t rank,
-                                                 const std::string& key_file);
+                                                 const protocol::ControlPlaneSecurity& security);
 
   zmq::socket_t& socket() { return socket_; }
   bool running() const { return running_; }

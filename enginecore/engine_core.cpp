@@ -137,11 +137,12 @@ void EngineCore::utility(const protocol::Utility& call) {
 }
 
 std::optional<protocol::StepPlan> EngineCore::plan_step() {
-  K2_CHECK(!in_flight_, "engine core: plan_step() while a step is in flight");
+  K2_CHECK(!step_in_flight(), "engine core: plan_step() while a step is in flight");
   SchedulerOutput out = scheduler_->schedule();
-  if (out.empty()) return std::nullopt;
+  if (out.empty()) return expert_load_plan();
   protocol::StepPlan plan;
   plan.step_id = out.step_id;
+  plan.report_expert_load = ask_expert_load(true);
   plan.total_num_tokens = static_cast<uint32_t>(out.num_scheduled_tokens);
   plan.finished_request_ids = out.preempted_request_ids;
   plan.finished_request_ids.insert(plan.finished_request_ids.end(), out.finished_request_ids.begin(),
@@ -178,18 +179,54 @@ std::optional<protocol::StepPlan> EngineCore::plan_step() {
   return plan;
 }
 
+bool EngineCore::ask_expert_load(bool step_pending) {
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_load_ask_ < std::chrono::duration<double>(config_.expert_load_interval_s)) {
+    load_unreported_ |= step_pending;
+    return false;
+  }
+  last_load_ask_ = now;
+  load_unreported_ = false;
+  return true;
+}
+
+std::optional<protocol::StepPlan> EngineCore::expert_load_plan() {
+  if (!load_unreported_ || scheduler_->has_unfinished_requests() || !ask_expert_load(false)) return std::nullopt;
+  protocol::StepPlan plan;
+  plan.step_id = protocol::kExpertLoadStepBit | next_load_plan_++;
+  plan.report_expert_load = true;
+  load_plan_in_flight_ = plan.step_id;
+  return plan;
+}
+
+void EngineCore::add_expert_load(const protocol::ExpertLoad& delta) {
+  if (expert_load_.num_experts != delta.num_experts || expert_load_.layers != delta.layers) {
+    if (!expert_load_.layers.empty()) spdlog::warn("engine core: the workers' expert-load table changed shape; restarted");
+    expert_load_ = delta;
+  } else {
+    for (size_t i = 0; i < delta.tokens.size(); ++i) expert_load_.tokens[i] += delta.tokens[i];
+  }
+  expert_load_changed_ = true;
+}
+
 void EngineCore::record_event(const std::string& request_id, protocol::RequestEventType type, double now) {
   if (auto it = requests_.find(request_id); it != requests_.end()) it->second.events.push_back({type, now});
 }
 
 Status EngineCore::finish_step(const protocol::StepResult& result) {
-  K2_CHECK(in_flight_.has_value(), "engine core: finish_step() with no step in flight");
+  K2_CHECK(step_in_flight(), "engine core: finish_step() with no step in flight");
   if (!result.error.empty()) return internal_error("worker " + std::to_string(result.worker_rank) + ": " + result.error);
-  if (result.step_id != in_flight_->step_id)
+  const uint64_t expected = load_plan_in_flight_ ? *load_plan_in_flight_ : in_flight_->step_id;
+  if (result.step_id != expected)
     return internal_error("step result for step " + std::to_string(result.step_id) + ", expected " +
-                          std::to_string(in_flight_->step_id));
+                          std::to_string(expected));
   mm_cache_queries_ = result.mm_cache_queries;
   mm_cache_hits_ = result.mm_cache_hits;
+  if (result.expert_load) add_expert_load(*result.expert_load);
+  if (load_plan_in_flight_) {
+    load_plan_in_flight_.reset();
+    return Status::ok_status();
+  }
   StepResult step;
   step.step_id = result.step_id;
   step.sampled_token_ids.resize(in_flight_->requests.size());
@@ -281,7 +318,12 @@ protocol::EngineOutputs EngineCore::take_outputs() {
       .num_preemptions = static_cast<uint64_t>(st.num_preemptions),
       .step = steps_,
       .mm_cache_queries = mm_cache_queries_,
-      .mm_cache_hits = mm_cache_hits_};
+      .mm_cache_hits = mm_cache_hits_,
+      .expert_load = std::nullopt};
+  if (expert_load_changed_) {
+    out.scheduler_stats->expert_load = expert_load_;
+    expert_load_changed_ = false;
+  }
   out.timestamp = now_seconds();
   return out;
 }

@@ -6,10 +6,21 @@
 // moves these messages over ZeroMQ and the shm ring; tests drive the same object with an
 // in-process model runner, so both paths run identical engine code.
 //
+// Expert-load statistics: at most once per expert_load_interval_s a plan asks the workers
+// for the tokens their MoE layers routed since their last report (the same plan reaches every
+// rank, so expert-parallel ranks sum their counts in step). The engine adds them up and
+// publishes the totals in the next EngineOutputs' stats, only when they changed. When the
+// engine falls idle with steps not yet reported, plan_step() returns one plan with no
+// requests that only collects the load, so /metrics does not miss the last burst. (With data
+// parallelism that plan stands in for one dummy step of an idle rank in a running wave; no
+// collective spans DP ranks in this build, so nothing waits for it.) The workers leave the
+// tokens of dummy forwards (protocol::kDummyStepBit) out of their counts.
+//
 // Owns the Scheduler and the per-request sampling parameters. Not thread-safe: the engine
 // loop's one thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -33,6 +44,8 @@ struct EngineCoreConfig {
   std::vector<int32_t> eos_token_ids;
   uint64_t seed = 0;  // --seed: seeds for requests that bring none are drawn from it
   uint32_t engine_index = 0;
+  // Seconds between plans that ask the workers for their expert load (0: every step).
+  double expert_load_interval_s = 1.0;
 };
 
 class EngineCore {
@@ -55,7 +68,7 @@ class EngineCore {
 
   // Outputs queued since the last call, with the scheduler stats.
   protocol::EngineOutputs take_outputs();
-  bool has_outputs() const { return !pending_.empty() || !pending_utility_.empty(); }
+  bool has_outputs() const { return !pending_.empty() || !pending_utility_.empty() || expert_load_changed_; }
 
   // Enables structured outputs (see StructuredOutputs::set_vocabulary).
   Status set_vocabulary(std::vector<std::string> token_bytes, int64_t vocab_size) {
@@ -63,7 +76,9 @@ class EngineCore {
   }
 
   bool has_unfinished_requests() const { return scheduler_->has_unfinished_requests(); }
-  bool step_in_flight() const { return in_flight_.has_value(); }
+  bool step_in_flight() const { return in_flight_.has_value() || load_plan_in_flight_.has_value(); }
+  // Tokens routed per expert since the engine started, as far as the workers have reported.
+  const protocol::ExpertLoad& expert_load() const { return expert_load_; }
   const Scheduler& scheduler() const { return *scheduler_; }
   const EngineCoreConfig& config() const { return config_; }
 
@@ -82,6 +97,13 @@ class EngineCore {
   // Advances the grammars of the structured requests sampled in `plan`; ends those whose
   // grammar completed or was broken.
   void advance_structured(const SchedulerOutput& plan, const StepResult& step);
+  // Whether the plan being built asks for the expert load (the interval has passed).
+  // step_pending: the plan runs the model, so if it does not ask, its load waits for a later
+  // plan that does.
+  bool ask_expert_load(bool step_pending);
+  // The plan without requests that collects the load of steps not yet reported, when idle.
+  std::optional<protocol::StepPlan> expert_load_plan();
+  void add_expert_load(const protocol::ExpertLoad& delta);
 
   EngineCoreConfig config_;
   std::unique_ptr<Scheduler> scheduler_;
@@ -98,6 +120,12 @@ class EngineCore {
   uint64_t steps_ = 0;
   uint64_t mm_cache_queries_ = 0;  // the workers' encoder cache, as the last result said
   uint64_t mm_cache_hits_ = 0;
+  std::chrono::steady_clock::time_point last_load_ask_{};  // the epoch: the first step asks
+  bool load_unreported_ = false;  // steps ran since the last plan that asked for the load
+  std::optional<uint64_t> load_plan_in_flight_;  // the step id of an expert_load_plan()
+  uint64_t next_load_plan_ = 0;
+  protocol::ExpertLoad expert_load_;  // totals since start
+  bool expert_load_changed_ = false;  // not yet in a take_outputs()
 };
 
 // A request's media items must lie inside its prompt, in order, without overlapping.

@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
+#include <thread>
 #include <nlohmann/json.hpp>
 
+#include "enginecore/protocol/codec.h"
 #include "enginecore/stop_ids.h"
 
 namespace k2::engine {
@@ -18,6 +21,9 @@ EngineCoreConfig small_config() {
   c.scheduler.max_num_batched_tokens = 32;
   c.eos_token_ids = {100, 101};
   c.seed = 7;
+  // Never ask for the expert load after the first step, so that no expert-load plan appears
+  // in these tests however slowly they run (ExpertLoad* tests set their own interval).
+  c.expert_load_interval_s = 1e12;
   return c;
 }
 
@@ -252,6 +258,83 @@ TEST(EngineCore, MismatchedResultIsAnError) {
   result.error = "boom";
   EXPECT_FALSE((*core)->finish_step(result).ok());
   EXPECT_TRUE((*core)->finish_step(answer(*plan, 5)).ok());
+}
+
+protocol::StepResult with_load(protocol::StepResult r, std::vector<uint64_t> tokens) {
+  r.expert_load = protocol::ExpertLoad{2, {1, 2}, std::move(tokens)};
+  return r;
+}
+
+TEST(EngineCore, ExpertLoadIsAskedForAtMostOncePerIntervalAndSentWhenItChanged) {
+  EngineCoreConfig c = small_config();
+  c.expert_load_interval_s = 0.3;
+  auto core = EngineCore::create(c);
+  ASSERT_TRUE(core.ok());
+  (*core)->add_request(request("a", {1, 2, 3}, 3));
+  auto first = (*core)->plan_step();
+  ASSERT_TRUE(first);
+  EXPECT_TRUE(first->report_expert_load);  // the first step asks
+  ASSERT_TRUE((*core)->finish_step(with_load(answer(*first, 5), {3, 0, 1, 2})).ok());
+  auto out = (*core)->take_outputs();
+  ASSERT_TRUE(out.scheduler_stats->expert_load);
+  EXPECT_EQ(out.scheduler_stats->expert_load->tokens, (std::vector<uint64_t>{3, 0, 1, 2}));
+  // Within the interval: the steps do not ask, and the stats do not repeat the table.
+  int steps = 0;
+  while ((*core)->has_unfinished_requests()) {
+    auto plan = (*core)->plan_step();
+    ASSERT_TRUE(plan);
+    EXPECT_FALSE(plan->report_expert_load);
+    ASSERT_TRUE((*core)->finish_step(answer(*plan, 5)).ok());
+    EXPECT_FALSE((*core)->take_outputs().scheduler_stats->expert_load);
+    ++steps;
+  }
+  EXPECT_EQ(steps, 2);
+  EXPECT_FALSE((*core)->plan_step()) << "idle within the interval: nothing to run";
+  EXPECT_FALSE((*core)->has_outputs());
+  // Idle after the interval with steps not yet reported: one plan without requests collects
+  // their load, then nothing more.
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  auto collect = (*core)->plan_step();
+  ASSERT_TRUE(collect);
+  EXPECT_TRUE(collect->requests.empty());
+  EXPECT_TRUE(collect->report_expert_load);
+  EXPECT_TRUE((*core)->step_in_flight());
+  ASSERT_TRUE(protocol::decode(protocol::encode(*collect)).ok()) << "a valid StepPlan on the wire";
+  protocol::StepResult wrong = with_load(protocol::StepResult{}, {1, 1, 1, 1});
+  wrong.step_id = collect->step_id + 1;
+  EXPECT_FALSE((*core)->finish_step(wrong).ok());
+  protocol::StepResult result = with_load(protocol::StepResult{}, {1, 1, 1, 1});
+  result.step_id = collect->step_id;
+  ASSERT_TRUE((*core)->finish_step(result).ok());
+  EXPECT_FALSE((*core)->step_in_flight());
+  EXPECT_TRUE((*core)->has_outputs()) << "the new totals must reach the frontend";
+  out = (*core)->take_outputs();
+  EXPECT_TRUE(out.outputs.empty());
+  ASSERT_TRUE(out.scheduler_stats->expert_load);
+  EXPECT_EQ(out.scheduler_stats->expert_load->tokens, (std::vector<uint64_t>{4, 1, 2, 3}));
+  EXPECT_EQ((*core)->expert_load().layers, (std::vector<uint32_t>{1, 2}));
+  EXPECT_FALSE((*core)->has_outputs());
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_FALSE((*core)->plan_step()) << "everything was reported";
+}
+
+TEST(EngineCore, ExpertLoadEveryStepWithAZeroInterval) {
+  EngineCoreConfig c = small_config();
+  c.expert_load_interval_s = 0;
+  auto core = EngineCore::create(c);
+  ASSERT_TRUE(core.ok());
+  (*core)->add_request(request("a", {1, 2, 3}, 2));
+  uint64_t steps = 0;
+  while ((*core)->has_unfinished_requests()) {
+    auto plan = (*core)->plan_step();
+    ASSERT_TRUE(plan);
+    EXPECT_TRUE(plan->report_expert_load);
+    ASSERT_TRUE((*core)->finish_step(with_load(answer(*plan, 5), {1, 0, 0, 1})).ok());
+    ++steps;
+  }
+  EXPECT_EQ(steps, 2u);
+  EXPECT_FALSE((*core)->plan_step()) << "every step was reported with itself";
+  EXPECT_EQ((*core)->expert_load().tokens, (std::vector<uint64_t>{steps, 0, 0, steps}));
 }
 
 TEST(StopIds, TokenizerEosFirstThenConfigGenerationConfigAndImEnd) {

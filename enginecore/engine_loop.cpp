@@ -42,6 +42,7 @@ constexpr int64_t kMaxTensorParallel = 64;
 constexpr uint32_t kRingSlots = 4;
 constexpr auto kStepTimeout = std::chrono::minutes(30);
 constexpr auto kIdlePoll = 1000ms;
+constexpr auto kHandshakeTimeout = std::chrono::minutes(5);  // vLLM's HANDSHAKE_TIMEOUT_MINS
 constexpr int kDefaultMaxBatchedTokens = 2048;  // vLLM's default for an API server
 
 struct EngineArgs {
@@ -150,6 +151,8 @@ class EngineProcess {
   std::string run_id_;
   std::optional<protocol::RunDir> run_dir_;
   zmq::context_t context_{1};
+  // Declared after the context and before every socket: destroyed between them.
+  std::unique_ptr<protocol::ControlPlaneSecurity> security_;
   std::optional<zmq::socket_t> input_, output_, results_;
   std::optional<RingWriter> ring_;
   std::optional<Arena> prompt_arena_;  // the frontend's; we free each prompt block once read
@@ -184,6 +187,7 @@ Status EngineProcess::start() {
   if (signal_fd_ < 0) return io_error(std::string("signalfd: ") + std::strerror(errno));
   if (auto removed = cleanup_stale_segments(); removed.ok() && *removed > 0)
     spdlog::info("removed {} shm segments of dead processes", *removed);
+  K2_ASSIGN_OR_RETURN(security_, protocol::ControlPlaneSecurity::load(args_.control_plane_key_file));
   K2_RETURN_IF_ERROR(connect_frontend());
   return Status::ok_status();
 }
@@ -192,9 +196,11 @@ Status EngineProcess::connect_frontend() {
   protocol::SocketOptions dealer_options;
   dealer_options.routing_id = protocol::rank_identity(rank_);
   K2_ASSIGN_OR_RETURN(zmq::socket_t dealer, protocol::make_socket(context_, zmq::socket_type::dealer, dealer_options));
-  if (args_.handshake.rfind("tcp://", 0) == 0)
-    K2_RETURN_IF_ERROR(protocol::secure_control_socket(dealer, protocol::ControlRole::kClient, args_.control_plane_key_file));
-  K2_RETURN_IF_ERROR(protocol::connect_endpoint(dealer, args_.handshake));
+  K2_RETURN_IF_ERROR(security_->secure_client(dealer));
+  // A master that refuses this node (another CURVE key, or none) is told apart from one that
+  // is not up yet: the first fails within seconds, the second is waited for.
+  K2_RETURN_IF_ERROR(protocol::connect_and_await_handshake(context_, dealer, args_.handshake, kHandshakeTimeout)
+                         .with_context("joining the API server"));
   input_.emplace(std::move(dealer));
   protocol::Hello hello;
   hello.kind = protocol::ProcessKind::kEngineCore;
@@ -202,7 +208,7 @@ Status EngineProcess::connect_frontend() {
   hello.pid = ::getpid();
   hello.local = !args_.remote;
   hello.headless = args_.remote;
-  K2_ASSIGN_OR_RETURN(protocol::EngineConfigMsg msg, protocol::handshake_hello(*input_, hello, std::chrono::minutes(5)));
+  K2_ASSIGN_OR_RETURN(protocol::EngineConfigMsg msg, protocol::handshake_hello(*input_, hello, kHandshakeTimeout));
   nlohmann::json j = nlohmann::json::parse(msg.config_json, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return invalid_argument("the frontend sent a config that is not JSON");
   K2_RETURN_IF_ERROR(engine_config_table().apply_json(j, config_));
@@ -222,8 +228,7 @@ Status EngineProcess::connect_frontend() {
   protocol::SocketOptions push_options;
   push_options.linger_ms = 4000;  // EngineDead must get out before the process exits
   K2_ASSIGN_OR_RETURN(zmq::socket_t push, protocol::make_socket(context_, zmq::socket_type::push, push_options));
-  if (msg.output_addresses[0].rfind("tcp://", 0) == 0)
-    K2_RETURN_IF_ERROR(protocol::secure_control_socket(push, protocol::ControlRole::kClient, args_.control_plane_key_file));
+  K2_RETURN_IF_ERROR(security_->secure_client(push));
   K2_RETURN_IF_ERROR(protocol::connect_endpoint(push, msg.output_addresses[0]));
   output_.emplace(std::move(push));
   if (args_.remote) start_heartbeat(msg.output_addresses[0]);
@@ -241,9 +246,9 @@ Status EngineProcess::setup_data_parallel(const protocol::EngineConfigMsg& msg) 
   if (rank_ == 0) {
     K2_ASSIGN_OR_RETURN(coordinator_, DpCoordinator::start(context_, msg.coordinator_address,
                                                             static_cast<uint32_t>(config_.data_parallel_size),
-                                                            args_.control_plane_key_file));
+                                                            *security_));
   }
-  K2_ASSIGN_OR_RETURN(dp_, DpWave::connect(context_, msg.coordinator_address, rank_, args_.control_plane_key_file));
+  K2_ASSIGN_OR_RETURN(dp_, DpWave::connect(context_, msg.coordinator_address, rank_, *security_));
   spdlog::info("enginecore {}: MoE model with {} data-parallel ranks: request waves through {}", rank_,
                config_.data_parallel_size, msg.coordinator_address);
   return Status::ok_status();
@@ -274,9 +279,7 @@ Status EngineProcess::set_worker_placement(uint32_t num_workers) {
 void EngineProcess::start_heartbeat(const std::string& output_address) {
   heartbeat_ = std::thread([this, output_address] {
     auto push = protocol::make_socket(context_, zmq::socket_type::push);
-    Status s = push.ok() && output_address.rfind("tcp://", 0) == 0
-                   ? protocol::secure_control_socket(*push, protocol::ControlRole::kClient, args_.control_plane_key_file)
-                   : push.status();
+    Status s = push.ok() ? security_->secure_client(*push) : push.status();
     if (s.ok()) s = protocol::connect_endpoint(*push, output_address);
     if (!s.ok()) {
       spdlog::error("enginecore {}: heartbeat socket: {}", rank_, s.to_string());
@@ -586,6 +589,8 @@ Status EngineProcess::send_outputs() {
 int EngineProcess::run() {
   Status s;
   bool stalled = false;  // requests exist but none could be scheduled: do not spin
+  // Loading the model and waiting for the other ranks is not the API server's silence.
+  master_seen_ = Clock::now();
   while (s.ok() && !stop_) {
     const bool wave = dp_ && dp_->running();
     const bool idle = !core_->has_unfinished_requests() && !wave;

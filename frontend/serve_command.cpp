@@ -15,6 +15,7 @@
 #include "frontend/engine/dp_engine_client.h"
 #include "frontend/engine/zmq_engine_client.h"
 #include "frontend/openai/api_server.h"
+#include "frontend/openai/expert_metrics.h"
 #include "frontend/openai/server_config.h"
 #include "frontend/tokenizer/tokenizer.h"
 
@@ -124,6 +125,7 @@ Result<std::shared_ptr<frontend::DpEngineClient>> start_engine(const EngineConfi
   frontend::DpEngineClientOptions engine_opts;
   engine_opts.config = cfg;
   engine_opts.vocabulary = std::move(vocab);
+  engine_opts.control_plane_key_file = cfg.control_plane_key_file.value_or("");
   if (const char* t = std::getenv("VLLM_ENGINE_READY_TIMEOUT_S"); t != nullptr && std::atoi(t) > 0)
     engine_opts.hello_timeout = std::chrono::seconds(std::atoi(t));
   K2_ASSIGN_OR_RETURN(auto engine, frontend::DpEngineClient::start(engine_opts));
@@ -159,6 +161,7 @@ int run_server(const EngineConfig& cfg) {
     return 1;
   }
   if constexpr (kDataParallel) add_rank_metrics((*server)->metrics(), server_cfg->served_model_names[0], client);
+  openai::add_expert_load_metrics((*server)->metrics(), server_cfg->served_model_names[0], client);
   (*server)->set_ready(true);
   spdlog::info("serving {} on http://{}:{} (try: curl http://{}:{}/v1/models)", server_cfg->served_model_names[0],
                cfg.host, (*server)->port(), cfg.host, (*server)->port());
@@ -202,6 +205,12 @@ int run_headless(const EngineConfig& cfg) {
     return 2;
   }
   const std::string master = protocol::tcp_address(cfg.data_parallel_address, ports->requests);
+  const std::string key_file = cfg.control_plane_key_file.value_or("");
+  // Checked here too, so that a bad key file is one clear error before any enginecore starts.
+  if (auto security = protocol::ControlPlaneSecurity::load(key_file); !security.ok()) {
+    spdlog::error("--control-plane-key-file: {}", security.status().to_string());
+    return 2;
+  }
   const int64_t start = cfg.data_parallel_start_rank.value_or(0);
   const int64_t local = cfg.data_parallel_size_local.value_or(cfg.data_parallel_size);
   std::vector<ChildProcess> engines;
@@ -209,6 +218,7 @@ int run_headless(const EngineConfig& cfg) {
     std::vector<std::string> args = {"--handshake", master, "--rank", std::to_string(start + i), "--parent-pid",
                                      std::to_string(::getpid()), "--dp-local-index", std::to_string(i),
                                      "--dp-local-size", std::to_string(local), "--remote"};
+    if (!key_file.empty()) args.insert(args.end(), {"--control-plane-key-file", key_file});
     auto child = ChildProcess::spawn(self_exe_dir() / "k2serve-enginecore", args);
     if (!child.ok()) {
       spdlog::error("starting the enginecore of rank {}: {}", start + i, child.status().to_string());
@@ -216,7 +226,8 @@ int run_headless(const EngineConfig& cfg) {
     }
     engines.push_back(std::move(*child));
   }
-  spdlog::info("headless: ranks {}..{} of {} joining {}", start, start + local - 1, cfg.data_parallel_size, master);
+  spdlog::info("headless: ranks {}..{} of {} joining {}{}", start, start + local - 1, cfg.data_parallel_size, master,
+               key_file.empty() ? "" : " (CURVE control plane)");
   const sigset_t signals = shutdown_signals();
   const timespec tick{0, 100'000'000};
   int code = 0;

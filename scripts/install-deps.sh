@@ -12,6 +12,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm python3 python3-jsonschema curl
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libssl-dev
+  libgloo-dev iproute2
 )
 
 missing=()

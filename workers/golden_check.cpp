@@ -18,7 +18,7 @@
 #include "workers/golden_vision.h"
 #include "workers/kv_cache.h"
 #include "workers/loader/checkpoint.h"
-#include "workers/parallel/thread_group_communicator.h"
+#include "workers/parallel/local_group.h"
 
 namespace k2 {
 namespace {
@@ -60,7 +60,7 @@ Result<CaseRun> run_case(const DeepSeekV3& model, const GoldenCase& c, int64_t b
   const size_t n = c.prompts.size();
   int64_t blocks = 0;
   for (const auto& p : c.prompts) blocks += (static_cast<int64_t>(p.size()) + c.decode_steps + block_size) / block_size;
-  // The fast path keeps its KV cache in bf16 (--kv-cache-dtype auto), the float32 path in float32.
+  // Both paths use --kv-cache-dtype auto's cache (float32: a bf16 cache is opt-in).
   K2_ASSIGN_OR_RETURN(KvCacheDtype kv_dtype, kv_cache_dtype_for("auto"));
   K2_ASSIGN_OR_RETURN(LatentKvCache cache, LatentKvCache::create(model.config().num_hidden_layers, blocks,
                                                                  block_size, model.cache_row_dim(), kv_dtype));
@@ -124,7 +124,7 @@ Result<CaseRun> run_case(const DeepSeekV3& model, const GoldenCase& c, int64_t b
 // The N ranks of the model under check: N shards over one in-process group, or the plain
 // model when N is 1 (exactly what an unsharded golden-check loads).
 struct RankGroup {
-  std::vector<std::unique_ptr<ThreadGroupCommunicator>> comms;
+  std::vector<std::unique_ptr<Communicator>> comms;  // threads or gloo (--tp-communicator)
   std::vector<std::unique_ptr<DeepSeekV3>> models;
   const DeepSeekV3& lead() const { return *models[0]; }
   int size() const { return static_cast<int>(models.size()); }
@@ -147,7 +147,7 @@ Result<RankGroup> load_ranks(const std::filesystem::path& dir, const GoldenCheck
   }
   chosen.int4_group = config.int4_group_size;
   K2_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(dir, config));
-  g.comms = ThreadGroupCommunicator::create(n);
+  K2_ASSIGN_OR_RETURN(g.comms, create_local_group(options.tp_communicator, n));
   for (int r = 0; r < n; ++r) {
     K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m,
                         DeepSeekV3::load(checkpoint, config, options.progress, chosen,
@@ -479,7 +479,8 @@ Result<bool> run_fast_check(const std::filesystem::path& dir, const GoldenSet& g
   K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> exact, load_model(dir, options.progress));
   K2_ASSIGN_OR_RETURN(RankGroup fast, load_ranks(dir, options, options.layouts));
   out << "fast path: dense weights " << weight_layout_name(fast.lead().weight_layouts().dense) << ", routed experts "
-      << weight_layout_name(fast.lead().weight_layouts().experts) << ", kv cache bfloat16\n";
+      << weight_layout_name(fast.lead().weight_layouts().experts) << ", activations float32, kv cache "
+      << kv_cache_dtype_name(*kv_cache_dtype_for("auto")) << "\n";
   for (const GoldenCase& c : golden.cases()) {
     Result<CaseRun> a = run_case(*exact, c, options.block_size);
     Result<CaseRun> b = a.ok() ? run_case_ranks(fast, c, options.block_size, report) : a;
@@ -498,13 +499,17 @@ Result<bool> run_fast_check(const std::filesystem::path& dir, const GoldenSet& g
 Result<bool> run_golden_check(const std::filesystem::path& dir, std::ostream& out, const GoldenCheckOptions& options) {
   if (options.tensor_parallel_size < 1) return invalid_argument("--tensor-parallel-size must be at least 1");
   K2_ASSIGN_OR_RETURN(bool vision, is_vision_golden_set(dir));
+  if (vision && options.tp_communicator != "threads") {
+    return unimplemented("--tp-communicator " + options.tp_communicator + " is not supported on vision sets");
+  }
   if (vision) return run_vision_golden_check(dir, out, options);
   K2_ASSIGN_OR_RETURN(GoldenSet golden, GoldenSet::open(dir));
   K2_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::from_dir(dir));
   if (options.tensor_parallel_size > 1) {
     K2_RETURN_IF_ERROR(DeepSeekV3::check_shard(config, Shard{0, options.tensor_parallel_size, options.expert_parallel}));
     out << (options.expert_parallel ? "expert" : "tensor") << " parallel: " << options.tensor_parallel_size
-        << " ranks as threads of this process; rank 0 checked against the goldens\n";
+        << " ranks as threads of this process over " << options.tp_communicator
+        << "; rank 0 checked against the goldens\n";
   }
   if (!options.layouts.exact()) return run_fast_check(dir, golden, options, out);
   Report report(out);

@@ -5,7 +5,8 @@
 // run_vision_golden_check (golden_vision.h).
 //
 // With tensor_parallel_size N > 1 the model is loaded as N shards (N in-process ranks, one
-// thread each, over a ThreadGroupCommunicator); rank 0's outputs are checked against the
+// thread each, over a ThreadGroupCommunicator, or GlooCommunicators on 127.0.0.1 with
+// tp_communicator "gloo"); rank 0's outputs are checked against the
 // goldens with the unsharded tolerances, and every other rank's logits must equal rank 0's
 // bit for bit. A set whose shapes do not divide by N is an error value.
 //
@@ -31,6 +32,9 @@ struct GoldenCheckOptions {
   WeightLayouts layouts;
   int tensor_parallel_size = 1;  // ranks of the (in-process) tensor-parallel group
   bool expert_parallel = false;  // routed experts split whole over the ranks (EP = TP size here)
+  // What the in-process ranks talk over: "threads" (shared memory) or "gloo" (Gloo's TCP
+  // transport on 127.0.0.1, the cross-node path).
+  std::string tp_communicator = "threads";
   // Vision sets with tensor_parallel_size > 1: "weights" (the tower sharded) or "data" (each
   // rank encodes a share of the media items), as vLLM's --mm-encoder-tp-mode.
   std::string mm_encoder_tp_mode = "weights";

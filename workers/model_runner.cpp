@@ -270,7 +270,12 @@ Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan
     result.mm_cache_hits = encoder_cache_->hits();
   }
   for (const auto& id : plan.finished_request_ids) requests_.erase(id);
-  if (plan.requests.empty()) return result;
+  if (plan.requests.empty()) {
+    if (plan.report_expert_load) {
+      K2_ASSIGN_OR_RETURN(result.expert_load, expert_load_since_last_report());
+    }
+    return result;
+  }
 
   std::vector<RequestState*> states;
   ForwardBatch batch;
@@ -292,7 +297,11 @@ Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan
     K2_ASSIGN_OR_RETURN(seq.media_rows, media_for_chunk(r, *states[i]));
     batch.sequences.push_back(seq);
   }
+  const bool dummy = (plan.step_id & protocol::kDummyStepBit) != 0;
+  std::vector<DeepSeekV3::ExpertLoad> load_before;
+  if (dummy) load_before = model_.expert_load();
   K2_ASSIGN_OR_RETURN(Logits logits, model_.forward(batch, cache_));
+  if (dummy) skip_expert_load_since(load_before);
   if (logits.rows != total_rows)
     return internal_error("model returned " + std::to_string(logits.rows) + " logit rows, expected " +
                           std::to_string(total_rows));
@@ -311,7 +320,68 @@ Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan
     result.mm_cache_queries = encoder_cache_->queries();
     result.mm_cache_hits = encoder_cache_->hits();
   }
+  if (plan.report_expert_load) {
+    K2_ASSIGN_OR_RETURN(result.expert_load, expert_load_since_last_report());
+  }
   return result;
+}
+
+namespace {
+
+// Sums counts over the group exactly with the float all-reduce: each count travels as its low
+// 16 bits and the rest, so sums stay exact while a rank's count since the last report is
+// below 2^40 / ranks (a report per second sees far fewer routed tokens).
+Status sum_counts(Communicator& group, std::vector<uint64_t>& counts) {
+  const size_t n = counts.size();
+  std::vector<float> parts(2 * n);
+  for (size_t i = 0; i < n; ++i) {
+    parts[i] = static_cast<float>(counts[i] & 0xffffu);
+    parts[n + i] = static_cast<float>(counts[i] >> 16);
+  }
+  K2_RETURN_IF_ERROR(group.all_reduce_sum(parts));
+  for (size_t i = 0; i < n; ++i)
+    counts[i] = (static_cast<uint64_t>(parts[n + i]) << 16) + static_cast<uint64_t>(parts[i]);
+  return Status::ok_status();
+}
+
+}  // namespace
+
+void ModelRunner::skip_expert_load_since(const std::vector<DeepSeekV3::ExpertLoad>& before) {
+  const std::vector<DeepSeekV3::ExpertLoad> after = model_.expert_load();
+  if (after.size() != before.size()) return;
+  reported_load_.resize(after.size());
+  for (size_t i = 0; i < after.size(); ++i) {
+    std::vector<uint64_t>& skipped = reported_load_[i];
+    skipped.resize(after[i].tokens.size(), 0);
+    for (size_t e = 0; e < skipped.size() && e < before[i].tokens.size(); ++e)
+      skipped[e] += after[i].tokens[e] - before[i].tokens[e];
+  }
+}
+
+Result<std::optional<protocol::ExpertLoad>> ModelRunner::expert_load_since_last_report() {
+  const bool sum = group_ != nullptr && group_->size() > 1 && model_.shard().expert_parallel;
+  if (rank_ != 0 && !sum) return std::optional<protocol::ExpertLoad>();  // rank 0 counted the same
+  const std::vector<DeepSeekV3::ExpertLoad> now = model_.expert_load();
+  if (now.empty()) return std::optional<protocol::ExpertLoad>();
+  const int64_t experts = model_.config().n_routed_experts;
+  protocol::ExpertLoad out;
+  out.num_experts = static_cast<uint32_t>(experts);
+  out.tokens.assign(now.size() * static_cast<size_t>(experts), 0);
+  reported_load_.resize(now.size());
+  for (size_t i = 0; i < now.size(); ++i) {
+    const DeepSeekV3::ExpertLoad& layer = now[i];
+    if (layer.first_expert < 0 || layer.first_expert + static_cast<int64_t>(layer.tokens.size()) > experts)
+      return internal_error("expert load of layer " + std::to_string(layer.layer) + " lies outside the experts");
+    out.layers.push_back(static_cast<uint32_t>(layer.layer));
+    std::vector<uint64_t>& before = reported_load_[i];
+    before.resize(layer.tokens.size(), 0);
+    uint64_t* row = out.tokens.data() + i * static_cast<size_t>(experts) + layer.first_expert;
+    for (size_t e = 0; e < layer.tokens.size(); ++e) row[e] = layer.tokens[e] - before[e];
+    before = layer.tokens;
+  }
+  if (sum) K2_RETURN_IF_ERROR(sum_counts(*group_, out.tokens));
+  if (rank_ != 0) return std::optional<protocol::ExpertLoad>();
+  return std::optional<protocol::ExpertLoad>(std::move(out));
 }
 
 }  // namespace k2

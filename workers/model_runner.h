@@ -22,6 +22,14 @@
 // encoder budget chooses the list; an unlisted item the chunk reaches must be held already or
 // have the content of a held one (its rows are copied), else the plan is refused.
 //
+// Expert load (/metrics): a plan with report_expert_load makes every rank compute the tokens
+// its MoE layers routed per expert since its previous report (the model's counters are
+// cumulative; the runner keeps what it last reported). Expert-parallel ranks hold distinct
+// experts, so they sum their tables over the group; tensor-parallel ranks each route every
+// token, so rank 0's own table is already the whole count. Only rank 0 returns it. A dummy
+// forward of an idle data-parallel rank (protocol::kDummyStepBit) routes no request's token:
+// its counts are skipped, or one repeated token would skew the balance.
+//
 // Holds references to the model and the KV cache (the caller owns both and keeps them
 // alive). Not thread-safe: the worker's one loop thread.
 #pragma once
@@ -59,6 +67,9 @@ class ModelRunner {
     encoder_.reset();
     if (vision != nullptr) encoder_.emplace(*vision, mode, comm);
   }
+  // The tensor/expert-parallel group of this worker (null: alone), for the expert-load sum;
+  // must outlive the runner.
+  void set_group(Communicator* group) { group_ = group; }
   // Media items encoded by the tower (not served from the cache), cumulative.
   uint64_t num_encoded() const { return num_encoded_; }
 
@@ -103,11 +114,19 @@ class ModelRunner {
   // Fills item i's rows from a held item with the same content; an error when there is none.
   Status copy_twin_rows(RequestState& state, size_t item);
   Result<std::span<const float>> pixels_of(const protocol::MediaItem& item);
+  // The tokens routed per (MoE layer, global expert) since the previous call, summed over the
+  // group when it is expert parallel (every rank of the group must call it for the same
+  // plan); nullopt on ranks other than 0 and for models without MoE layers.
+  Result<std::optional<protocol::ExpertLoad>> expert_load_since_last_report();
+  // Counts what the router saw since `before` as reported (dummy forwards).
+  void skip_expert_load_since(const std::vector<DeepSeekV3::ExpertLoad>& before);
 
   const DeepSeekV3& model_;
   const MoonVit* vision_ = nullptr;
   std::optional<VisionEncoder> encoder_;  // over vision_, when there is one
   Communicator* comm_ = nullptr;         // the tensor-parallel group, if any
+  Communicator* group_ = nullptr;        // for the expert-load sum (set_group)
+  std::vector<std::vector<uint64_t>> reported_load_;  // [moe layer][local expert], last report
   EncoderCache* encoder_cache_ = nullptr;
   std::unordered_map<std::string, Arena> media_arenas_;  // the frontends' media arenas, by segment name
   uint64_t num_encoded_ = 0;

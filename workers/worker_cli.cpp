@@ -12,6 +12,7 @@
 #include "enginecore/protocol/option_table.h"
 #include "workers/generate.h"
 #include "workers/golden_check.h"
+#include "workers/parallel/local_group.h"
 #include "workers/worker_process.h"
 
 namespace {
@@ -24,6 +25,7 @@ struct GoldenCheckArgs {
   int64_t tensor_parallel_size = 1;
   bool enable_expert_parallel = false;
   std::string mm_encoder_tp_mode = "weights";
+  std::string tp_communicator = "threads";
   bool help = false;
 };
 
@@ -49,6 +51,8 @@ const k2::OptionTable<GoldenCheckArgs>& golden_table() {
              "split the routed experts whole over the ranks instead of slicing each")
         .add("--mm-encoder-tp-mode", &GoldenCheckArgs::mm_encoder_tp_mode,
              "vision sets with -tp > 1: weights (shard the vision tower) or data (split the media items)")
+        .add("--tp-communicator", &GoldenCheckArgs::tp_communicator,
+             "with -tp > 1: threads (shared memory) or gloo (Gloo over TCP on 127.0.0.1, the cross-node path)")
         .add("--help,-h", &GoldenCheckArgs::help, "show this help");
     return t;
   }();
@@ -112,12 +116,14 @@ int golden_check_main(const std::vector<std::string>& args) {
   if (s.ok() && (a.tensor_parallel_size < 1 || a.tensor_parallel_size > 64)) {
     s = k2::invalid_argument("--tensor-parallel-size must be in [1, 64]");
   }
+  if (s.ok()) s = k2::check_local_group_kind(a.tp_communicator);
   if (!s.ok()) return fail("golden-check", s);
   k2::GoldenCheckOptions options;
   options.block_size = a.block_size;
   options.tensor_parallel_size = static_cast<int>(a.tensor_parallel_size);
   options.expert_parallel = a.enable_expert_parallel;
   options.mm_encoder_tp_mode = a.mm_encoder_tp_mode;
+  options.tp_communicator = a.tp_communicator;
   auto layouts = k2::weight_layouts_for(a.fast ? "bfloat16" : a.dtype, a.quantization);
   if (!layouts.ok()) return fail("golden-check", layouts.status());
   options.layouts = *layouts;

@@ -291,6 +291,7 @@ int run_worker(const WorkerArgs& a) {
   }
   ModelRunner runner(*w.model, *w.cache, rank);
   runner.set_vision(w.vision.get(), w.encoder_cache ? &*w.encoder_cache : nullptr, w.vision_mode, w.comm.get());
+  runner.set_group(w.comm.get());
   return serve_plans(*ring, *results, runner, rank, parent);
 }
 

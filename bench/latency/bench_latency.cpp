@@ -56,7 +56,7 @@ OptionTable<Args> make_table(bool throughput) {
       .add("--quantization,-q", &Args::quantization, "routed experts: int8 or int4 (as k2serve serve)")
       .add("--load-format", &Args::load_format, "auto, or dummy for random weights from config.json")
       .add("--block-size", &Args::block_size, "KV cache block size")
-      .add("--kv-cache-dtype", &Args::kv_cache_dtype, "auto (bfloat16 on the fast path, else float32), bfloat16, float32 or fp8 (e4m3, per-tile scales)")
+      .add("--kv-cache-dtype", &Args::kv_cache_dtype, "auto (float32), bfloat16, float32 or fp8 (e4m3, per-tile scales)")
       .add("--roofline-mib", &Args::roofline_mib, "buffer of the DRAM bandwidth probe (MiB)")
       .add("--json", &Args::json, "print one JSON object")
       .add("--help,-h", &Args::help, "show this help");

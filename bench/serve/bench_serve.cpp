@@ -1,5 +1,6 @@
 #include "bench/serve/bench_serve.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <ctime>
@@ -11,6 +12,7 @@
 #include "bench/serve/load_client.h"
 #include "bench/serve/random_dataset.h"
 #include "enginecore/protocol/option_table.h"
+#include "frontend/tokenizer/tokenizer.h"
 
 namespace k2::bench {
 namespace {
@@ -76,7 +78,10 @@ Status validate(const O& o) {
   return Status::ok_status();
 }
 
-// vocab_size from MODEL/config.json when --model is a local directory.
+// Ids are drawn below the tokenizer's regular vocabulary, as vLLM's RandomDataset draws below
+// tokenizer.vocab_size: the server refuses ids its tokenizer does not know, and a random model's
+// config.json may declare more rows than its tokenizer has (make-random-model's small
+// tokenizer). Without a tokenizer in MODEL, config.json's vocab_size.
 Result<int64_t> vocab_size_of(const O& o) {
   if (o.random_vocab_size > 0) return o.random_vocab_size;
   const std::filesystem::path config = std::filesystem::path(o.model) / "config.json";
@@ -85,7 +90,10 @@ Result<int64_t> vocab_size_of(const O& o) {
   nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("vocab_size") || !j["vocab_size"].is_number_integer())
     return invalid_argument(config.string() + " has no integer vocab_size; pass --random-vocab-size");
-  return j["vocab_size"].get<int64_t>();
+  const auto model_vocab = j["vocab_size"].get<int64_t>();
+  if (!std::filesystem::exists(std::filesystem::path(o.model) / "tiktoken.model")) return model_vocab;
+  K2_ASSIGN_OR_RETURN(auto tokenizer, Tokenizer::load(o.model));
+  return std::min<int64_t>(model_vocab, tokenizer->num_base_tokens());
 }
 
 std::string request_body(const O& o, const SampleRequest& r) {

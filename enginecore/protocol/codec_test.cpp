@@ -55,7 +55,7 @@ std::vector<Message> sample_messages() {
   out.push_back(Utility{0, 77, "reset_prefix_cache", "[]"});
   RequestOutput ro{"cmpl-1", {42, 43}, sample_logprobs(), std::nullopt, FinishReason::kStop, 163586, 16,
                    {{RequestEventType::kScheduled, 12.5}}};
-  out.push_back(EngineOutputs{0, {ro}, SchedulerStats{3, 1, 0.25f, 100, 40, 2, 99, 7, 3}, 12.75,
+  out.push_back(EngineOutputs{0, {ro}, SchedulerStats{3, 1, 0.25f, 100, 40, 2, 99, 7, 3, std::nullopt}, 12.75,
                               UtilityOutput{77, std::nullopt, "true"}, {"cmpl-0"}});
   StepPlan plan;
   plan.step_id = 99;
@@ -90,12 +90,18 @@ std::vector<Message> sample_messages() {
   plan.total_num_tokens = 4;
   out.push_back(plan);
   out.push_back(StepResult{99, 0, {{0, {12}, sample_logprobs(), std::nullopt}, {1, {13}, std::nullopt, std::nullopt}},
-                           ShmHandle{1, 128, 64, 2}, "", 7, 3});
+                           ShmHandle{1, 128, 64, 2}, "", 7, 3, std::nullopt});
   out.push_back(EngineDead{"worker 0 died", 1});
   // A multimodal prompt: one image's pixel_values in the frontend's media arena.
   add.media = {MediaItem{"/k2serve-1-abc-media", ShmHandle{2, 8192, 9408, 5}, 1, 4, 4, 0x1234, 0x5678, 8, 4}};
   out.push_back(add);
   out.push_back(DpControl{DpControlKind::kSync, 1, 3, 7, true, -1});
+  // Expert-load statistics: asked for by a plan, reported by a worker, published in stats.
+  plan.report_expert_load = true;
+  out.push_back(plan);
+  const ExpertLoad load{4, {1, 3}, {5, 0, 2, 9, 1, 1, 0, uint64_t{1} << 40}};
+  out.push_back(StepResult{100, 0, {}, std::nullopt, "", 0, 0, load});
+  out.push_back(EngineOutputs{1, {}, SchedulerStats{0, 0, 0.f, 0, 0, 0, 100, 0, 0, load}, 13.5, std::nullopt, {}});
   return out;
 }
 
@@ -210,6 +216,49 @@ TEST(Codec, ForwardCompatibleArrays) {
                                       packed(std::make_tuple(std::vector<std::string>{"q"}, 1, "future"))}));
   ASSERT_TRUE(long_abort.ok());
   EXPECT_EQ(std::get<AbortRequests>(*long_abort).request_ids, std::vector<std::string>{"q"});
+}
+
+// Frames from a build before expert-load statistics still decode (the fields are trailing and
+// optional), and the new fields survive a round trip.
+TEST(Codec, ExpertLoadIsOptionalOnTheWire) {
+  const auto old_result = packed(std::make_tuple(7, 1, std::vector<int>{}, msgpack::type::nil_t(), "", 4, 2));
+  auto result = decode(frames_of({header(MsgType::kStepResult), old_result}));
+  ASSERT_TRUE(result.ok()) << result.status().to_string();
+  EXPECT_EQ(std::get<StepResult>(*result).mm_cache_queries, 4u);
+  EXPECT_FALSE(std::get<StepResult>(*result).expert_load);
+  const auto old_plan = packed(std::make_tuple(8, std::vector<int>{}, std::vector<int>{}, std::vector<std::string>{"x"}, 0));
+  auto plan = decode(frames_of({header(MsgType::kStepPlan), old_plan}));
+  ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+  EXPECT_FALSE(std::get<StepPlan>(*plan).report_expert_load);
+  const auto old_stats = std::make_tuple(3, 1, 0.5f, 10, 4, 0, 9, 0, 0);
+  const auto old_outputs = packed(std::make_tuple(2, std::vector<int>{}, old_stats, 1.5, msgpack::type::nil_t(),
+                                                  std::vector<std::string>{}));
+  auto outputs = decode(frames_of({header(MsgType::kEngineOutputs), old_outputs}));
+  ASSERT_TRUE(outputs.ok()) << outputs.status().to_string();
+  const auto& stats = std::get<EngineOutputs>(*outputs).scheduler_stats;
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->num_running, 3u);
+  EXPECT_FALSE(stats->expert_load);
+
+  const std::vector<Message> samples = sample_messages();
+  auto back = decode(encode(samples.back()));
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(std::get<EngineOutputs>(*back).scheduler_stats->expert_load->tokens.back(), uint64_t{1} << 40);
+}
+
+TEST(Codec, ExpertLoadShapeIsValidated) {
+  auto invalid = [](Message m) { return decode(encode(m)).status().code() == Code::kInvalidArgument; };
+  StepResult r{1, 0, {}, std::nullopt, "", 0, 0, ExpertLoad{2, {0, 1}, {1, 2, 3, 4}}};
+  EXPECT_FALSE(invalid(r));
+  r.expert_load->tokens.pop_back();
+  EXPECT_TRUE(invalid(r));
+  r.expert_load = ExpertLoad{2, {1, 1}, {1, 2, 3, 4}};  // a layer twice
+  EXPECT_TRUE(invalid(r));
+  r.expert_load = ExpertLoad{0, {}, {}};
+  EXPECT_TRUE(invalid(r));
+  EngineOutputs o{0, {}, SchedulerStats{}, 1.0, std::nullopt, {}};
+  o.scheduler_stats->expert_load = ExpertLoad{3, {5}, {1, 2}};
+  EXPECT_TRUE(invalid(o));
 }
 
 TEST(Codec, TypeAndRangeErrors) {

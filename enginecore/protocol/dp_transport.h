@@ -1,5 +1,5 @@
-// Where the sockets of a data-parallel deployment live, and the one place a tcp:// control
-// socket is secured.
+// Where the sockets of a data-parallel deployment live, and how its control plane is
+// secured.
 //
 // One deployment (a master API server, its local enginecores, and headless nodes' engines)
 // uses three well-known ports from --data-parallel-rpc-port P on --data-parallel-address:
@@ -7,16 +7,35 @@
 //          EngineConfigMsg -> READY) and then receive AddRequest / AbortRequests;
 //   P + 1  the master's output PULL (EngineOutputs, EngineDead, heartbeats);
 //   P + 2  the DP coordinator's ROUTER (request waves; bound by the engine of rank 0).
-// Engines on the master's node use ipc:// sockets in the frontend's run directory instead.
+// Engines on the master's node use ipc:// endpoints of the same sockets, in the frontend's
+// run directory.
 //
-// Stateless functions; thread-safe.
+// With --control-plane-key-file every one of those sockets speaks CURVE (curve_auth.h), on
+// ipc:// as on tcp://: a socket's security mechanism covers all its endpoints, and keeping
+// one socket per role (one poll set, one routing table that learns local and remote ranks
+// alike) is simpler than a second socket per role for the local engines, which hold the key
+// file anyway. The cost on ipc:// is one handshake per connection and per-message
+// encryption, small next to a model step. Without a key file nothing changes (vLLM's
+// unauthenticated sockets).
+//
+// ControlPlaneSecurity: one per process, loads the key file once and owns the CURVE
+// authenticator (ZAP handler) of the one zmq context that holds its server sockets; it must
+// be destroyed before that context and after that context's sockets. Its methods are
+// thread-safe (a socket itself belongs to the thread that uses it). The free functions are
+// stateless.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include <zmq.hpp>
 
+#include "enginecore/protocol/curve_auth.h"
 #include "shm/status.h"
 
 namespace k2::protocol {
@@ -36,12 +55,48 @@ inline constexpr std::chrono::milliseconds kDpHeartbeatInterval{1000};
 inline constexpr std::chrono::milliseconds kDpPeerTimeout{3000};
 inline constexpr std::chrono::milliseconds kDpMasterTimeout{15000};
 
-enum class ControlRole { kServer, kClient };
+// A client whose security handshake failed this many times in a row, without one success,
+// is being refused by its server (another key, or none): it gives up instead of retrying
+// until its startup timeout.
+inline constexpr int kControlHandshakeFailuresToGiveUp = 5;
 
-// Every tcp:// socket of the control plane goes through here once, before bind/connect.
-// `key_file` is --control-plane-key-file ("" = unauthenticated, as vLLM). CURVE
-// (enginecore/protocol/curve_auth.h) is applied here when a key file is given; until it is
-// wired a key file is refused rather than silently ignored.
-Status secure_control_socket(zmq::socket_t& socket, ControlRole role, const std::string& key_file);
+class ControlPlaneSecurity {
+ public:
+  // `key_file` is --control-plane-key-file: "" = unauthenticated (vLLM's behaviour);
+  // otherwise the file is read and checked here, once for the whole process.
+  static Result<std::unique_ptr<ControlPlaneSecurity>> load(const std::string& key_file);
+  ~ControlPlaneSecurity();
+  ControlPlaneSecurity(const ControlPlaneSecurity&) = delete;
+  ControlPlaneSecurity& operator=(const ControlPlaneSecurity&) = delete;
+
+  bool curve() const { return keys_.has_value(); }
+
+  // Before bind: makes `socket` a CURVE server and starts the authenticator of `context`
+  // on first use (one context per process: another one is an error), which then also logs
+  // peers of `socket` that fail the handshake, under `label`. No-op without keys.
+  Status secure_server(zmq::context_t& context, zmq::socket_t& socket, std::string_view label);
+  // Before connect: makes `socket` a CURVE client with the deployment keys. No-op without keys.
+  Status secure_client(zmq::socket_t& socket) const;
+
+  // Peers refused so far by the authenticator (0 without keys or server sockets).
+  uint64_t refused() const;
+
+ private:
+  explicit ControlPlaneSecurity(std::optional<CurveKeys> keys) : keys_(std::move(keys)) {}
+
+  const std::optional<CurveKeys> keys_;
+  mutable std::mutex mutex_;  // guards the two below
+  zmq::context_t* context_ = nullptr;
+  std::unique_ptr<CurveAuthenticator> authenticator_;
+};
+
+// Connects the client `socket` (of `context`) to `address` and waits until its ZMTP security
+// handshake with the server succeeded, so that a node the server refuses learns it within
+// seconds instead of queueing messages that are never delivered. Fails (kInvalidArgument: a
+// configuration error) after kControlHandshakeFailuresToGiveUp failures in a row, or one
+// authentication refusal or protocol error (libzmq gives up on those itself), saying what to check; kUnavailable when no server answered in `timeout`.
+// Must be called from the socket's thread.
+Status connect_and_await_handshake(zmq::context_t& context, zmq::socket_t& socket, const std::string& address,
+                                   std::chrono::milliseconds timeout);
 
 }  // namespace k2::protocol

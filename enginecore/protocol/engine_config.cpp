@@ -1,6 +1,9 @@
 #include "enginecore/protocol/engine_config.h"
 
 #include <cstdlib>
+#include <set>
+
+#include "enginecore/protocol/sglang_flags.h"
 
 namespace k2 {
 
@@ -9,7 +12,7 @@ namespace {
 OptionTable<EngineConfig> build_table() {
   using C = EngineConfig;
   OptionTable<C> t;
-  t.add("--model", &C::model, "model directory (also the first positional argument)", "model")
+  t.add("--model,--model-path", &C::model, "model directory (also the first positional argument)", "model")
       .add("--tokenizer", &C::tokenizer, "tokenizer directory (default: the model directory)", "model")
       .add("--served-model-name", &C::served_model_name, "model name(s) reported by the API; the first is used in responses", "model")
       .add("--trust-remote-code", &C::trust_remote_code, "accepted for vLLM compatibility; no remote code is ever run", "model")
@@ -42,6 +45,20 @@ OptionTable<EngineConfig> build_table() {
            "key file from `k2serve keygen` (the same on every node, mode 0600): authenticates and encrypts the "
            "tcp:// sockets between nodes with ZeroMQ CURVE; peers without the key are refused and logged",
            "parallel");
+  const std::string sglang = "SGLang-style launch (mapped once onto the parallel options above)";
+  t.add("--nnodes", &C::nnodes, "nodes of the deployment (SGLang); each must hold whole engines", sglang)
+      .add("--node-rank", &C::node_rank, "this node's index in [0, --nnodes); node 0 serves the API, the others "
+           "run --headless", sglang)
+      .add("--dist-init-addr", &C::dist_init_addr, "HOST:PORT ([IPv6]:PORT) of node 0: becomes "
+           "--data-parallel-address and --data-parallel-rpc-port", sglang)
+      .add("--tp-size,--tp", &C::tp_size, "SGLang's tensor-parallel size: the total over all nodes (with "
+           "--enable-dp-attention split into --dp-size engines of tp/dp workers)", sglang)
+      .add("--dp-size,--dp", &C::dp_size, "with --enable-dp-attention: attention data-parallel ranks (engines); "
+           "without: full replicas", sglang)
+      .add("--ep-size,--ep,--expert-parallel-size", &C::ep_size, "expert-parallel size: 1, or --tp-size "
+           "(experts spread over every rank, vLLM's --enable-expert-parallel)", sglang)
+      .add("--enable-dp-attention", &C::enable_dp_attention, "data-parallel attention: --dp-size engines of "
+           "--tp-size/--dp-size workers each", sglang);
   t.add("--host", &C::host, "address to listen on", "server")
       .add("--port", &C::port, "port to listen on", "server")
       .add("--api-key", &C::api_key, "require this bearer key on /v1 routes (also VLLM_API_KEY)", "server")
@@ -106,7 +123,9 @@ Status validate_engine_config(const EngineConfig& c) {
 Result<EngineConfig> parse_engine_config(const std::vector<std::string>& args) {
   EngineConfig cfg;
   std::vector<std::string> positionals;
-  K2_RETURN_IF_ERROR(engine_config_table().parse(args, cfg, &positionals));
+  std::set<std::string> given;
+  K2_RETURN_IF_ERROR(engine_config_table().parse(args, cfg, &positionals, &given));
+  K2_RETURN_IF_ERROR(apply_sglang_flags(cfg, given));
   if (positionals.size() > 1) return invalid_argument("unexpected argument '" + positionals[1] + "'");
   if (!positionals.empty()) {
     if (!cfg.model.empty() && cfg.model != positionals[0])

@@ -52,6 +52,17 @@ struct EngineConfig {
   // sockets are unauthenticated, as vLLM.
   std::optional<std::string> control_plane_key_file;
 
+  // SGLang's launch flags, as SGLang means them (see sglang_flags.h). parse_engine_config()
+  // maps them onto the parallel fields above once and then clears them, so nothing past
+  // parsing (and no peer receiving the config) ever reads them.
+  std::optional<int64_t> nnodes;
+  std::optional<int64_t> node_rank;
+  std::optional<std::string> dist_init_addr;  // HOST:PORT of node 0, [IPv6]:PORT
+  std::optional<int64_t> tp_size;             // total over all nodes
+  std::optional<int64_t> dp_size;
+  std::optional<int64_t> ep_size;
+  bool enable_dp_attention = false;
+
   // Server
   std::string host = "127.0.0.1";
   int64_t port = 8000;

@@ -11,6 +11,7 @@ constexpr uint32_t kMaxN = 1024;
 constexpr uint32_t kMaxLogprobs = 1 << 20;
 constexpr size_t kMaxSchemaBytes = size_t{1} << 20;
 constexpr size_t kMaxMaskWords = size_t{1} << 20;  // 32M token ids
+constexpr uint32_t kMaxExperts = 1 << 16;
 
 bool finite(float v) { return std::isfinite(v); }
 // msgpack-cxx packs an integral float as an integer after `d <= float(UINT64_MAX)`, which
@@ -68,6 +69,16 @@ Status check_logprobs(const std::optional<TokenLogprobs>& l) {
   return Status::ok_status();
 }
 
+Status check_expert_load(const std::optional<ExpertLoad>& l) {
+  if (!l) return Status::ok_status();
+  if (l->num_experts == 0 || l->num_experts > kMaxExperts) return invalid_argument("expert load of bad width");
+  if (l->tokens.size() != uint64_t{l->num_experts} * l->layers.size())
+    return invalid_argument("expert load shape disagrees with its counts");
+  for (size_t i = 1; i < l->layers.size(); ++i)
+    if (l->layers[i] <= l->layers[i - 1]) return invalid_argument("expert load layers not ascending");
+  return Status::ok_status();
+}
+
 bool valid_enum(ProcessKind k) { return k <= ProcessKind::kWorker; }
 bool valid_enum(FinishReason r) { return r <= FinishReason::kError; }
 bool valid_enum(RequestEventType t) { return t <= RequestEventType::kPreempted; }
@@ -107,6 +118,7 @@ Status check(const AbortRequests& m) {
 Status check(const EngineOutputs& m) {
   if (!packable(m.timestamp)) return invalid_argument("timestamp out of range");
   if (m.scheduler_stats && !packable(m.scheduler_stats->kv_cache_usage)) return invalid_argument("kv_cache_usage");
+  if (m.scheduler_stats) K2_RETURN_IF_ERROR(check_expert_load(m.scheduler_stats->expert_load));
   for (const auto& o : m.outputs) {
     K2_RETURN_IF_ERROR(check_id(o.request_id));
     if (!valid_enum(o.finish_reason)) return invalid_argument("unknown finish reason");
@@ -141,7 +153,7 @@ Status check(const StepResult& m) {
     K2_RETURN_IF_ERROR(check_logprobs(s.prompt_logprobs));
   }
   if (m.logprobs_handle && !m.logprobs_handle->valid()) return invalid_argument("bad logprobs handle");
-  return Status::ok_status();
+  return check_expert_load(m.expert_load);
 }
 
 }  // namespace

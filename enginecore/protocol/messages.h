@@ -22,6 +22,13 @@ namespace k2::protocol {
 
 inline constexpr uint8_t kProtocolVersion = 4;
 
+// StepPlan ids outside the scheduler's (which count from 1): a dummy forward of an idle
+// data-parallel rank in a running wave (engine_loop.cpp), whose routed tokens are no request's
+// and stay out of the expert-load statistics; and a plan without requests that only collects
+// the expert load (EngineCore, when it falls idle).
+inline constexpr uint64_t kDummyStepBit = uint64_t{1} << 63;
+inline constexpr uint64_t kExpertLoadStepBit = uint64_t{1} << 62;
+
 // The second byte of frame 0; also the index + 1 of the type in Message.
 enum class MsgType : uint8_t {
   kHello = 1,
@@ -301,6 +308,19 @@ struct RequestOutput {
                  num_cached_tokens, events);
 };
 
+// Tokens routed to each routed expert of each MoE layer: the load balance of the experts,
+// for /metrics. Row i counts model layer layers[i] (ascending), column e the global expert e.
+// A StepResult carries the counts since the worker's previous report, SchedulerStats the
+// engine's totals since it started (both only when asked / changed: a Kimi-K2 table is
+// 60 x 384 counters, too much for every step).
+struct ExpertLoad {
+  uint32_t num_experts = 0;
+  std::vector<uint32_t> layers;
+  std::vector<uint64_t> tokens;  // [layers.size() x num_experts], row-major
+  bool operator==(const ExpertLoad&) const = default;
+  MSGPACK_DEFINE(num_experts, layers, tokens);
+};
+
 struct SchedulerStats {
   uint32_t num_running = 0;
   uint32_t num_waiting = 0;
@@ -312,9 +332,12 @@ struct SchedulerStats {
   // The workers' encoder cache (worker 0), cumulative: media items looked up / found.
   uint64_t mm_cache_queries = 0;
   uint64_t mm_cache_hits = 0;
+  // The engine's expert-load totals; present only in the first stats after they changed
+  // (the receiver keeps the last ones it saw). Absent in frames of older builds.
+  std::optional<ExpertLoad> expert_load;
   bool operator==(const SchedulerStats&) const = default;
   MSGPACK_DEFINE(num_running, num_waiting, kv_cache_usage, prefix_cache_queries, prefix_cache_hits, num_preemptions,
-                 step, mm_cache_queries, mm_cache_hits);
+                 step, mm_cache_queries, mm_cache_hits, expert_load);
 };
 
 struct EngineOutputs {
@@ -398,8 +421,12 @@ struct StepPlan {
   std::vector<SamplingParams> sampling_params;
   std::vector<std::string> finished_request_ids;  // workers drop their state for these
   uint32_t total_num_tokens = 0;
+  // Every worker reports the expert load routed since its last report after this step (the
+  // enginecore asks at most once a second; the same plan reaches every rank, so expert-parallel
+  // ranks can sum their counts in step).
+  bool report_expert_load = false;
   bool operator==(const StepPlan&) const = default;
-  MSGPACK_DEFINE(step_id, requests, sampling_params, finished_request_ids, total_num_tokens);
+  MSGPACK_DEFINE(step_id, requests, sampling_params, finished_request_ids, total_num_tokens, report_expert_load);
 };
 
 struct SampledRequest {
@@ -419,8 +446,11 @@ struct StepResult {
   std::string error;                         // non-empty: the step failed on this worker
   uint64_t mm_cache_queries = 0;             // the worker's encoder cache, cumulative
   uint64_t mm_cache_hits = 0;
+  // With plan.report_expert_load, on rank 0: tokens routed since the previous report, summed
+  // over the ranks that hold distinct experts. Absent in frames of older builds.
+  std::optional<ExpertLoad> expert_load;
   bool operator==(const StepResult&) const = default;
-  MSGPACK_DEFINE(step_id, worker_rank, samples, logprobs_handle, error, mm_cache_queries, mm_cache_hits);
+  MSGPACK_DEFINE(step_id, worker_rank, samples, logprobs_handle, error, mm_cache_queries, mm_cache_hits, expert_load);
 };
 
 // ---------------------------------------------------------------- the union

@@ -161,7 +161,7 @@ std::string OptionTableBase::closest(const std::string& name) const {
   return best.empty() ? "" : " (did you mean " + best + "?)";
 }
 
-Status OptionTableBase::apply_json(const nlohmann::json& object, void* cfg) const {
+Status OptionTableBase::apply_json(const nlohmann::json& object, void* cfg, std::set<std::string>* given) const {
   if (!object.is_object()) return invalid_argument("config must be a JSON object");
   for (const auto& [key, value] : object.items()) {
     std::string name = "--" + key;
@@ -173,6 +173,7 @@ Status OptionTableBase::apply_json(const nlohmann::json& object, void* cfg) cons
     else values.push_back(value);
     for (const auto& v : values) {
       if (v.is_null()) continue;
+      if (given) given->insert(def->names[0]);
       if (v.is_object() || v.is_array()) {
         if (def->kind != OptionKind::kString) return invalid_argument("config key '" + key + "' needs a scalar");
         K2_RETURN_IF_ERROR(def->set(cfg, v.dump()).with_context("config key '" + key + "'"));
@@ -185,7 +186,7 @@ Status OptionTableBase::apply_json(const nlohmann::json& object, void* cfg) cons
 }
 
 Status OptionTableBase::parse(const std::vector<std::string>& args, void* cfg,
-                              std::vector<std::string>* positionals) const {
+                              std::vector<std::string>* positionals, std::set<std::string>* given) const {
   // The config file first, so that explicit flags override it.
   for (size_t i = 0; i < args.size(); ++i) {
     std::string path;
@@ -198,7 +199,7 @@ Status OptionTableBase::parse(const std::vector<std::string>& args, void* cfg,
       continue;
     }
     K2_ASSIGN_OR_RETURN(auto j, read_config_file(path));
-    K2_RETURN_IF_ERROR(apply_json(j, cfg));
+    K2_RETURN_IF_ERROR(apply_json(j, cfg, given));
   }
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& arg = args[i];
@@ -228,10 +229,12 @@ Status OptionTableBase::parse(const std::vector<std::string>& args, void* cfg,
       const OptionDef* positive = find("--" + name.substr(5));
       if (positive && positive->kind == OptionKind::kFlag && !has_inline) {
         K2_RETURN_IF_ERROR(positive->set(cfg, "false"));
+        if (given) given->insert(positive->names[0]);
         continue;
       }
     }
     if (def == nullptr) return invalid_argument("unknown option " + name + closest(name));
+    if (given) given->insert(def->names[0]);
     if (def->kind == OptionKind::kFlag) {
       K2_RETURN_IF_ERROR(def->set(cfg, has_inline ? inline_value : "true").with_context(name));
       continue;

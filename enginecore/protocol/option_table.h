@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -33,11 +34,14 @@ class OptionTableBase {
  public:
   // Parses `args` (no program/command name) into cfg. Tokens that are not options are
   // appended to `positionals` (an error when it is null). `--config FILE` (YAML or JSON) is applied
-  // first wherever it appears, so flags on the command line win over the file.
-  Status parse(const std::vector<std::string>& args, void* cfg, std::vector<std::string>* positionals) const;
+  // first wherever it appears, so flags on the command line win over the file. `given`, when
+  // not null, receives the canonical name (names[0]) of every option set from either source,
+  // for rules that depend on whether the user chose a value (defaults are never "given").
+  Status parse(const std::vector<std::string>& args, void* cfg, std::vector<std::string>* positionals,
+               std::set<std::string>* given = nullptr) const;
   // Applies an object whose keys are option names without dashes ("max-num-seqs" or
   // "max_num_seqs"); an unknown key is an error naming it and the closest valid one.
-  Status apply_json(const nlohmann::json& object, void* cfg) const;
+  Status apply_json(const nlohmann::json& object, void* cfg, std::set<std::string>* given = nullptr) const;
   std::string help(const void* defaults, const std::string& usage) const;
   nlohmann::json to_json(const void* cfg) const;
   const std::vector<OptionDef>& options() const { return defs_; }
@@ -81,8 +85,9 @@ class OptionTable : public OptionTableBase {
     return *this;
   }
 
-  Status parse(const std::vector<std::string>& args, Cfg& cfg, std::vector<std::string>* positionals) const {
-    return OptionTableBase::parse(args, &cfg, positionals);
+  Status parse(const std::vector<std::string>& args, Cfg& cfg, std::vector<std::string>* positionals,
+               std::set<std::string>* given = nullptr) const {
+    return OptionTableBase::parse(args, &cfg, positionals, given);
   }
   Status apply_json(const nlohmann::json& object, Cfg& cfg) const { return OptionTableBase::apply_json(object, &cfg); }
   std::string help(const Cfg& defaults, const std::string& usage) const { return OptionTableBase::help(&defaults, usage); }

@@ -100,6 +100,19 @@ TEST(OptionTable, YamlConfigAsVllmTakesIt) {
   std::remove(path.c_str());
 }
 
+TEST(OptionTable, ReportsWhichOptionsWereGivenByCanonicalName) {
+  const std::string path = ::testing::TempDir() + "/k2_option_given.json";
+  std::ofstream(path) << R"({"host": "::1", "max_model_len": null})";
+  Demo d;
+  std::vector<std::string> pos;
+  std::set<std::string> given;
+  ASSERT_TRUE(demo_table().parse({"--config", path, "--no-enable-prefix-caching", "--port=9000"}, d, &pos, &given).ok());
+  // A value equal to the default still counts as given; a null in the file and an option never
+  // named do not.
+  EXPECT_EQ(given, (std::set<std::string>{"--host", "--enable-prefix-caching", "--port"}));
+  std::remove(path.c_str());
+}
+
 TEST(OptionTable, HelpListsEveryOptionWithDefaults) {
   Demo d;
   std::string h = demo_table().help(d, "k2serve demo [options]");

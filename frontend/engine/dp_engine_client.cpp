@@ -25,6 +25,7 @@ constexpr size_t kPromptArenaBytes = size_t{256} << 20;
 constexpr uint64_t kMediaArenaId = 2;
 constexpr size_t kMediaArenaBytes = size_t{1} << 30;
 constexpr int64_t kWaitingWeight = 4;  // vLLM's DPLB score: waiting * 4 + running
+constexpr auto kStartupProgressInterval = std::chrono::seconds(10);  // "still waiting for ranks" lines
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -36,10 +37,13 @@ void drain_eventfd(int fd) {
   }
 }
 
-openai::EngineStats to_stats(const protocol::SchedulerStats& st) {
+// `previous_load`: the rank's last expert-load totals (sent only when they change).
+openai::EngineStats to_stats(const protocol::SchedulerStats& st,
+                             std::shared_ptr<const openai::ExpertLoadTotals> previous_load) {
   return openai::EngineStats{st.num_running,          st.num_waiting,       st.kv_cache_usage,
                              st.prefix_cache_queries, st.prefix_cache_hits, st.num_preemptions,
-                             st.mm_cache_queries,     st.mm_cache_hits};
+                             st.mm_cache_queries,     st.mm_cache_hits,
+                             openai::expert_load_after(std::move(previous_load), st.expert_load)};
 }
 
 }  // namespace
@@ -60,8 +64,13 @@ Status DpEngineClient::bind_sockets(const DpEngineClientOptions& options) {
   K2_ASSIGN_OR_RETURN(addresses_.ipc_output, run_dir_->ipc_address("output"));
   K2_ASSIGN_OR_RETURN(addresses_.ipc_coordinator, run_dir_->ipc_address("coordinator"));
   context_ = std::make_unique<zmq::context_t>(1);
+  K2_ASSIGN_OR_RETURN(security_, protocol::ControlPlaneSecurity::load(options.control_plane_key_file));
   K2_ASSIGN_OR_RETURN(zmq::socket_t router, protocol::make_socket(*context_, zmq::socket_type::router));
   K2_ASSIGN_OR_RETURN(zmq::socket_t pull, protocol::make_socket(*context_, zmq::socket_type::pull));
+  // With a key file both sockets speak CURVE on all their endpoints, ipc:// included: see
+  // protocol/dp_transport.h for why the local engines are not given sockets of their own.
+  K2_RETURN_IF_ERROR(security_->secure_server(*context_, router, "requests"));
+  K2_RETURN_IF_ERROR(security_->secure_server(*context_, pull, "outputs"));
   K2_RETURN_IF_ERROR(protocol::bind_endpoint(router, addresses_.ipc_input));
   K2_RETURN_IF_ERROR(protocol::bind_endpoint(pull, addresses_.ipc_output));
   if (multi_node_) {
@@ -69,10 +78,6 @@ Status DpEngineClient::bind_sockets(const DpEngineClientOptions& options) {
     addresses_.tcp_input = protocol::tcp_address(cfg.data_parallel_address, ports.requests);
     addresses_.tcp_output = protocol::tcp_address(cfg.data_parallel_address, ports.outputs);
     addresses_.tcp_coordinator = protocol::tcp_address(cfg.data_parallel_address, ports.coordinator);
-    // One socket serves both transports: security applies to the tcp:// side only, so with
-    // CURVE the ipc:// endpoints (0700 run directory) move to sockets of their own.
-    K2_RETURN_IF_ERROR(protocol::secure_control_socket(router, protocol::ControlRole::kServer, options.control_plane_key_file));
-    K2_RETURN_IF_ERROR(protocol::secure_control_socket(pull, protocol::ControlRole::kServer, options.control_plane_key_file));
     K2_RETURN_IF_ERROR(protocol::bind_endpoint(router, addresses_.tcp_input));
     K2_RETURN_IF_ERROR(protocol::bind_endpoint(pull, addresses_.tcp_output));
   }
@@ -159,30 +164,9 @@ Status DpEngineClient::launch(const DpEngineClientOptions& options) {
   if (wake_fd_ < 0) return io_error(std::string("eventfd: ") + std::strerror(errno));
   K2_RETURN_IF_ERROR(spawn_local(options));
   if (multi_node_)
-    spdlog::info("waiting for {} remote ranks at {} ({} local)", size_ - num_local_, addresses_.tcp_input, num_local_);
-
-  protocol::HandshakeOptions hs;
-  hs.expected_peers = size_;
-  hs.expected_kind = protocol::ProcessKind::kEngineCore;
-  hs.hello_timeout = options.hello_timeout;
-  hs.ready_timeout = options.ready_timeout;
-  hs.peers_alive = [this]() -> Status {
-    for (Rank& r : ranks_) {
-      if (!r.local) continue;
-      if (auto st = r.process.try_wait())
-        return unavailable("the enginecore of rank " + std::to_string(r.rank) + " exited during startup (" +
-                           describe_wait_status(*st) + ")");
-    }
-    return Status::ok_status();
-  };
-  const std::string config_json = engine_config_table().to_json(cfg).dump();
-  size_t next_vocabulary = 0;
-  auto on_hello = [&](const protocol::Hello& hello) -> Result<protocol::EngineConfigMsg> {
-    ShmHandle vocabulary{};
-    if (hello.local && next_vocabulary < vocabularies.size()) vocabulary = vocabularies[next_vocabulary++];
-    return config_for(hello, config_json, vocabulary, vocabulary_inline);
-  };
-  K2_ASSIGN_OR_RETURN(std::vector<protocol::HandshakePeer> peers, protocol::handshake_serve(*router_, hs, on_hello));
+    spdlog::info("waiting for {} remote ranks at {} ({} local{})", size_ - num_local_, addresses_.tcp_input, num_local_,
+                 security_->curve() ? ", CURVE control plane" : "");
+  K2_ASSIGN_OR_RETURN(std::vector<protocol::HandshakePeer> peers, handshake(options, vocabularies, vocabulary_inline));
   K2_RETURN_IF_ERROR(take_ready(peers));
   healthy_ = true;
   last_heartbeat_sent_ = Clock::now();
@@ -190,6 +174,98 @@ Status DpEngineClient::launch(const DpEngineClientOptions& options) {
   spdlog::info("{} data-parallel ranks ready ({} on this node{}): {} KV blocks in all, max_model_len {}", size_,
                num_local_, waves_ ? ", MoE request waves" : "", capacities_.num_kv_blocks, capacities_.max_model_len);
   return Status::ok_status();
+}
+
+// Every rank's HELLO -> config -> READY. Meanwhile local ranks are watched through their
+// pidfds and remote ones through their heartbeats (which start right after their config),
+// remote ranks get ours, and the ranks still missing are logged now and then and named when
+// the wait ends.
+Result<std::vector<protocol::HandshakePeer>> DpEngineClient::handshake(const DpEngineClientOptions& options,
+                                                                       const std::vector<ShmHandle>& vocabularies,
+                                                                       const std::string& vocabulary_inline) {
+  protocol::HandshakeOptions hs;
+  hs.expected_peers = size_;
+  hs.expected_kind = protocol::ProcessKind::kEngineCore;
+  hs.hello_timeout = options.hello_timeout;
+  hs.ready_timeout = options.ready_timeout;
+  const auto started = Clock::now();
+  auto last_progress = started;
+  hs.peers_alive = [&]() -> Status {
+    K2_RETURN_IF_ERROR(watch_startup());
+    if (Clock::now() - last_progress >= kStartupProgressInterval) {
+      last_progress = Clock::now();
+      const auto waited = std::chrono::duration_cast<std::chrono::seconds>(last_progress - started).count();
+      spdlog::info("still waiting for data-parallel ranks {} after {} s (joined: {}; the wait for the first hello "
+                   "of each ends after {} s)", rank_list(false), waited, rank_list(true),
+                   std::chrono::duration_cast<std::chrono::seconds>(options.hello_timeout).count());
+    }
+    return Status::ok_status();
+  };
+  const std::string config_json = engine_config_table().to_json(options.config).dump();
+  size_t next_vocabulary = 0;
+  auto on_hello = [&](const protocol::Hello& hello) -> Result<protocol::EngineConfigMsg> {
+    ShmHandle vocabulary{};
+    if (hello.local && next_vocabulary < vocabularies.size()) vocabulary = vocabularies[next_vocabulary++];
+    K2_ASSIGN_OR_RETURN(protocol::EngineConfigMsg msg, config_for(hello, config_json, vocabulary, vocabulary_inline));
+    Rank& r = ranks_[hello.rank];
+    r.joined = true;
+    r.last_seen = Clock::now();
+    r.identity = protocol::rank_identity(hello.rank);
+    return msg;
+  };
+  auto peers = protocol::handshake_serve(*router_, hs, on_hello);
+  if (!peers.ok())
+    return peers.status().with_context("data-parallel ranks " + rank_list(false) + " never joined (joined: " +
+                                       rank_list(true) + ")");
+  return peers;
+}
+
+// During the handshake: a local rank that exited, a remote one that reported its death or
+// went silent, ends the startup; joined remote ranks get our heartbeat.
+Status DpEngineClient::watch_startup() {
+  for (Rank& r : ranks_) {
+    if (!r.local) continue;
+    if (auto st = r.process.try_wait())
+      return unavailable("the enginecore of rank " + std::to_string(r.rank) + " exited during startup (" +
+                         describe_wait_status(*st) + ")");
+  }
+  if (!multi_node_) return Status::ok_status();
+  while (true) {
+    auto got = protocol::receive_valid(*pull_, std::chrono::milliseconds(0), /*routed=*/false);
+    if (!got.ok()) return got.status().with_context("output socket");
+    if (!*got) break;
+    if (auto* beat = std::get_if<protocol::DpControl>(&(*got)->message)) {
+      if (beat->rank < size_) ranks_[beat->rank].last_seen = Clock::now();
+    } else if (auto* dead = std::get_if<protocol::EngineDead>(&(*got)->message)) {
+      return unavailable("rank " + std::to_string(dead->engine_index) + " failed during startup: " + dead->reason);
+    }
+  }
+  const auto now = Clock::now();
+  const bool beat = now - last_heartbeat_sent_ >= protocol::kDpHeartbeatInterval;
+  if (beat) last_heartbeat_sent_ = now;
+  for (Rank& r : ranks_) {
+    if (r.local || !r.joined) continue;
+    if (now - r.last_seen > protocol::kDpPeerTimeout)
+      return unavailable("remote rank " + std::to_string(r.rank) + " went silent during startup (no heartbeat for " +
+                         std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - r.last_seen).count()) +
+                         " ms): its node is gone");
+    if (beat) {
+      const protocol::DpControl heartbeat{protocol::DpControlKind::kHeartbeat, r.rank, 0, 0, false, -1};
+      (void)protocol::send(*router_, heartbeat, r.identity);  // an unreachable rank shows as silence
+    }
+  }
+  return Status::ok_status();
+}
+
+// "[1, 3]": the ranks that joined the handshake (or, `joined` false, those that did not).
+std::string DpEngineClient::rank_list(bool joined) const {
+  std::string out = "[";
+  for (const Rank& r : ranks_) {
+    if (r.joined != joined) continue;
+    if (out.size() > 1) out += ", ";
+    out += std::to_string(r.rank);
+  }
+  return out + "]";
 }
 
 Status DpEngineClient::take_ready(const std::vector<protocol::HandshakePeer>& peers) {
@@ -339,6 +415,7 @@ openai::EngineStats DpEngineClient::stats() const {
     sum.num_preemptions += r.stats.num_preemptions;
     sum.mm_cache_queries += r.stats.mm_cache_queries;
     sum.mm_cache_hits += r.stats.mm_cache_hits;
+    sum.expert_load = openai::sum_expert_load(sum.expert_load, r.stats.expert_load);
   }
   return sum;
 }
@@ -443,7 +520,7 @@ void DpEngineClient::dispatch(protocol::EngineOutputs& outputs) {
     Rank& rank = ranks_[outputs.engine_index];
     rank.last_seen = Clock::now();
     if (outputs.scheduler_stats) {
-      rank.stats = to_stats(*outputs.scheduler_stats);
+      rank.stats = to_stats(*outputs.scheduler_stats, rank.stats.expert_load);
       rank.sent_since_stats = 0;
     }
     for (const auto& o : outputs.outputs) {
@@ -570,6 +647,7 @@ void DpEngineClient::shutdown() {
   fail(std::move(left), "the engines were shut down");
   router_.reset();
   pull_.reset();
+  security_.reset();  // its authenticator before the context it serves
   context_.reset();
   if (wake_fd_ >= 0) ::close(wake_fd_);
   wake_fd_ = -1;

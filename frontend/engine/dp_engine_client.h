@@ -7,8 +7,12 @@
 // --data-parallel-size-local < size), also on tcp:// at --data-parallel-address with the
 // ports of protocol::dp_ports(). It spawns this node's enginecores, answers every rank's
 // HELLO (local ranks get the shm arenas, remote ones get everything inline), and returns
-// once all N ranks are READY. For MoE models the rank-0 enginecore runs the wave
-// coordinator (enginecore/coordinator.h); its address is handed out in the handshake.
+// once all N ranks are READY; a rank that has not said hello within hello_timeout (or went
+// silent, or died, during startup) fails start() with an error naming the missing ranks,
+// which are also logged every 10 s while waited for. For MoE models the rank-0 enginecore
+// runs the wave coordinator (enginecore/coordinator.h); its address is handed out in the
+// handshake. With a control-plane key file both sockets are CURVE servers (see
+// protocol/dp_transport.h); refused peers are logged and never become ranks.
 //
 // Routing: each request goes to the live rank with the least queue (waiting * 4 + running
 // from the stats the engines publish with every step, plus the requests sent since), as
@@ -18,7 +22,8 @@
 // Failure: a local rank is watched through its pidfd, a remote one through its heartbeats
 // (protocol::kDpPeerTimeout). A dead rank makes healthy() false (/health 503) and ends its
 // in-flight requests with kError at once; with request waves the other ranks would wait for
-// it in their next all-reduce, so theirs are ended too. Nothing is retried.
+// it in their next all-reduce, so theirs are ended too. Nothing is retried: the deployment
+// stays dead (new requests: kUnavailable, 503) until the operator restarts it, as vLLM's.
 //
 // Owns the local enginecore processes, the sockets, the run directory, the arenas and the
 // I/O thread. EngineClient methods are thread-safe; start(), shutdown() and the destructor
@@ -42,6 +47,7 @@
 #include <vector>
 
 #include "enginecore/protocol/child_process.h"
+#include "enginecore/protocol/dp_transport.h"
 #include "enginecore/protocol/engine_config.h"
 #include "enginecore/protocol/messages.h"
 #include "enginecore/protocol/zmq_channel.h"
@@ -101,6 +107,7 @@ class DpEngineClient final : public openai::EngineClient {
     uint32_t rank = 0;
     bool local = true;
     bool alive = false;
+    bool joined = false;  // said hello (its identity is known)
     ChildProcess process;  // local ranks
     pid_t pid = -1;
     std::string identity;
@@ -129,6 +136,11 @@ class DpEngineClient final : public openai::EngineClient {
   Status spawn_local(const DpEngineClientOptions& options);
   Result<protocol::EngineConfigMsg> config_for(const protocol::Hello& hello, const std::string& config_json,
                                                const ShmHandle& vocabulary, const std::string& vocabulary_inline);
+  Result<std::vector<protocol::HandshakePeer>> handshake(const DpEngineClientOptions& options,
+                                                         const std::vector<ShmHandle>& vocabularies,
+                                                         const std::string& vocabulary_inline);
+  Status watch_startup();
+  std::string rank_list(bool joined) const;
   Status take_ready(const std::vector<protocol::HandshakePeer>& peers);
   Result<uint32_t> pick_rank(bool needs_local);  // under mu_
   Result<std::vector<protocol::MediaItem>> place_media(const std::vector<openai::MediaInput>& media,
@@ -149,6 +161,7 @@ class DpEngineClient final : public openai::EngineClient {
   uint32_t first_local_ = 0, num_local_ = 0, size_ = 0;
   bool multi_node_ = false;
   std::unique_ptr<zmq::context_t> context_;
+  std::unique_ptr<protocol::ControlPlaneSecurity> security_;  // CURVE (or none); reset before context_
   std::optional<zmq::socket_t> router_, pull_;
   std::optional<Arena> prompt_arena_, media_arena_;
   EngineCapacities capacities_;

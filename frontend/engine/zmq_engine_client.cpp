@@ -383,7 +383,8 @@ void ZmqEngineClient::dispatch(protocol::EngineOutputs& outputs) {
       const auto& st = *outputs.scheduler_stats;
       stats_ = openai::EngineStats{st.num_running,      st.num_waiting,     st.kv_cache_usage,
                                    st.prefix_cache_queries, st.prefix_cache_hits, st.num_preemptions,
-                                   st.mm_cache_queries,  st.mm_cache_hits};
+                                   st.mm_cache_queries,  st.mm_cache_hits,
+                                   openai::expert_load_after(stats_.expert_load, st.expert_load)};
     }
     for (const auto& o : outputs.outputs) {
       auto it = in_flight_.find(o.request_id);

@@ -31,6 +31,10 @@
 
 #include "shm/status.h"
 
+namespace k2::protocol {
+struct ExpertLoad;
+}
+
 namespace k2::openai {
 
 // vLLM's SamplingParams, the fields the engine uses (stop strings stay in the frontend).
@@ -121,6 +125,15 @@ struct EngineOutput {
   bool finished() const { return finish_reason != FinishReason::kNone; }
 };
 
+// Tokens routed to each routed expert of each MoE layer since the engine(s) started (the
+// expert-load balance in /metrics, expert_metrics.h). Immutable once published: snapshots of
+// EngineStats share one table instead of copying a Kimi-K2-sized one (60 x 384) per read.
+struct ExpertLoadTotals {
+  int64_t num_experts = 0;
+  std::vector<int64_t> layers;   // the model layer of each row, ascending
+  std::vector<uint64_t> tokens;  // [layers.size() x num_experts], row-major
+};
+
 struct EngineStats {
   int64_t num_running = 0;
   int64_t num_waiting = 0;
@@ -130,7 +143,18 @@ struct EngineStats {
   uint64_t num_preemptions = 0;       // cumulative
   uint64_t mm_cache_queries = 0;      // encoder-cache lookups of media items, cumulative
   uint64_t mm_cache_hits = 0;         // of which found, cumulative
+  std::shared_ptr<const ExpertLoadTotals> expert_load;  // null until an engine reported one
 };
+
+// How a client folds an engine's published stats into its EngineStats (defined in
+// expert_metrics.cpp): an engine sends its expert-load totals only when they changed, so
+// without a table in this message the last one stands.
+std::shared_ptr<const ExpertLoadTotals> expert_load_after(std::shared_ptr<const ExpertLoadTotals> previous,
+                                                          const std::optional<protocol::ExpertLoad>& published);
+// Data-parallel ranks route different tokens: the deployment's totals are their sum. A null
+// side, or one of another shape (never in one deployment), leaves the other.
+std::shared_ptr<const ExpertLoadTotals> sum_expert_load(const std::shared_ptr<const ExpertLoadTotals>& a,
+                                                        const std::shared_ptr<const ExpertLoadTotals>& b);
 
 using OutputCallback = std::function<void(EngineOutput)>;
 

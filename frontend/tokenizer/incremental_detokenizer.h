@@ -24,8 +24,9 @@ class IncrementalDetokenizer {
  public:
   IncrementalDetokenizer(std::shared_ptr<const Tokenizer> tokenizer, bool skip_special_tokens);
 
-  // Appends the ids and returns the text they complete (possibly empty). An invalid id is
-  // an error and leaves the state as it was.
+  // Appends the ids and returns the text they complete (possibly empty). An id at or above
+  // the tokenizer's vocab_size() (a padded model row) adds no text, as in vLLM; a negative
+  // id is an error and leaves the state as it was.
   Result<std::string> add(std::span<const int32_t> ids);
   Result<std::string> add(int32_t id) { return add(std::span<const int32_t>(&id, 1)); }
 

@@ -85,9 +85,11 @@ TEST(IncrementalDetokenizer, HoldsPartialCharactersAndReplacesBadBytes) {
   EXPECT_EQ(*d.add(byte_id(0xC3)), "");
   EXPECT_EQ(d.finish(), "\xEF\xBF\xBD");  // the stream ended inside a character
   EXPECT_EQ(d.pending_bytes(), 0u);
-  // A bad id is an error and changes nothing.
+  // A bad id is an error and changes nothing; a padded row's id adds nothing either.
   EXPECT_EQ(*d.add(byte_id(0xC3)), "");
-  EXPECT_FALSE(d.add(t->vocab_size()).ok());
+  EXPECT_FALSE(d.add(-1).ok());
+  EXPECT_EQ(d.pending_bytes(), 1u);
+  EXPECT_EQ(*d.add(t->vocab_size()), "");
   EXPECT_EQ(d.pending_bytes(), 1u);
   EXPECT_EQ(*d.add(byte_id(0xA9)), "\xc3\xa9");
 }
@@ -105,6 +107,27 @@ TEST(IncrementalDetokenizer, SkipsSpecialTokens) {
   }
   EXPECT_EQ(a, "assistant<think>hm</think>ok");
   EXPECT_EQ(b, "<|im_assistant|>assistant<|im_middle|><think>hm</think>ok<|im_end|>");
+}
+
+// Padded model rows (ids at or above the tokenizer's size) add no text, as in vLLM, wherever
+// they fall in a chunk; a negative id is still an error.
+TEST(IncrementalDetokenizer, IdsBeyondTheTokenizerAreEmptyText) {
+  auto t = tok_test::load_or_die(tok_test::data_path("text/tok-1024"));
+  ASSERT_TRUE(t);
+  const auto ids = t->encode("hello world");
+  ASSERT_GE(ids.size(), 2u);
+  const int32_t pad = t->vocab_size();
+  std::vector<int32_t> padded{pad, ids[0], pad + 7, pad};
+  padded.insert(padded.end(), ids.begin() + 1, ids.end());
+  padded.push_back(pad + 1000);
+  IncrementalDetokenizer d(t, false);
+  auto all = d.add(padded);
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(*all + d.finish(), "hello world");
+  auto only_pad = d.add(pad);
+  ASSERT_TRUE(only_pad.ok());
+  EXPECT_EQ(*only_pad, "");
+  EXPECT_FALSE(d.add(-1).ok());
 }
 
 }  // namespace

@@ -132,11 +132,36 @@ PackedInt4 interleave_blocks(const PackedInt4& a, const PackedInt4& b) {
   return p;
 }
 
+PackedFp8 interleave_blocks(const PackedFp8& a, const PackedFp8& b) {
+  const Fp8Weights va = a.view(), vb = b.view();
+  K2_KERNEL_CHECK(va.out == vb.out && va.in == vb.in && va.group == vb.group && va.out > 0,
+                  "interleave_blocks: shapes differ");
+  PackedFp8 p;
+  Fp8Weights& v = p.view_;
+  v.out = 2 * va.n_blocks() * kBlockN;
+  v.in = va.in;
+  v.group = va.group;
+  const size_t data_bytes = (static_cast<size_t>(v.n_blocks() * v.block_bytes()) + 63) / 64 * 64;
+  p.bytes_ = data_bytes + static_cast<size_t>(v.n_blocks() * v.block_scales()) * sizeof(float);
+  p.mem_ = aligned_bytes(p.bytes_);
+  auto* data = reinterpret_cast<uint8_t*>(p.mem_.get());
+  auto* scales = reinterpret_cast<float*>(p.mem_.get() + data_bytes);
+  interleave(data, va.data, vb.data, va.n_blocks(), va.block_bytes());
+  interleave(scales, va.scales, vb.scales, va.n_blocks(), va.block_scales());
+  v.data = data;
+  v.scales = scales;
+  return p;
+}
+
 void gate_up_silu_bf16(ThreadPool* pool, const float* x, int64_t x_stride, int64_t rows, const Bf16Weights& w,
-                       int64_t width, float* h, int64_t h_stride, Isa isa) {
+                       int64_t width, float* h, int64_t h_stride, Isa isa, ActivationPrecision act) {
   check_args(x_stride, rows, w.in, w.out, width, h_stride);
   if (rows == 0) return;
   const detail::LinearBodies bodies = detail::linear_bodies_for(isa);
+  if (act == ActivationPrecision::kFloat32) {
+    const detail::StagedBf16 staged = detail::stage_f32_activations(x, x_stride, rows, w.in, w.k_pairs() * 2);
+    return run_pairs(pool, staged, w, bodies.bf16_f32act, width, 2 * w.block_elems() * 2, h, h_stride);
+  }
   const detail::StagedBf16 staged =
       detail::stage_bf16_activations(x, x_stride, rows, w.in, w.k_pairs() * 2, bodies.bf16_widen);
   run_pairs(pool, staged, w, bodies.bf16, width, 2 * w.block_elems() * 2, h, h_stride);
@@ -153,12 +178,26 @@ void gate_up_silu_int8(ThreadPool* pool, const float* x, int64_t x_stride, int64
 }
 
 void gate_up_silu_int4(ThreadPool* pool, const float* x, int64_t x_stride, int64_t rows, const Int4Weights& w,
-                       int64_t width, float* h, int64_t h_stride, Isa isa) {
+                       int64_t width, float* h, int64_t h_stride, Isa isa, ActivationPrecision act) {
   check_args(x_stride, rows, w.in, w.out, width, h_stride);
   if (rows == 0) return;
   const detail::LinearBodies bodies = detail::linear_bodies_for(isa);
+  if (act == ActivationPrecision::kFloat32) {
+    const detail::StagedBf16 staged = detail::stage_f32_activations(x, x_stride, rows, w.in, w.in);
+    return run_pairs(pool, staged, w, bodies.int4_f32act, width, 2 * (w.block_bytes() + w.block_scales() * 2), h,
+                     h_stride);
+  }
   const detail::StagedInt4 staged = detail::stage_int4_activations(x, x_stride, rows, w.in, w.group);
   run_pairs(pool, staged, w, bodies.int4, width, 2 * (w.block_bytes() + w.block_scales() * 2), h, h_stride);
+}
+
+void gate_up_silu_fp8(ThreadPool* pool, const float* x, int64_t x_stride, int64_t rows, const Fp8Weights& w,
+                      int64_t width, float* h, int64_t h_stride, Isa isa) {
+  check_args(x_stride, rows, w.in, w.out, width, h_stride);
+  if (rows == 0) return;
+  const detail::StagedBf16 staged = detail::stage_f32_activations(x, x_stride, rows, w.in, w.in);
+  run_pairs(pool, staged, w, detail::linear_bodies_for(isa).fp8, width, 2 * (w.block_bytes() + w.block_scales() * 4),
+            h, h_stride);
 }
 
 }  // namespace k2::cpu

@@ -20,7 +20,9 @@
 #include <cstdint>
 
 #include "kernels/cpu/isa.h"
+#include "kernels/cpu/ops.h"
 #include "kernels/cpu/packed.h"
+#include "kernels/cpu/packed_fp8.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace k2::cpu {
@@ -30,15 +32,22 @@ namespace k2::cpu {
 PackedBf16 interleave_blocks(const PackedBf16& a, const PackedBf16& b);
 PackedInt8 interleave_blocks(const PackedInt8& a, const PackedInt8& b);
 PackedInt4 interleave_blocks(const PackedInt4& a, const PackedInt4& b);
+PackedFp8 interleave_blocks(const PackedFp8& a, const PackedFp8& b);
 
 // h[r, j] = silu(g[r, j]) · u[r, j] for r < rows, j < width, where w = interleave_blocks(G, U)
 // of two [width, w.in] matrices. x: [rows, w.in] (x_stride), h: [rows, width] (h_stride).
 // With a pool, pairs of blocks are split over its threads (a nested call runs inline).
+// (`act` as for CpuOps::linear_bf16 / linear_bf16_f32act and linear_int4 / linear_int4_f32act.)
 void gate_up_silu_bf16(ThreadPool* pool, const float* x, int64_t x_stride, int64_t rows, const Bf16Weights& w,
-                       int64_t width, float* h, int64_t h_stride, Isa isa = active_isa());
+                       int64_t width, float* h, int64_t h_stride, Isa isa = active_isa(),
+                       ActivationPrecision act = ActivationPrecision::kReduced);
 void gate_up_silu_int8(ThreadPool* pool, const float* x, int64_t x_stride, int64_t rows, const Int8Weights& w,
                        int64_t width, float* h, int64_t h_stride, Isa isa = active_isa());
 void gate_up_silu_int4(ThreadPool* pool, const float* x, int64_t x_stride, int64_t rows, const Int4Weights& w,
-                       int64_t width, float* h, int64_t h_stride, Isa isa = active_isa());
+                       int64_t width, float* h, int64_t h_stride, Isa isa = active_isa(),
+                       ActivationPrecision act = ActivationPrecision::kReduced);
+// FP8-block weights, float32 activations (as CpuOps::linear_fp8).
+void gate_up_silu_fp8(ThreadPool* pool, const float* x, int64_t x_stride, int64_t rows, const Fp8Weights& w,
+                      int64_t width, float* h, int64_t h_stride, Isa isa = active_isa());
 
 }  // namespace k2::cpu

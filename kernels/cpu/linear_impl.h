@@ -12,6 +12,7 @@
 
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/packed.h"
+#include "kernels/cpu/packed_fp8.h"
 
 namespace k2::cpu::detail {
 
@@ -28,7 +29,8 @@ Scratch& thread_scratch();
 // Prepared activations; they point into some thread's Scratch and are only read.
 struct StagedBf16 {
   const uint16_t* bf16;  // [rows][row_elems] bf16 bits
-  const float* f32;      // the same values widened to fp32 (only if staged with widen)
+  const float* f32;      // the same values widened to fp32 (only if staged with widen), or, from
+                         // stage_f32_activations, the unrounded rows (bf16 then null)
   int64_t rows, row_elems;
 };
 struct StagedInt8 {
@@ -49,6 +51,9 @@ struct StagedInt4 {
 // int8 rows plus their per-group sums.
 StagedBf16 stage_bf16_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_elems,
                                   bool widen);
+// The rows as they are, in float32 (only .f32 set), zero-padded to row_elems: the input of
+// the bf16-weight kernels that keep float32 activations (ActivationPrecision::kFloat32).
+StagedBf16 stage_f32_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_elems);
 StagedInt8 stage_int8_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t row_bytes,
                                   bool for_vnni);
 StagedInt4 stage_int4_activations(const float* x, int64_t x_stride, int64_t rows, int64_t in, int64_t group);
@@ -59,14 +64,21 @@ void check_linear_args(int64_t x_stride, int64_t rows, int64_t in, int64_t out, 
 using Bf16Body = void (*)(const StagedBf16& x, const Bf16Weights& w, float* y, int64_t y_stride);
 using Int8Body = void (*)(const StagedInt8& x, const Int8Weights& w, float* y, int64_t y_stride);
 using Int4Body = void (*)(const StagedInt4& x, const Int4Weights& w, float* y, int64_t y_stride);
+// int4 weights with float32 activations (staged by stage_f32_activations).
+using Int4F32Body = void (*)(const StagedBf16& x, const Int4Weights& w, float* y, int64_t y_stride);
+// fp8-block weights with float32 activations (staged by stage_f32_activations, row_elems = in).
+using Fp8Body = void (*)(const StagedBf16& x, const Fp8Weights& w, float* y, int64_t y_stride);
 
 // What one ISA level runs for each format, and how its activations must be staged.
 struct LinearBodies {
   Bf16Body bf16 = nullptr;
   bool bf16_widen = false;
+  Bf16Body bf16_f32act = nullptr;  // reads StagedBf16::f32 as staged by stage_f32_activations
   Int8Body int8 = nullptr;
   bool int8_vnni = false;
   Int4Body int4 = nullptr;
+  Int4F32Body int4_f32act = nullptr;
+  Fp8Body fp8 = nullptr;
 };
 LinearBodies linear_bodies_for(Isa isa);
 
@@ -77,6 +89,11 @@ void linear_bf16_avx2(const StagedBf16& x, const Bf16Weights& w, float* y, int64
 void linear_int8_avx2(const StagedInt8& x, const Int8Weights& w, float* y, int64_t y_stride);
 void linear_int4_avx2(const StagedInt4& x, const Int4Weights& w, float* y, int64_t y_stride);
 void linear_bf16_avx512bf16(const StagedBf16& x, const Bf16Weights& w, float* y, int64_t y_stride);
+void linear_bf16_f32act_avx512(const StagedBf16& x, const Bf16Weights& w, float* y, int64_t y_stride);
+void linear_int4_f32act_scalar(const StagedBf16& x, const Int4Weights& w, float* y, int64_t y_stride);
+void linear_int4_f32act_avx512(const StagedBf16& x, const Int4Weights& w, float* y, int64_t y_stride);
+void linear_fp8_scalar(const StagedBf16& x, const Fp8Weights& w, float* y, int64_t y_stride);
+void linear_fp8_avx512(const StagedBf16& x, const Fp8Weights& w, float* y, int64_t y_stride);
 void linear_int8_avx512vnni(const StagedInt8& x, const Int8Weights& w, float* y, int64_t y_stride);
 void linear_int4_avx512vnni(const StagedInt4& x, const Int4Weights& w, float* y, int64_t y_stride);
 

@@ -35,12 +35,25 @@ BlockPlan plan_blocks(int64_t n_blocks, int64_t block_bytes, int threads) {
 }
 
 void linear_bf16_mt(ThreadPool& pool, const float* x, int64_t x_stride, int64_t rows, const Bf16Weights& w, float* y,
-                    int64_t y_stride, Isa isa) {
+                    int64_t y_stride, Isa isa, ActivationPrecision act) {
   detail::check_linear_args(x_stride, rows, w.in, w.out, y_stride);
+  if (rows == 0) return;
   const detail::LinearBodies bodies = detail::linear_bodies_for(isa);
+  if (act == ActivationPrecision::kFloat32) {
+    const detail::StagedBf16 staged = detail::stage_f32_activations(x, x_stride, rows, w.in, w.k_pairs() * 2);
+    return run_blocks(pool, staged, w, w.block_elems() * 2, y, y_stride, bodies.bf16_f32act);
+  }
   const detail::StagedBf16 staged =
       detail::stage_bf16_activations(x, x_stride, rows, w.in, w.k_pairs() * 2, bodies.bf16_widen);
   run_blocks(pool, staged, w, w.block_elems() * 2, y, y_stride, bodies.bf16);
+}
+
+void linear_fp8_mt(ThreadPool& pool, const float* x, int64_t x_stride, int64_t rows, const Fp8Weights& w, float* y,
+                   int64_t y_stride, Isa isa) {
+  detail::check_linear_args(x_stride, rows, w.in, w.out, y_stride);
+  if (rows == 0) return;
+  const detail::StagedBf16 staged = detail::stage_f32_activations(x, x_stride, rows, w.in, w.in);
+  run_blocks(pool, staged, w, w.block_bytes() + w.block_scales() * 4, y, y_stride, detail::linear_bodies_for(isa).fp8);
 }
 
 void linear_int8_mt(ThreadPool& pool, const float* x, int64_t x_stride, int64_t rows, const Int8Weights& w, float* y,
@@ -53,9 +66,14 @@ void linear_int8_mt(ThreadPool& pool, const float* x, int64_t x_stride, int64_t 
 }
 
 void linear_int4_mt(ThreadPool& pool, const float* x, int64_t x_stride, int64_t rows, const Int4Weights& w, float* y,
-                    int64_t y_stride, Isa isa) {
+                    int64_t y_stride, Isa isa, ActivationPrecision act) {
   detail::check_linear_args(x_stride, rows, w.in, w.out, y_stride);
+  if (rows == 0) return;
   const detail::LinearBodies bodies = detail::linear_bodies_for(isa);
+  if (act == ActivationPrecision::kFloat32) {
+    const detail::StagedBf16 staged = detail::stage_f32_activations(x, x_stride, rows, w.in, w.in);
+    return run_blocks(pool, staged, w, w.block_bytes() + w.block_scales() * 2, y, y_stride, bodies.int4_f32act);
+  }
   const detail::StagedInt4 staged = detail::stage_int4_activations(x, x_stride, rows, w.in, w.group);
   run_blocks(pool, staged, w, w.block_bytes() + w.block_scales() * 2, y, y_stride, bodies.int4);
 }

@@ -84,6 +84,12 @@ TEST_F(LinearMtTest, MatchesSingleThreadBitForBit) {
         ops.linear_int4(x_.data(), xs, c.rows, i4.view(), want.data(), ys);
         linear_int4_mt(pool, x_.data(), xs, c.rows, i4.view(), got.data(), ys, isa);
         ASSERT_EQ(got, want) << "int4 " << what;
+        ops.linear_bf16_f32act(x_.data(), xs, c.rows, bf.view(), want.data(), ys);
+        linear_bf16_mt(pool, x_.data(), xs, c.rows, bf.view(), got.data(), ys, isa, ActivationPrecision::kFloat32);
+        ASSERT_EQ(got, want) << "bf16 f32act " << what;
+        ops.linear_int4_f32act(x_.data(), xs, c.rows, i4.view(), want.data(), ys);
+        linear_int4_mt(pool, x_.data(), xs, c.rows, i4.view(), got.data(), ys, isa, ActivationPrecision::kFloat32);
+        ASSERT_EQ(got, want) << "int4 f32act " << what;
       }
     }
   }

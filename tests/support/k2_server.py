@@ -19,13 +19,20 @@ DEMO_FLAGS = ["--enable-auto-tool-choice", "--tool-call-parser", "kimi_k2", "--r
 
 
 class Server:
-    def __init__(self, k2serve, model_dir, extra_args=(), kv_cache_memory=256 << 20, start_timeout=120):
+    """`host`: the address the API server listens on (and the tests reach it at); `prefix`: a
+    command the server runs under, such as `ip netns exec NS` (it must exec, so that the server's
+    pid is the Popen's); `env`: extra environment variables."""
+
+    def __init__(self, k2serve, model_dir, extra_args=(), kv_cache_memory=256 << 20, start_timeout=120,
+                 host="127.0.0.1", prefix=(), env=None):
+        self.host = host
         self.log_path = f"/tmp/k2serve-test-{os.getpid()}-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "w+")
+        host_args = [] if host == "127.0.0.1" else ["--host", host]
         self.proc = subprocess.Popen(
-            [str(k2serve), "serve", str(model_dir), "--port", "0", "--kv-cache-memory", str(kv_cache_memory),
-             "--shutdown-timeout", "5", *extra_args],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [*prefix, str(k2serve), "serve", str(model_dir), "--port", "0", *host_args,
+             "--kv-cache-memory", str(kv_cache_memory), "--shutdown-timeout", "5", *extra_args],
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         try:
             self.port = self._wait_for_port(start_timeout)
             self.model = self.get("/v1/models")["data"][0]["id"]
@@ -38,7 +45,7 @@ class Server:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError("server exited during start:\n" + self.log_text())
-            m = re.search(r"on http://127\.0\.0\.1:(\d+)", self.log_text())
+            m = re.search(r"on http://" + re.escape(self.host) + r":(\d+)", self.log_text())
             if m:
                 return int(m.group(1))
             time.sleep(0.1)
@@ -50,10 +57,10 @@ class Server:
     @property
     def base_url(self):
         """The OpenAI base URL, as clients take it."""
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"http://{self.host}:{self.port}/v1"
 
     def url(self, path):
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def get(self, path, timeout=30):
         with urllib.request.urlopen(self.url(path), timeout=timeout) as resp:

@@ -60,6 +60,7 @@ Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::build(WeightLoader& w, const Mod
   m->shard_ = shard;
   m->comm_ = shard.sharded() ? comm : nullptr;
   w.set_int4_group(layouts.int4_group);
+  w.set_fp8_block(c.fp8_block_out, c.fp8_block_in);
   if (!layouts.exact()) {
     cpu::ThreadPoolOptions options;
     if (const char* env = std::getenv("K2_CPU_THREADS")) options.threads = std::atoi(env);

@@ -1,6 +1,7 @@
 // The sharded model (tensor and expert parallel, ranks as threads) against the unsharded one.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -111,7 +112,11 @@ TEST(DeepSeekV3ParallelTest, Bf16FastPathShardsMatchTheWholeModel) {
 
 // int8 experts are quantised at load per output row: a rank's columns of down_proj get
 // scales of their own, so sharded int8 differs from whole int8 by a quantisation error, not
-// by summation order. Both must stay as close to the float32 model.
+// by summation order, and that error can flip a near-tied routing choice (logits then move
+// by a fraction of a unit; tests/data/models/README.md §8). Both must stay near the float32
+// model: within twice the whole model's error, or 0.5 where that is smaller than a flip
+// (the bound this test had while the dense layers' bf16 activations set the error; a wrong
+// shard moves logits by their whole spread, ~3).
 TEST(DeepSeekV3ParallelTest, Int8ExpertsShardAsWell) {
   const ModelConfig config = config_of("tiny-bf16");
   const WeightLayouts int8 = weight_layouts_for("bfloat16", "int8").value();
@@ -124,7 +129,7 @@ TEST(DeepSeekV3ParallelTest, Int8ExpertsShardAsWell) {
     const auto got = run_ranks(g);
     std::cout << (ep ? "EP" : "TP") << "=2 int8 experts: max |logit - float32| " << max_diff(got[0], exact)
               << ", unsharded int8 " << whole_error << "\n";
-    EXPECT_LE(max_diff(got[0], exact), 2 * whole_error + 1e-3);
+    EXPECT_LE(max_diff(got[0], exact), std::max(2 * whole_error, 0.5));
     EXPECT_TRUE(same_bits(got[0], got[1]));
   }
 }

@@ -3,8 +3,24 @@
 // against the goldens; bf16 and int8 are packed once at load into the CPU kernels'
 // weight-stationary blocks (kernels/cpu/packed.h) and run the kernel chosen for this CPU.
 //
+// bf16 keeps the activations in float32 (weights widened in registers, fp32 FMA): at
+// decode the weight bytes bound the time, so this costs nothing there, and rounding the
+// activations to bf16 perturbs router scores enough to flip expert choices, which moves
+// the logits by whole units (tests/data/models/README.md §8). A bf16 request also keeps a
+// float matrix whose values bf16 cannot hold exactly (e.g. a dequantised FP8-block matrix
+// that does not fit the fp8 layout below) in float32, so the fast path never changes a
+// weight; float32 Linears then run the reference-exact kernel over the thread pool.
+//
+// An FP8-block checkpoint's matrices under a bf16 request are kept as FP8 (kFp8: one byte
+// per weight plus a float scale per 16 outputs and input block, kernels/cpu/packed_fp8.h)
+// and run with float32 activations: the kernel dequantises each weight in registers exactly
+// as the float32 path does, so only the summation order differs, at a quarter of float32's
+// bytes (and half of bf16's).
+//
 // int4 (group-quantised, q in [-8, 7] with a bf16 scale per group) is either repacked
-// straight from an INT4 pack-quantized checkpoint or quantised from float at load.
+// straight from an INT4 pack-quantized checkpoint (then run with float32 activations, so
+// the checkpoint's model is computed as the float32 path does) or quantised from float at
+// load (then run with int8 activations on vpdpbusd).
 //
 // A Linear owns its weights (the float copy is dropped once packed); forward() is const
 // and safe from any number of threads on disjoint outputs. Packed layouts split their output
@@ -16,14 +32,18 @@
 #include <string_view>
 #include <vector>
 
+#include "kernels/cpu/ops.h"
 #include "kernels/cpu/packed.h"
+#include "kernels/cpu/packed_fp8.h"
 #include "kernels/cpu/thread_pool.h"
 #include "shm/status.h"
 #include "workers/loader/convert.h"
 
 namespace k2 {
 
-enum class WeightLayout { kF32, kBf16, kInt8, kInt4 };
+// kFp8 is never requested: the loader picks it for an FP8-block checkpoint's matrices when
+// the request is kBf16 (see WeightLoader::linear).
+enum class WeightLayout { kF32, kBf16, kInt8, kInt4, kFp8 };
 
 const char* weight_layout_name(WeightLayout f);
 
@@ -83,6 +103,7 @@ class Linear {
   // Weights already packed (the loader's streamed conversion).
   static Linear from_packed(cpu::PackedBf16 w);
   static Linear from_packed(cpu::PackedInt8 w);
+  static Linear from_packed(cpu::PackedFp8 w);
   // Rows [first, first + count) of w [out, in] as a matrix of their own.
   static Linear from_rows(const TensorF32& w, int64_t first, int64_t count, WeightLayout layout);
   // The transpose of rows [first, first + count) of w: a [in, count] matrix.
@@ -100,6 +121,10 @@ class Linear {
 
  private:
   static Linear pack(const float* w, int64_t out, int64_t in, WeightLayout layout);
+  void forward_f32_threaded(cpu::ThreadPool& pool, const float* x, int64_t x_stride, int64_t rows, float* y,
+                            int64_t y_stride) const;
+  // This bf16 or fp8 Linear as a float32 one (exact).
+  Linear widened() const;
 
   WeightLayout layout_ = WeightLayout::kF32;
   int64_t out_ = 0, in_ = 0;
@@ -108,6 +133,10 @@ class Linear {
   cpu::PackedBf16 bf16_;
   cpu::PackedInt8 int8_;
   cpu::PackedInt4 int4_;
+  cpu::PackedFp8 fp8_;
+  // int4 from a checkpoint: float32 activations (exact weights, exact inputs); quantised at
+  // load (--quantization int4): int8 activations, like the weights an approximation.
+  cpu::ActivationPrecision int4_act_ = cpu::ActivationPrecision::kReduced;
 };
 
 // The gate and up projections of a SwiGLU MLP as one matrix: packed layouts interleave their
@@ -131,6 +160,8 @@ class GateUpLinear {
   cpu::PackedBf16 bf16_;
   cpu::PackedInt8 int8_;
   cpu::PackedInt4 int4_;
+  cpu::PackedFp8 fp8_;
+  cpu::ActivationPrecision int4_act_ = cpu::ActivationPrecision::kReduced;  // as Linear's
 };
 
 }  // namespace k2

@@ -11,6 +11,9 @@
 #include <random>
 #include <vector>
 
+#include "kernels/cpu/packed_fp8.h"
+#include "workers/loader/model_config.h"
+
 namespace k2 {
 namespace {
 
@@ -87,6 +90,9 @@ Result<std::optional<Linear>> WeightLoader::streamed(const std::string& module, 
   }
   K2_ASSIGN_OR_RETURN(TensorView v, checkpoint_->view(name));
   if (v.dtype != DType::kBF16 && v.dtype != DType::kF16 && v.dtype != DType::kF32) return std::optional<Linear>();
+  // Only bf16 values pack to bf16 unchanged; others take Linear::from, which keeps them in
+  // float32 unless they happen to be exact.
+  if (layout == WeightLayout::kBf16 && v.dtype != DType::kBF16) return std::optional<Linear>();
   if (v.shape != std::vector<int64_t>{out, in}) {
     return invalid_argument("tensor " + name + " has shape " + shape_string(v.shape) + ", the config implies " +
                             shape_string({out, in}));
@@ -116,7 +122,40 @@ Result<std::optional<Linear>> WeightLoader::streamed(const std::string& module, 
   return std::optional<Linear>(std::move(l));
 }
 
+Result<std::optional<Linear>> WeightLoader::fp8_as_stored(const std::string& module, int64_t out, int64_t in,
+                                                          int64_t row0, int64_t rows, int64_t col0, int64_t cols) {
+  const std::string name = module + ".weight", scale_name = module + ".weight_scale_inv";
+  if (checkpoint_ == nullptr || !checkpoint_->has(name) || !checkpoint_->has(scale_name)) return std::optional<Linear>();
+  if (!fp8_block_) {
+    // Same source as the checkpoint's own dequantisation (Checkpoint::open with the config).
+    Result<ModelConfig> config = ModelConfig::from_dir(checkpoint_->dir());
+    if (!config.ok()) return std::optional<Linear>();
+    fp8_block_ = FpBlock{config->fp8_block_out, config->fp8_block_in};
+  }
+  const FpBlock block = *fp8_block_;
+  K2_ASSIGN_OR_RETURN(TensorView q, checkpoint_->view(name));
+  if (q.dtype != DType::kF8E4M3 || q.shape != std::vector<int64_t>{out, in} ||
+      q.bytes < static_cast<uint64_t>(out * in) || block.out <= 0 || block.in <= 0 || row0 % block.out != 0 ||
+      col0 % block.in != 0) {
+    return std::optional<Linear>();  // the float path reports what is wrong, or takes the shard
+  }
+  K2_ASSIGN_OR_RETURN(TensorF32 scale, checkpoint_->tensor_f32(scale_name));
+  const int64_t s_cols = (in + block.in - 1) / block.in;
+  if (scale.shape != std::vector<int64_t>{(out + block.out - 1) / block.out, s_cols}) return std::optional<Linear>();
+  const float* s0 = scale.data.data() + (row0 / block.out) * s_cols + col0 / block.in;
+  if (!cpu::fp8_packable(s0, s_cols, rows, cols, block.out, block.in)) return std::optional<Linear>();
+  Linear l = Linear::from_packed(cpu::pack_fp8(q.data + row0 * in + col0, in, s0, s_cols, rows, cols, block.out,
+                                               block.in));
+  account(name);
+  account(scale_name);
+  return std::optional<Linear>(std::move(l));
+}
+
 Result<Linear> WeightLoader::linear(const std::string& module, int64_t out, int64_t in, WeightLayout layout) {
+  if (layout == WeightLayout::kBf16) {
+    K2_ASSIGN_OR_RETURN(std::optional<Linear> fp8, fp8_as_stored(module, out, in, 0, out, 0, in));
+    if (fp8) return std::move(*fp8);
+  }
   if (layout == WeightLayout::kInt4 && checkpoint_ != nullptr && checkpoint_->has(module + ".weight_packed")) {
     return int4_as_stored(module, out, in);
   }
@@ -180,6 +219,10 @@ Result<Linear> WeightLoader::sliced(const std::string& module, int64_t out, int6
                             "] weight");
   }
   if (rows == out && cols == in) return linear(module, out, in, layout);
+  if (layout == WeightLayout::kBf16) {
+    K2_ASSIGN_OR_RETURN(std::optional<Linear> fp8, fp8_as_stored(module, out, in, row0, rows, col0, cols));
+    if (fp8) return std::move(*fp8);
+  }
   if (layout == WeightLayout::kInt4 && checkpoint_ != nullptr && checkpoint_->has(module + ".weight_packed")) {
     return int4_as_stored(module, out, in, row0, rows, col0, cols);
   }

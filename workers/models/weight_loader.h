@@ -26,7 +26,10 @@ class WeightLoader {
   explicit WeightLoader(uint64_t seed) : seed_(seed) {}
 
   // A Linear's weight [out, in] (BF16, FP8 block or INT4 pack-quantized; `module` without
-  // ".weight").
+  // ".weight"). Under a kBf16 request an FP8-block matrix is kept as FP8 (WeightLayout::kFp8,
+  // its bytes repacked, never widened) when its blocks fit the fp8 kernels' layout
+  // (cpu::fp8_packable), else dequantised to float32 as before; shards too when they start on
+  // a block boundary.
   Result<TensorF32> linear(const std::string& module, int64_t out, int64_t in);
   // The same, kept in `layout` (packed at once, so only one float copy exists at a time).
   // kInt4 repacks an INT4 pack-quantized tensor as stored, or quantises a float one in
@@ -41,6 +44,9 @@ class WeightLoader {
   Result<Linear> linear_columns(const std::string& module, int64_t out, int64_t in, int64_t first, int64_t count,
                                 WeightLayout layout);
   void set_int4_group(int64_t group) { int4_group_ = group; }
+  // The checkpoint's FP8 block size (quantization_config.weight_block_size). Unset, it is
+  // read from the checkpoint directory's config.json at the first FP8 matrix.
+  void set_fp8_block(int64_t block_out, int64_t block_in) { fp8_block_ = FpBlock{block_out, block_in}; }
   // A plain float tensor of exactly this shape (norm weights, biases, embeddings).
   Result<TensorF32> tensor(const std::string& name, std::initializer_list<int64_t> shape);
 
@@ -54,12 +60,20 @@ class WeightLoader {
                                 int64_t rows = -1, int64_t col0 = 0, int64_t cols = -1);
   Result<Linear> sliced(const std::string& module, int64_t out, int64_t in, int64_t row0, int64_t rows, int64_t col0,
                         int64_t cols, WeightLayout layout);
+  // The FP8 matrix `module` (rows [row0, row0 + rows), columns [col0, col0 + cols)) packed as
+  // stored; nullopt when it is not FP8 or cannot be packed so (then it is dequantised).
+  Result<std::optional<Linear>> fp8_as_stored(const std::string& module, int64_t out, int64_t in, int64_t row0,
+                                              int64_t rows, int64_t col0, int64_t cols);
   TensorF32 dummy(const std::string& name, std::vector<int64_t> shape) const;
 
   const Checkpoint* checkpoint_ = nullptr;
   ProgressReporter* progress_ = nullptr;
   uint64_t seed_ = 0;
   int64_t int4_group_ = 32;
+  struct FpBlock {
+    int64_t out = 0, in = 0;
+  };
+  std::optional<FpBlock> fp8_block_;
 };
 
 }  // namespace k2
