@@ -80,7 +80,6 @@ std::string cpu_list_text(const std::vector<int>& cpus) {
 
 // The id of the dummy request of a dummy step; the workers drop it in the same plan.
 constexpr const char* kDummyRequestId = "__k2_dp_dummy__";
-constexpr uint64_t kDummyStepBit = uint64_t{1} << 63;
 
 const OptionTable<EngineArgs>& engine_table() {
   static const auto table = [] {
@@ -313,7 +312,7 @@ Status EngineProcess::check_master_alive() {
 // keep no state for it.
 Status EngineProcess::run_dummy_step() {
   protocol::StepPlan plan;
-  plan.step_id = kDummyStepBit | next_dummy_id_++;
+  plan.step_id = protocol::kDummyStepBit | next_dummy_id_++;
   protocol::ScheduledRequest r;
   r.request_id = kDummyRequestId;
   r.token_ids = protocol::inline_tokens({0});
