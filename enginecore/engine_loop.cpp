@@ -27,6 +27,7 @@
 #include "enginecore/protocol/zmq_channel.h"
 #include "enginecore/stop_ids.h"
 #include "shm/arena.h"
+#include "enginecore/client_router.h"
 #include "shm/numa.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
@@ -135,7 +136,9 @@ class EngineProcess {
   Status build_core(const WorkerFacts& facts, protocol::ReadyMsg& ready);
   Status poll_events(std::chrono::milliseconds timeout, zmq::socket_t* socket, bool* readable,
                      zmq::socket_t* socket2 = nullptr, bool* readable2 = nullptr);
+  Status connect_extra_clients(const protocol::EngineConfigMsg& msg);
   Status drain_input();
+  Status drain_socket(uint32_t client, zmq::socket_t& socket);
   void take_prompt_from_arena(protocol::AddRequest& add);
   Status run_step(const protocol::StepPlan& plan, StepTimingLog::Marks& marks);
   void log_step_timing();
@@ -153,6 +156,10 @@ class EngineProcess {
   // Declared after the context and before every socket: destroyed between them.
   std::unique_ptr<protocol::ControlPlaneSecurity> security_;
   std::optional<zmq::socket_t> input_, output_, results_;
+  // --api-server-count > 1: API server k >= 1's input DEALER and output PUSH at index k - 1
+  // (API server 0's are input_ and output_). The router keeps their requests apart.
+  std::vector<zmq::socket_t> extra_inputs_, extra_outputs_;
+  ClientRouter clients_{1};
   std::optional<RingWriter> ring_;
   std::optional<Arena> prompt_arena_;  // the frontend's; we free each prompt block once read
   std::vector<std::string> vocabulary_;  // token bytes from the frontend, until the core exists
@@ -231,11 +238,38 @@ Status EngineProcess::connect_frontend() {
   K2_RETURN_IF_ERROR(protocol::connect_endpoint(push, msg.output_addresses[0]));
   output_.emplace(std::move(push));
   if (args_.remote) start_heartbeat(msg.output_addresses[0]);
+  K2_RETURN_IF_ERROR(connect_extra_clients(msg));
   K2_RETURN_IF_ERROR(setup_data_parallel(msg));
   if (config_.tensor_parallel_size < 1 || config_.tensor_parallel_size > kMaxTensorParallel) {
     return invalid_argument("--tensor-parallel-size must be in [1, " + std::to_string(kMaxTensorParallel) + "]");
   }
   K2_RETURN_IF_ERROR(start_workers());
+  return Status::ok_status();
+}
+
+// vLLM: the engine connects a DEALER to every API server's input ROUTER and a PUSH to every
+// output PULL. The other API servers may not be listening yet: zmq queues until they are.
+Status EngineProcess::connect_extra_clients(const protocol::EngineConfigMsg& msg) {
+  if (msg.input_addresses.size() != msg.output_addresses.size())
+    return invalid_argument("the frontend sent " + std::to_string(msg.input_addresses.size()) + " input and " +
+                            std::to_string(msg.output_addresses.size()) + " output addresses");
+  clients_ = ClientRouter(static_cast<uint32_t>(msg.input_addresses.size()));
+  for (size_t k = 1; k < msg.input_addresses.size(); ++k) {
+    protocol::SocketOptions dealer_options;
+    dealer_options.routing_id = protocol::rank_identity(rank_);
+    K2_ASSIGN_OR_RETURN(zmq::socket_t dealer, protocol::make_socket(context_, zmq::socket_type::dealer, dealer_options));
+    K2_RETURN_IF_ERROR(security_->secure_client(dealer));
+    K2_RETURN_IF_ERROR(protocol::connect_endpoint(dealer, msg.input_addresses[k]));
+    protocol::SocketOptions push_options;
+    push_options.linger_ms = 4000;
+    K2_ASSIGN_OR_RETURN(zmq::socket_t push, protocol::make_socket(context_, zmq::socket_type::push, push_options));
+    K2_RETURN_IF_ERROR(security_->secure_client(push));
+    K2_RETURN_IF_ERROR(protocol::connect_endpoint(push, msg.output_addresses[k]));
+    extra_inputs_.push_back(std::move(dealer));
+    extra_outputs_.push_back(std::move(push));
+  }
+  if (!extra_inputs_.empty())
+    spdlog::info("enginecore {}: serving {} API servers", rank_, msg.input_addresses.size());
   return Status::ok_status();
 }
 
@@ -383,6 +417,8 @@ Status EngineProcess::start_workers() {
   K2_ASSIGN_OR_RETURN(WorkerFacts facts, handshake_workers(router));
   protocol::ReadyMsg ready;
   K2_RETURN_IF_ERROR(build_core(facts, ready));
+  // The other API servers learn our identity and capacities from this first message.
+  for (auto& dealer : extra_inputs_) K2_RETURN_IF_ERROR(protocol::send(dealer, ready));
   return protocol::handshake_ready(*input_, ready);
 }
 
@@ -473,6 +509,10 @@ Status EngineProcess::poll_events(std::chrono::milliseconds timeout, zmq::socket
   std::vector<zmq::pollitem_t> items;
   if (socket) items.push_back({socket->handle(), 0, ZMQ_POLLIN, 0});
   if (socket2) items.push_back({socket2->handle(), 0, ZMQ_POLLIN, 0});
+  const size_t first_extra = items.size();
+  const bool with_extra = socket != nullptr && socket == &*input_;
+  if (with_extra)
+    for (auto& in : extra_inputs_) items.push_back({in.handle(), 0, ZMQ_POLLIN, 0});
   items.push_back({nullptr, signal_fd_, ZMQ_POLLIN, 0});
   for (auto& w : workers_)
     if (w.pidfd() >= 0) items.push_back({nullptr, w.pidfd(), ZMQ_POLLIN, 0});
@@ -492,22 +532,35 @@ Status EngineProcess::poll_events(std::chrono::milliseconds timeout, zmq::socket
     stop_ = true;
   }
   if (readable) *readable = socket && (items[0].revents & ZMQ_POLLIN);
+  if (readable && with_extra)
+    for (size_t i = 0; i < extra_inputs_.size(); ++i) *readable = *readable || (items[first_extra + i].revents & ZMQ_POLLIN);
   if (readable2) *readable2 = socket2 && (items[socket ? 1 : 0].revents & ZMQ_POLLIN);
   return Status::ok_status();
 }
 
 Status EngineProcess::drain_input() {
+  K2_RETURN_IF_ERROR(drain_socket(0, *input_));
+  for (size_t k = 0; k < extra_inputs_.size(); ++k) K2_RETURN_IF_ERROR(drain_socket(static_cast<uint32_t>(k + 1), extra_inputs_[k]));
+  return Status::ok_status();
+}
+
+// Only API server 0's prompts may travel through the prompt arena (the one the handshake
+// named); the others send theirs inline.
+Status EngineProcess::drain_socket(uint32_t client, zmq::socket_t& socket) {
   while (true) {
-    K2_ASSIGN_OR_RETURN(std::optional<protocol::Received> got, protocol::receive_valid(*input_, 0ms, /*routed=*/false));
+    K2_ASSIGN_OR_RETURN(std::optional<protocol::Received> got, protocol::receive_valid(socket, 0ms, /*routed=*/false));
     if (!got) return Status::ok_status();
-    master_seen_ = Clock::now();
+    if (client == 0) master_seen_ = Clock::now();
     if (std::holds_alternative<protocol::DpControl>(got->message)) continue;  // the API server's heartbeat
     if (auto* add = std::get_if<protocol::AddRequest>(&got->message)) {
-      take_prompt_from_arena(*add);
+      if (client == 0) take_prompt_from_arena(*add);
+      clients_.on_add(client, *add);
       core_->add_request(*add);
     } else if (auto* abort = std::get_if<protocol::AbortRequests>(&got->message)) {
+      clients_.on_abort(client, *abort);
       core_->abort(abort->request_ids);
     } else if (auto* call = std::get_if<protocol::Utility>(&got->message)) {
+      clients_.on_utility(client, *call);
       core_->utility(*call);
     } else {
       spdlog::warn("enginecore {}: dropped an unexpected {}", rank_,
@@ -581,7 +634,16 @@ void EngineProcess::log_step_timing() {
 }
 
 Status EngineProcess::send_outputs() {
-  while (core_->has_outputs()) K2_RETURN_IF_ERROR(protocol::send(*output_, core_->take_outputs()));
+  while (core_->has_outputs()) {
+    if (extra_outputs_.empty()) {
+      K2_RETURN_IF_ERROR(protocol::send(*output_, core_->take_outputs()));
+      continue;
+    }
+    // Every API server gets the stats (each balances by the queues it sees).
+    std::vector<protocol::EngineOutputs> split = clients_.split(core_->take_outputs());
+    K2_RETURN_IF_ERROR(protocol::send(*output_, split[0]));
+    for (size_t k = 1; k < split.size(); ++k) K2_RETURN_IF_ERROR(protocol::send(extra_outputs_[k - 1], split[k]));
+  }
   return Status::ok_status();
 }
 
@@ -622,6 +684,7 @@ int EngineProcess::run() {
   if (s.ok()) return 0;
   spdlog::error("enginecore {}: {}", rank_, s.to_string());
   (void)protocol::send(*output_, protocol::EngineDead{s.to_string(), rank_});
+  for (auto& push : extra_outputs_) (void)protocol::send(push, protocol::EngineDead{s.to_string(), rank_});
   return 1;
 }
 

@@ -4,6 +4,9 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <optional>
 #include <iostream>
 #include <type_traits>
 #include <thread>
@@ -12,6 +15,8 @@
 #include "enginecore/protocol/log.h"
 #include "enginecore/protocol/child_process.h"
 #include "enginecore/protocol/dp_transport.h"
+#include "frontend/api_server_group.h"
+#include "frontend/engine/attached_engine_client.h"
 #include "frontend/engine/dp_engine_client.h"
 #include "frontend/engine/zmq_engine_client.h"
 #include "frontend/openai/api_server.h"
@@ -63,7 +68,12 @@ Status check_supported(const EngineConfig& cfg) {
   }
   if (!cfg.headless && !cfg.data_parallel_rank && size > 1 && local == 0)
     return unimplemented("--data-parallel-size-local 0 (an API-only head node) is not implemented yet");
-  if (cfg.api_server_count != 1) return unimplemented("--api-server-count other than 1 is not implemented yet");
+  if (cfg.api_server_count < 1) return invalid_argument("--api-server-count must be >= 1");
+  if (cfg.api_server_count > 1 && cfg.data_parallel_rank)
+    return invalid_argument("--data-parallel-rank (external load balancing) runs one API server per rank: drop "
+                            "--api-server-count");
+  if (cfg.api_server_count > 1 && local < size)
+    return unimplemented("--api-server-count > 1 with ranks on other nodes (--headless) is not implemented yet");
   return Status::ok_status();
 }
 
@@ -75,24 +85,42 @@ sigset_t shutdown_signals() {
   return set;
 }
 
-// Waits for a shutdown signal or the engine's death. True: a signal asked us to stop.
+// Also the API servers' attached/go signal (see api_server_group.h).
+sigset_t serve_signals() {
+  sigset_t set = shutdown_signals();
+  sigaddset(&set, attached_signal());
+  return set;
+}
+
+enum class StopCause { kSignal, kEngineDied, kApiServerDied };
+
+// Waits for a shutdown signal, the engine's death or (API server 0) another API server's.
+// `on_go`: the go signal of API server 0 (API servers 1..N-1 only).
 template <class Client>
-bool wait_for_stop(const sigset_t& signals, const Client& engine) {
+StopCause wait_for_stop(const Client& engine, ApiServerGroup* group, const std::function<void()>& on_go = {}) {
+  const sigset_t signals = serve_signals();
   const timespec tick{0, 100'000'000};
   while (engine.healthy()) {
+    if (group != nullptr) {
+      if (auto gone = group->exited()) {
+        spdlog::error("{}: the deployment is down", *gone);
+        return StopCause::kApiServerDied;
+      }
+    }
     int sig = sigtimedwait(&signals, nullptr, &tick);
     if (sig == SIGTERM || sig == SIGINT) {
       spdlog::info("received {}, draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-      return true;
+      return StopCause::kSignal;
     }
+    if (sig == attached_signal() && on_go) on_go();
   }
-  return false;
+  return StopCause::kEngineDied;
 }
 
 // Per-rank series (vLLM labels its metrics by engine): what each data-parallel rank
 // published and what this API server sent it.
-void add_rank_metrics(http::MetricsRegistry& registry, const std::string& model,
-                      std::shared_ptr<frontend::DpEngineClient> client) {
+template <class Client>
+void add_rank_metrics(http::MetricsRegistry& registry, const std::string& model, std::shared_ptr<Client> client) {
   const std::vector<std::string> labels{"model_name", "engine"};
   auto& routed = registry.counter("k2:engine_requests_routed_total", "Requests the API server sent to the engine.", labels);
   auto& finished = registry.counter("k2:engine_requests_finished_total", "Requests the engine finished.", labels);
@@ -112,19 +140,29 @@ void add_rank_metrics(http::MetricsRegistry& registry, const std::string& model,
 }
 
 Result<std::shared_ptr<frontend::ZmqEngineClient>> start_engine(const EngineConfig& cfg, std::vector<std::string> vocab,
+                                                                const ApiServerAddresses* others,
                                                                 frontend::ZmqEngineClient*) {
   frontend::ZmqEngineClientOptions engine_opts;
   engine_opts.config = cfg;
   engine_opts.vocabulary = std::move(vocab);
+  if (others != nullptr) {
+    engine_opts.extra_inputs = others->inputs();
+    engine_opts.extra_outputs = others->outputs();
+  }
   K2_ASSIGN_OR_RETURN(auto engine, frontend::ZmqEngineClient::start(engine_opts));
   return std::shared_ptr<frontend::ZmqEngineClient>(std::move(engine));
 }
 
 Result<std::shared_ptr<frontend::DpEngineClient>> start_engine(const EngineConfig& cfg, std::vector<std::string> vocab,
+                                                               const ApiServerAddresses* others,
                                                                frontend::DpEngineClient*) {
   frontend::DpEngineClientOptions engine_opts;
   engine_opts.config = cfg;
   engine_opts.vocabulary = std::move(vocab);
+  if (others != nullptr) {
+    engine_opts.extra_inputs = others->inputs();
+    engine_opts.extra_outputs = others->outputs();
+  }
   engine_opts.control_plane_key_file = cfg.control_plane_key_file.value_or("");
   if (const char* t = std::getenv("VLLM_ENGINE_READY_TIMEOUT_S"); t != nullptr && std::atoi(t) > 0)
     engine_opts.hello_timeout = std::chrono::seconds(std::atoi(t));
@@ -132,9 +170,77 @@ Result<std::shared_ptr<frontend::DpEngineClient>> start_engine(const EngineConfi
   return std::shared_ptr<frontend::DpEngineClient>(std::move(engine));
 }
 
+// Data-parallel ranks behind the client (per-rank /metrics, a dead rank degrades to 503).
+size_t num_ranks(const frontend::ZmqEngineClient&) { return 1; }
+size_t num_ranks(const frontend::DpEngineClient& client) { return client.rank_status().size(); }
+size_t num_ranks(const frontend::AttachedEngineClient& client) { return client.rank_status().size(); }
+
+std::vector<pid_t> engine_pids(const frontend::ZmqEngineClient& client) { return {client.enginecore_pid()}; }
+
+std::vector<pid_t> engine_pids(const frontend::DpEngineClient& client) {
+  std::vector<pid_t> pids;
+  for (const auto& r : client.rank_status()) pids.push_back(r.pid);
+  return pids;
+}
+
+// The HTTP side of one API server: the OpenAI server on the engine client, listening, with
+// its /metrics collectors; not ready yet.
 template <class Client>
-int run_server(const EngineConfig& cfg) {
-  constexpr bool kDataParallel = std::is_same_v<Client, frontend::DpEngineClient>;
+Result<std::unique_ptr<openai::OpenAiServer>> start_http(const EngineConfig& cfg, openai::ServerConfig server_cfg,
+                                                          std::shared_ptr<const Tokenizer> tokenizer,
+                                                          std::shared_ptr<Client> client) {
+  server_cfg.max_model_len = client->capacities().max_model_len;
+  http::ServerOptions http_opts = openai::make_http_options(cfg);
+  http_opts.reuse_port = cfg.api_server_count > 1;
+  auto server = openai::OpenAiServer::create(server_cfg, http_opts, tokenizer, client);
+  if (!server.ok()) return server.status();
+  if (!(*server)->start().ok()) return io_error("cannot listen on " + cfg.host + ":" + std::to_string(cfg.port));
+  if constexpr (!std::is_same_v<Client, frontend::ZmqEngineClient>) {
+    if (num_ranks(*client) > 1) add_rank_metrics((*server)->metrics(), server_cfg.served_model_names[0], client);
+  }
+  openai::add_expert_load_metrics((*server)->metrics(), server_cfg.served_model_names[0], client);
+  return std::move(*server);
+}
+
+// After the engines or an API server died (asked_to_stop false) or a signal: drains, stops.
+// With data parallelism a dead rank leaves the deployment serving 503 until SIGTERM.
+template <class Client>
+int finish_serving(const EngineConfig& cfg, openai::OpenAiServer& server, Client& client, StopCause cause,
+                   ApiServerGroup* group) {
+  if (cause == StopCause::kEngineDied && num_ranks(client) > 1) {
+    // The deployment lost a rank: keep answering (/health 503, requests refused) so the
+    // operator and the load balancer see it, until told to stop.
+    spdlog::error("data-parallel deployment degraded: {}; serving 503 until SIGTERM", client.dead_reason());
+    const sigset_t signals = shutdown_signals();
+    while (sigwaitinfo(&signals, nullptr) < 0) {
+    }
+    cause = StopCause::kSignal;
+  }
+  server.set_ready(false);
+  const auto grace = std::chrono::seconds(cfg.shutdown_timeout) + std::chrono::seconds(5);
+  if (cause != StopCause::kSignal) {
+    if (cause == StopCause::kEngineDied) spdlog::error("engine died: {}", client.dead_reason());
+    if (group != nullptr) group->terminate(grace);
+    // In-flight requests already got their error; give the HTTP threads a moment to send it.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    server.stop();
+    client.shutdown();
+    return 1;
+  }
+  if (group != nullptr) group->ask_to_stop();  // they drain theirs while we drain ours
+  const auto timeout = std::chrono::seconds(cfg.shutdown_timeout);
+  size_t left = server.drain(timeout);
+  if (left > 0) spdlog::warn("{} requests still open after the {} s shutdown timeout", left, cfg.shutdown_timeout);
+  if (group != nullptr) group->terminate(grace);
+  server.stop();
+  client.shutdown();
+  return 0;
+}
+
+// API server 0: launches the engines (and, with --api-server-count N > 1, API servers
+// 1..N-1 once it listens), turns ready when all are.
+template <class Client>
+int run_server(const EngineConfig& cfg, const std::vector<std::string>& serve_args) {
   auto server_cfg = openai::make_server_config(cfg);
   if (!server_cfg.ok()) {
     spdlog::error("{}", server_cfg.status().to_string());
@@ -145,54 +251,94 @@ int run_server(const EngineConfig& cfg) {
     spdlog::error("loading the tokenizer: {}", tokenizer.status().to_string());
     return 1;
   }
-  auto engine = start_engine(cfg, grammar_vocabulary(**tokenizer), static_cast<Client*>(nullptr));
+  std::optional<ApiServerAddresses> others;
+  if (cfg.api_server_count > 1) {
+    auto made = ApiServerAddresses::create(cfg.api_server_count);
+    if (!made.ok()) {
+      spdlog::error("{}", made.status().to_string());
+      return 1;
+    }
+    others.emplace(std::move(*made));
+  }
+  auto engine = start_engine(cfg, grammar_vocabulary(**tokenizer), others ? &*others : nullptr,
+                             static_cast<Client*>(nullptr));
   if (!engine.ok()) {
     spdlog::error("starting the engine: {}", engine.status().to_string());
     return 1;
   }
   std::shared_ptr<Client> client = std::move(*engine);
-  server_cfg->max_model_len = client->capacities().max_model_len;
-  auto server = openai::OpenAiServer::create(*server_cfg, openai::make_http_options(cfg), *tokenizer, client);
-  if (!server.ok() || !(*server)->start().ok()) {
-    spdlog::error("starting the API server: {}",
-                  server.ok() ? "cannot listen on " + cfg.host + ":" + std::to_string(cfg.port)
-                              : server.status().to_string());
+  auto server = start_http(cfg, *server_cfg, *tokenizer, client);
+  if (!server.ok()) {
+    spdlog::error("starting the API server: {}", server.status().to_string());
     client->shutdown();
     return 1;
   }
-  if constexpr (kDataParallel) add_rank_metrics((*server)->metrics(), server_cfg->served_model_names[0], client);
-  openai::add_expert_load_metrics((*server)->metrics(), server_cfg->served_model_names[0], client);
-  (*server)->set_ready(true);
-  spdlog::info("serving {} on http://{}:{} (try: curl http://{}:{}/v1/models)", server_cfg->served_model_names[0],
-               cfg.host, (*server)->port(), cfg.host, (*server)->port());
-
-  bool asked_to_stop = wait_for_stop(shutdown_signals(), *client);
-  if constexpr (kDataParallel) {
-    if (!asked_to_stop) {
-      // The deployment lost a rank: keep answering (/health 503, requests refused) so the
-      // operator and the load balancer see it, until told to stop.
-      spdlog::error("data-parallel deployment degraded: {}; serving 503 until SIGTERM", client->dead_reason());
-      const sigset_t signals = shutdown_signals();
-      while (sigwaitinfo(&signals, nullptr) < 0) {
-      }
-      asked_to_stop = true;
+  std::optional<ApiServerGroup> group;
+  if (others) {
+    auto spawned = ApiServerGroup::spawn(serve_args, (*server)->port(), *others, engine_pids(*client));
+    Result<bool> attached = spawned.ok() ? Result<bool>(true) : Result<bool>(spawned.status());
+    if (spawned.ok()) {
+      group.emplace(std::move(*spawned));
+      attached = group->await_attached(serve_signals(), std::chrono::minutes(10), [&] { return client->healthy(); });
+    }
+    if (!attached.ok() || !*attached) {
+      if (!attached.ok()) spdlog::error("starting the API servers: {}", attached.status().to_string());
+      return finish_serving(cfg, **server, *client, attached.ok() ? StopCause::kSignal : StopCause::kApiServerDied,
+                            group ? &*group : nullptr);
     }
   }
-  (*server)->set_ready(false);
-  if (!asked_to_stop) {
-    spdlog::error("engine died: {}", client->dead_reason());
-    // In-flight requests already got their error; give the HTTP threads a moment to send it.
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    (*server)->stop();
+  (*server)->set_ready(true);
+  if (group) group->go();
+  spdlog::info("serving {} on http://{}:{} (try: curl http://{}:{}/v1/models){}", server_cfg->served_model_names[0],
+               cfg.host, (*server)->port(), cfg.host, (*server)->port(),
+               group ? " with " + std::to_string(cfg.api_server_count) + " API servers" : "");
+  const StopCause cause = wait_for_stop(*client, group ? &*group : nullptr);
+  return finish_serving(cfg, **server, *client, cause, group ? &*group : nullptr);
+}
+
+// API server k >= 1 of --api-server-count: attaches to the engines API server 0 launched,
+// listens on the same port, reports attached, turns ready on API server 0's go.
+int run_attached(const EngineConfig& cfg, const InternalServeFlags& internal) {
+  if (Status s = die_with_parent(internal.parent_pid); !s.ok()) {
+    spdlog::error("{}", s.to_string());
+    return 1;
+  }
+  auto server_cfg = openai::make_server_config(cfg);
+  auto tokenizer = server_cfg.ok() ? Tokenizer::load(cfg.tokenizer)
+                                   : Result<std::shared_ptr<const Tokenizer>>(server_cfg.status());
+  if (!tokenizer.ok()) {
+    spdlog::error("API server {}: {}", internal.index, tokenizer.status().to_string());
+    return 1;
+  }
+  frontend::AttachedEngineClientOptions opts;
+  opts.input_address = internal.input_address;
+  opts.output_address = internal.output_address;
+  opts.engine_pids = internal.engine_pids;
+  auto attached = frontend::AttachedEngineClient::start(opts);
+  if (!attached.ok()) {
+    spdlog::error("API server {}: attaching to the engines: {}", internal.index, attached.status().to_string());
+    return 1;
+  }
+  std::shared_ptr<frontend::AttachedEngineClient> client = std::move(*attached);
+  auto server = start_http(cfg, *server_cfg, *tokenizer, client);
+  if (!server.ok()) {
+    spdlog::error("API server {}: {}", internal.index, server.status().to_string());
     client->shutdown();
     return 1;
   }
-  const auto timeout = std::chrono::seconds(cfg.shutdown_timeout);
-  size_t left = (*server)->drain(timeout);
-  if (left > 0) spdlog::warn("{} requests still open after the {} s shutdown timeout", left, cfg.shutdown_timeout);
-  (*server)->stop();
-  client->shutdown();
-  return 0;
+  sigval value{};
+  value.sival_int = static_cast<int>(internal.index);
+  if (::sigqueue(internal.parent_pid, attached_signal(), value) != 0) {
+    spdlog::error("API server {}: cannot reach API server 0: {}", internal.index, std::strerror(errno));
+    client->shutdown();
+    return 1;
+  }
+  auto on_go = [&] {
+    (*server)->set_ready(true);
+    spdlog::info("API server {} ready on port {}", internal.index, (*server)->port());
+  };
+  const StopCause cause = wait_for_stop(*client, nullptr, on_go);
+  return finish_serving(cfg, **server, *client, cause, nullptr);
 }
 
 // --headless: this node's enginecores (ranks start .. start + local - 1) join the master at
@@ -261,7 +407,13 @@ int serve_command(const std::vector<std::string>& args) {
       return 0;
     }
   }
-  auto cfg = parse_engine_config(args);
+  std::vector<std::string> serve_args = args;
+  auto internal = take_internal_flags(serve_args);
+  if (!internal.ok()) {
+    std::cerr << "k2serve serve: " << internal.status().message() << "\n";
+    return 2;
+  }
+  auto cfg = parse_engine_config(serve_args);
   if (!cfg.ok()) {
     std::cerr << "k2serve serve: " << cfg.status().message() << "\n";
     return 2;
@@ -270,17 +422,19 @@ int serve_command(const std::vector<std::string>& args) {
     std::cerr << "k2serve serve: " << st.message() << "\n";
     return 2;
   }
-  init_logging("api_server", cfg->uvicorn_log_level);
+  init_logging(internal->index == 0 ? "api_server" : "api_server_" + std::to_string(internal->index),
+               cfg->uvicorn_log_level);
   // Block the shutdown signals before any thread exists so every thread inherits the mask.
-  sigset_t signals = shutdown_signals();
+  sigset_t signals = serve_signals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   if (cfg->headless) return run_headless(*cfg);
+  if (internal->index > 0) return run_attached(*cfg, *internal);
   if (cfg->data_parallel_size > 1 && !cfg->data_parallel_rank) {
     spdlog::info("data parallelism: {} ranks behind this API server, {} on this node (internal load balancing)",
                  cfg->data_parallel_size, cfg->data_parallel_size_local.value_or(cfg->data_parallel_size));
-    return run_server<frontend::DpEngineClient>(*cfg);
+    return run_server<frontend::DpEngineClient>(*cfg, serve_args);
   }
-  return run_server<frontend::ZmqEngineClient>(*cfg);
+  return run_server<frontend::ZmqEngineClient>(*cfg, serve_args);
 }
 
 }  // namespace k2

@@ -116,7 +116,10 @@ Result<protocol::EngineConfigMsg> DpEngineClient::config_for(const protocol::Hel
   // Rank 0's engine binds it when the model needs waves (MoE); the others connect.
   const std::string coordinator = multi_node_ ? addresses_.tcp_coordinator : addresses_.ipc_coordinator;
   if (local) {
-    return protocol::EngineConfigMsg{config_json, run_id_, {addresses_.ipc_input}, {addresses_.ipc_output}, hello.rank,
+    std::vector<std::string> inputs{addresses_.ipc_input}, outputs{addresses_.ipc_output};
+    inputs.insert(inputs.end(), extra_inputs_.begin(), extra_inputs_.end());
+    outputs.insert(outputs.end(), extra_outputs_.begin(), extra_outputs_.end());
+    return protocol::EngineConfigMsg{config_json, run_id_, inputs, outputs, hello.rank,
                                      prompt_arena_->name(), vocabulary, coordinator, ""};
   }
   return protocol::EngineConfigMsg{config_json, run_id_, {addresses_.tcp_input}, {addresses_.tcp_output}, hello.rank,
@@ -129,6 +132,10 @@ Status DpEngineClient::launch(const DpEngineClientOptions& options) {
   num_local_ = static_cast<uint32_t>(cfg.data_parallel_size_local.value_or(cfg.data_parallel_size));
   first_local_ = 0;  // the API server's node holds ranks [0, size_local)
   multi_node_ = num_local_ < size_;
+  if (multi_node_ && !options.extra_inputs.empty())
+    return unimplemented("--api-server-count > 1 with ranks on other nodes is not implemented yet");
+  extra_inputs_ = options.extra_inputs;
+  extra_outputs_ = options.extra_outputs;
   if (num_local_ == 0) return unimplemented("--data-parallel-size-local 0 (an API-only head node) is not supported yet");
   if (auto removed = cleanup_stale_segments(); removed.ok() && *removed > 0)
     spdlog::info("removed {} shm segments of dead processes", *removed);

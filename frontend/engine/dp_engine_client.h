@@ -66,6 +66,9 @@ struct DpEngineClientOptions {
   std::chrono::milliseconds ready_timeout{std::chrono::minutes(30)};  // each rank's READY
   std::vector<std::string> vocabulary;      // see ZmqEngineClientOptions
   std::string control_plane_key_file;       // CURVE keys for tcp:// sockets ("" = none)
+  // --api-server-count > 1: the ipc:// input and output addresses of API servers 1.. (they
+  // bind them); every local rank connects to them too. Not with remote ranks.
+  std::vector<std::string> extra_inputs, extra_outputs;
 };
 
 // One rank as the API server sees it (for /metrics and tests).
@@ -158,6 +161,7 @@ class DpEngineClient final : public openai::EngineClient {
   std::optional<protocol::RunDir> run_dir_;
   std::string run_id_;
   Addresses addresses_;
+  std::vector<std::string> extra_inputs_, extra_outputs_;
   uint32_t first_local_ = 0, num_local_ = 0, size_ = 0;
   bool multi_node_ = false;
   std::unique_ptr<zmq::context_t> context_;

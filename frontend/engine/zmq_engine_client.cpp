@@ -173,8 +173,11 @@ Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
     return Status::ok_status();
   };
   const std::string config_json = engine_config_table().to_json(options.config).dump();
+  std::vector<std::string> inputs{input_addr}, outputs{output_addr};
+  inputs.insert(inputs.end(), options.extra_inputs.begin(), options.extra_inputs.end());
+  outputs.insert(outputs.end(), options.extra_outputs.begin(), options.extra_outputs.end());
   auto config_for = [&](const protocol::Hello& hello) -> Result<protocol::EngineConfigMsg> {
-    return protocol::EngineConfigMsg{config_json, run_id_, {input_addr}, {output_addr}, hello.rank,
+    return protocol::EngineConfigMsg{config_json, run_id_, inputs, outputs, hello.rank,
                                      prompt_arena_->name(), vocabulary, "", ""};
   };
   K2_ASSIGN_OR_RETURN(std::vector<protocol::HandshakePeer> peers, protocol::handshake_serve(*router_, hs, config_for));

@@ -52,6 +52,9 @@ struct ZmqEngineClientOptions {
   // The bytes of every token id ("" for special tokens): the engine's structured outputs
   // need it. Empty: structured requests are refused.
   std::vector<std::string> vocabulary;
+  // --api-server-count > 1: the ipc:// input and output addresses of API servers 1.. (they
+  // bind them); the enginecore connects to them too.
+  std::vector<std::string> extra_inputs, extra_outputs;
 };
 
 // What the engine reported in READY.

@@ -46,6 +46,9 @@ struct ServerOptions {
   std::chrono::milliseconds read_timeout{30'000};
   std::chrono::milliseconds write_timeout{60'000};
   bool access_log = true;
+  // SO_REUSEPORT: several API server processes (--api-server-count) listen on one port and
+  // the kernel spreads the connections over them.
+  bool reuse_port = false;
   std::function<void(const CompletedExchange&)> observer;
 };
 
