@@ -32,11 +32,11 @@ std::vector<protocol::EngineOutputs> ClientRouter::split(protocol::EngineOutputs
   std::vector<protocol::EngineOutputs> out(num_clients_);
   for (auto& o : out) {
     o.engine_index = outputs.engine_index;
+    // Expert-load totals ride only in the first stats after a change (the receiver keeps the
+    // last ones); every API server serves its own /metrics, so each gets a copy.
     o.scheduler_stats = outputs.scheduler_stats;
     o.timestamp = outputs.timestamp;
   }
-  // Expert-load totals ride only once (the receiver keeps the last ones); every API server
-  // serves its own /metrics, so each gets them.
   for (protocol::RequestOutput& r : outputs.outputs) {
     uint32_t client = 0;
     std::string id = std::move(r.request_id);

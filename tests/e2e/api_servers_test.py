@@ -9,11 +9,12 @@ and the enginecores (one, or two with --data-parallel-size 2).
    gives the same texts (whichever API server took it); both API servers handled some (their
    access-log lines, tagged by process).
 3. case single: kill -9 of API server 1 takes the deployment down: API server 0 exits non-zero
-   within 10 s and no process of the tree is left.
+   within 10 s and no process of the tree is left. case engine_killed: the same for kill -9 of
+   the enginecore.
    case dp: SIGTERM on API server 0 with a stream open: the stream completes, API server 0 exits 0
    and no process of the tree is left.
 
-Usage: api_servers_test.py K2SERVE DATA_DIR single|dp
+Usage: api_servers_test.py K2SERVE DATA_DIR single|engine_killed|dp
 """
 import json
 import os
@@ -129,13 +130,21 @@ def main():
                 f"both API servers handled some of the 32 requests ({served})")
 
         everything = process_tree(server.proc.pid)
-        if case == "single":
-            os.kill(children[0], signal.SIGKILL)
+        if case in ("single", "engine_killed"):
+            if case == "single":
+                victims = [children[0]]
+            else:
+                victims = [p for p in everything
+                           if Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0].endswith(b"k2serve-enginecore")]
+                c.check(len(victims) == 1, f"one enginecore ({victims})")
+            for v in victims:
+                os.kill(v, signal.SIGKILL)
             try:
                 code = server.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 code = None
-            c.check(code not in (None, 0), f"kill -9 of API server 1: API server 0 exits with an error ({code})")
+            c.check(code not in (None, 0), f"kill -9 of the {'API server 1' if case == 'single' else 'enginecore'}: "
+                    f"API server 0 exits with an error ({code})")
             time.sleep(0.5)
             left = alive(everything)
             c.check(not left, f"no process of the deployment is left ({left})")
