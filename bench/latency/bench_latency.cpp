@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <random>
 #include <set>
+#include <string>
 
 #include <sys/resource.h>
 
@@ -39,6 +41,9 @@ struct Args {
   bool json = false;
   bool help = false;
 };
+
+// Repetitions of each DRAM probe (one before the load, one after the run).
+constexpr int kDramProbeReps = 3;
 
 OptionTable<Args> make_table(bool throughput) {
   OptionTable<Args> t;
@@ -138,6 +143,26 @@ double prefill_flop(const DeepSeekV3& model, int64_t tokens) {
   return 2.0 * weights * static_cast<double>(tokens);
 }
 
+// Forgets the process's peak RSS so far (Linux >= 4.0: "5" to clear_refs resets VmHWM), so
+// the DRAM probe's buffer before the load is not counted as the model's memory.
+bool reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  f << "5";
+  f.flush();
+  return static_cast<bool>(f);
+}
+
+// VmHWM (the peak since the last reset); getrusage's lifetime peak where /proc lacks it.
+uint64_t peak_rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  for (std::string line; std::getline(f, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // "VmHWM:  123 kB"
+  }
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<uint64_t>(usage.ru_maxrss) * 1024;
+}
+
 double percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -170,14 +195,13 @@ Result<Summary> measure(const DeepSeekV3& model, const Args& a, int64_t batch, i
     s.prefills.push_back(t.prefill_s);
     s.latencies.push_back(t.prefill_s + decode);
   }
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  s.peak_rss_bytes = static_cast<uint64_t>(usage.ru_maxrss) * 1024;
+  s.peak_rss_bytes = peak_rss_bytes();
   return s;
 }
 
-nlohmann::json report(const DeepSeekV3& model, const Args& a, int64_t batch, const Summary& s, double dram_gbs,
-                      double peak_gflops, bool amx) {
+nlohmann::json report(const DeepSeekV3& model, const Args& a, int64_t batch, const Summary& s,
+                      const ProbeSpread& dram, double peak_gflops, bool amx) {
+  const double dram_gbs = dram.max;
   const double step = percentile(s.steps, 0.5), prefill = percentile(s.prefills, 0.5);
   const double achieved_gbs = static_cast<double>(s.decode_bytes) / s.decode_seconds / 1e9;
   const double prefill_gflops = prefill_flop(model, batch * a.input_len) / prefill / 1e9;
@@ -200,7 +224,11 @@ nlohmann::json report(const DeepSeekV3& model, const Args& a, int64_t batch, con
           // The fastest step: on a shared host, the least disturbed estimate of the machine's own rate.
           {"decode_step_min_s", *std::min_element(s.steps.begin(), s.steps.end())},
           {"decode_read_gbs", achieved_gbs},
-          {"dram_read_gbs", dram_gbs},
+          {"dram_read_gbs", dram_gbs},  // the max of the probes before and after the run
+          {"dram_read_gbs_min", dram.min},
+          {"dram_read_gbs_median", dram.median},
+          {"dram_probes", dram.count},
+          {"dram_probe_spread", dram.relative_spread()},
           {"decode_roofline_fraction", achieved_gbs / dram_gbs},
           {"prefill_gflops", prefill_gflops},
           {"compute_peak", amx ? "amx_bf16" : "avx512_bf16"},
@@ -233,6 +261,10 @@ void print_table(const nlohmann::json& j) {
   std::printf("decode:  %.1f tok/s, step %.2f ms (fastest %.2f ms), read %.2f GB/s = %.3f of the DRAM roofline (%.2f GB/s)\n",
               f("decode_tokens_per_s"), f("decode_step_median_s") * 1e3, f("decode_step_min_s") * 1e3,
               f("decode_read_gbs"), f("decode_roofline_fraction"), f("dram_read_gbs"));
+  std::printf("roofline: DRAM read max of %lld probes before and after the run; they ranged %.2f-%.2f GB/s "
+              "(median %.2f, spread %.0f%%)\n",
+              static_cast<long long>(j.at("dram_probes").get<int64_t>()), f("dram_read_gbs_min"), f("dram_read_gbs"),
+              f("dram_read_gbs_median"), 100 * f("dram_probe_spread"));
   std::printf("memory:  peak RSS %.1f MiB = %.2f x (weights %.1f MiB + KV cache %.1f MiB)\n",
               f("peak_rss_bytes") / (1 << 20), f("peak_rss_over_weights_and_kv"), f("weights_bytes") / (1 << 20),
               f("kv_cache_bytes") / (1 << 20));
@@ -266,17 +298,26 @@ int run(const std::vector<std::string>& argv, bool throughput) {
   }
   auto layouts = weight_layouts_for(a.dtype, a.quantization);
   if (!layouts.ok()) return fail(cmd, layouts.status());
+  // DRAM probes before the load and after the run, in the same process: the host is shared
+  // and one probe varies by 2x between runs; the max of several is the machine's bandwidth.
+  const uint64_t probe_bytes = static_cast<uint64_t>(a.roofline_mib) << 20;
+  auto before = measure_dram_read_samples(usable_cpus(), probe_bytes, kDramProbeReps);
+  if (!before.ok()) return fail(cmd, before.status());
+  const bool rss_reset = reset_peak_rss();
   auto model = load_model(a.model, ProgressStyle::kAuto, a.load_format == "dummy", *layouts);
   if (!model.ok()) return fail(cmd, model.status());
   const int64_t batch = throughput ? a.num_prompts : a.batch_size;
   auto summary = measure(**model, a, batch, throughput ? 0 : a.num_iters_warmup, throughput ? 1 : a.num_iters);
   if (!summary.ok()) return fail(cmd, summary.status());
-  // The roofline right after the run, in the same process (the host is shared and drifts).
-  auto bw = measure_dram_read_gbs(usable_cpus(), static_cast<uint64_t>(a.roofline_mib) << 20, 3);
-  if (!bw.ok()) return fail(cmd, bw.status());
+  auto after = measure_dram_read_samples(usable_cpus(), probe_bytes, kDramProbeReps);
+  if (!after.ok()) return fail(cmd, after.status());
+  before->insert(before->end(), after->begin(), after->end());
+  const ProbeSpread dram = summarize_probes(std::move(*before));
   const double amx = measure_amx_bf16_gflops(usable_cpus(), 3, 0.05);
   const double peak = amx > 0 ? amx : measure_bf16_dot_gflops(usable_cpus(), 3, 0.05);
-  nlohmann::json j = report(**model, a, batch, *summary, *bw, peak, amx > 0);
+  nlohmann::json j = report(**model, a, batch, *summary, dram, peak, amx > 0);
+  // Without the reset (no /proc/self/clear_refs) the peak includes the first probe's buffer.
+  j["peak_rss_includes_probe"] = !rss_reset;
   j["command"] = cmd;
   j["kv_cache_dtype"] = kv_cache_dtype_name(*kv_cache_dtype_for(a.kv_cache_dtype));
   j["model"] = a.model;

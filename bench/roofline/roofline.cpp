@@ -143,7 +143,7 @@ std::string figure(double v, const char* unit) {
 
 int usable_cpus() { return std::max(1, static_cast<int>(allowed_cpus().size())); }
 
-Result<double> measure_dram_read_gbs(int threads, uint64_t buffer_bytes, int reps) {
+Result<std::vector<double>> measure_dram_read_samples(int threads, uint64_t buffer_bytes, int reps) {
   threads = std::max(1, threads);
   // Whole 4 KiB pages per thread, so every part is a multiple of the kernels' 512 bytes.
   const uint64_t part = std::max<uint64_t>(4096, buffer_bytes / threads / 4096 * 4096);
@@ -152,14 +152,31 @@ Result<double> measure_dram_read_gbs(int threads, uint64_t buffer_bytes, int rep
   // Each thread first-touches its own part (its pages land on its node), with non-zero
   // bytes so no page is the shared zero page.
   run_pinned(threads, [&](int t) { std::memset(buf.data() + part * t, 1 + t, part); });
-  double best = 0;
+  std::vector<double> samples;
   for (int r = 0; r < std::max(1, reps) + 1; ++r) {  // the first pass warms TLBs and clocks
     std::vector<uint64_t> sums(threads);
     const double dt = run_pinned(threads, [&](int t) { sums[t] = stream_sum(buf.data() + part * t, part); });
     for (uint64_t s : sums) sink(static_cast<double>(s));
-    if (r > 0) best = std::max(best, static_cast<double>(total) / dt / 1e9);
+    if (r > 0) samples.push_back(static_cast<double>(total) / dt / 1e9);
   }
-  return best;
+  return samples;
+}
+
+Result<double> measure_dram_read_gbs(int threads, uint64_t buffer_bytes, int reps) {
+  K2_ASSIGN_OR_RETURN(std::vector<double> samples, measure_dram_read_samples(threads, buffer_bytes, reps));
+  return summarize_probes(std::move(samples)).max;
+}
+
+ProbeSpread summarize_probes(std::vector<double> samples) {
+  ProbeSpread p;
+  if (samples.empty()) return p;
+  std::sort(samples.begin(), samples.end());
+  p.count = static_cast<int>(samples.size());
+  p.min = samples.front();
+  p.max = samples.back();
+  const size_t n = samples.size();
+  p.median = n % 2 == 1 ? samples[n / 2] : (samples[n / 2 - 1] + samples[n / 2]) / 2;
+  return p;
 }
 
 double measure_fp32_fma_gflops(int threads, int reps, double seconds) {

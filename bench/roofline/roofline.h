@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "shm/status.h"
 
@@ -44,8 +45,22 @@ struct RooflineOptions {
 int usable_cpus();
 
 // Bytes per second as GB/s of summing a buffer of `buffer_bytes` on `threads` threads
-// (each its own contiguous part). An allocation failure is an error value.
+// (each its own contiguous part), best of `reps`. An allocation failure is an error value.
 Result<double> measure_dram_read_gbs(int threads, uint64_t buffer_bytes, int reps);
+// The same probe's every repetition (after one warm-up pass), in run order.
+Result<std::vector<double>> measure_dram_read_samples(int threads, uint64_t buffer_bytes, int reps);
+
+// Several DRAM probes of one run (e.g. before and after a benchmark's timed part). On a
+// shared host a probe only ever under-reads the machine (another process took bandwidth or
+// a core), so the max is the capability a fraction should be taken against, and the spread
+// says how disturbed the run was.
+struct ProbeSpread {
+  double max = 0, min = 0, median = 0;
+  int count = 0;
+  // (max - min) / max: 0 for a quiet host; 0 when there is no sample.
+  double relative_spread() const { return max > 0 ? (max - min) / max : 0.0; }
+};
+ProbeSpread summarize_probes(std::vector<double> samples);
 // Peak rates on `threads` threads (0 when the instructions are not usable here).
 double measure_fp32_fma_gflops(int threads, int reps, double seconds);
 double measure_bf16_dot_gflops(int threads, int reps, double seconds);

@@ -67,6 +67,26 @@ TEST(Roofline, SmallRunGivesEveryAvailableFigure) {
   }
 }
 
+TEST(Roofline, ProbeSpreadTakesTheMaxAndReportsTheSpread) {
+  const ProbeSpread p = summarize_probes({30.0, 75.0, 28.0, 40.0});
+  EXPECT_EQ(p.count, 4);
+  EXPECT_DOUBLE_EQ(p.max, 75.0);
+  EXPECT_DOUBLE_EQ(p.min, 28.0);
+  EXPECT_DOUBLE_EQ(p.median, 35.0);
+  EXPECT_DOUBLE_EQ(p.relative_spread(), 47.0 / 75.0);
+  EXPECT_DOUBLE_EQ(summarize_probes({5.0, 1.0, 3.0}).median, 3.0);
+  const ProbeSpread none = summarize_probes({});
+  EXPECT_EQ(none.count, 0);
+  EXPECT_EQ(none.relative_spread(), 0.0);
+}
+
+TEST(Roofline, DramSamplesAreOnePerRepetition) {
+  Result<std::vector<double>> s = measure_dram_read_samples(1, 8ull << 20, 3);
+  ASSERT_TRUE(s.ok()) << s.status().to_string();
+  ASSERT_EQ(s->size(), 3u);
+  for (double v : *s) EXPECT_GT(v, 0);
+}
+
 TEST(Roofline, CommandRejectsBadOptions) {
   EXPECT_EQ(bench_roofline_command({"--reps", "0"}), 2);
   EXPECT_EQ(bench_roofline_command({"--nope"}), 2);

@@ -15,220 +15,142 @@
 // multiplies it by its bf16 group scale (exact: 4 x 8 significant bits), which is the
 // float32 path's dequantised weight, then takes the same fp32 FMA.
 //
-// Same tiling as linear_avx512.cpp: weight stationary, MR rows x NB blocks of
-// accumulators; many rows go through cache-resident panels of blocks.
+// Same tiling as linear_avx512.cpp (the shared driver, tile_driver_avx512.h): weight
+// stationary, MR rows x NB blocks of accumulators; many rows go through cache-resident
+// panels of blocks.
 // Only the functions below carry the AVX-512 target attribute.
 #include <immintrin.h>
 
-#include <algorithm>
-#include <array>
-#include <utility>
-
 #include "kernels/cpu/linear_impl.h"
+#include "kernels/cpu/tile_driver_avx512.h"
 
 #define K2_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 
 namespace k2::cpu::detail {
 namespace {
 
-constexpr int kMaxRows = 8;
+using avx512::store_tile;
 constexpr __mmask16 kAll = 0xffff;
 
-// Output blocks per tile for MR rows: MR·NB accumulators + 2·NB widened weights + one
-// broadcast must fit the 32 zmm registers; one or two rows are memory-bound and keep four
-// blocks (enough independent FMA chains to cover the latency).
-constexpr int blocks_for_rows(int mr) {
-  constexpr int kTable[] = {4, 4, 4, 4, 4, 3, 3, 3, 3};
-  return kTable[mr];
-}
+struct Bf16F32ActFormat {
+  using Staged = StagedBf16;
+  using Weights = Bf16Weights;
+  using Args = avx512::TileArgs<Staged, Weights>;
+  static constexpr int kMaxRows = 8;
+  // 3 x 16 outputs x in x 2 bytes: 96 KB at in = 1024, L2-resident.
+  static constexpr int64_t kPanelBlocks = 3;
+  // MR·NB accumulators + 2·NB widened weights + one broadcast must fit the 32 zmm registers;
+  // one or two rows are memory-bound and keep four blocks (enough independent FMA chains).
+  static constexpr int blocks_for_rows(int mr) {
+    constexpr int kTable[] = {4, 4, 4, 4, 4, 3, 3, 3, 3};
+    return kTable[mr];
+  }
 
-K2_AVX512 inline __mmask16 tail_mask(int64_t n_valid) {
-  return n_valid >= kBlockN ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n_valid) - 1u);
-}
-
-struct F32Args {
-  const float* x;  // [MR][row_elems] float32 activations (row_elems even, zero-padded)
-  int64_t row_elems;
-  const Bf16Weights* w;
-  float* y;
-  int64_t y_stride;
+  template <int MR, int NB>
+  K2_AVX512 static void tile(const Args& a, int64_t b0) {
+    const Bf16Weights& w = *a.w;
+    const int64_t kp = w.k_pairs();
+    const int64_t be = w.block_elems();
+    const uint16_t* wb = w.data + b0 * be;
+    const __m512i hi_mask = _mm512_set1_epi32(static_cast<int32_t>(0xffff0000u));
+    const int64_t re = a.x->row_elems;
+    const float* x = a.x->f32 + a.r0 * re;
+    __m512 acc[MR][NB];
+    avx512::zero_tile(acc);
+    for (int64_t p = 0; p < kp; ++p) {
+      __m512 we[NB], wo[NB];  // k = 2p and k = 2p + 1 of the block's 16 outputs, as fp32
+      for (int n = 0; n < NB; ++n) {
+        const __m512i v = _mm512_loadu_si512(wb + n * be + p * 32);
+        // (maskz form: GCC 12's unmasked one warns about its own _mm512_undefined_* source)
+        we[n] = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll, v, 16));
+        wo[n] = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
+      }
+      for (int m = 0; m < MR; ++m) {
+        const float* xr = x + m * re + 2 * p;
+        const __m512 x0 = _mm512_set1_ps(xr[0]);
+        for (int n = 0; n < NB; ++n) acc[m][n] = _mm512_fmadd_ps(we[n], x0, acc[m][n]);
+        const __m512 x1 = _mm512_set1_ps(xr[1]);
+        for (int n = 0; n < NB; ++n) acc[m][n] = _mm512_fmadd_ps(wo[n], x1, acc[m][n]);
+      }
+    }
+    store_tile<MR, NB>(acc, a.y, a.y_stride, w.out, b0);
+  }
 };
 
-// Output blocks [b0, b0 + NB) for MR rows.
-template <int MR, int NB>
-K2_AVX512 void f32act_tile(const F32Args& a, int64_t b0) {
-  const Bf16Weights& w = *a.w;
-  const int64_t kp = w.k_pairs();
-  const int64_t be = w.block_elems();
-  const uint16_t* wb = w.data + b0 * be;
-  const __m512i hi_mask = _mm512_set1_epi32(static_cast<int32_t>(0xffff0000u));
-  __m512 acc[MR][NB];
-  for (int m = 0; m < MR; ++m)
-    for (int n = 0; n < NB; ++n) acc[m][n] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < kp; ++p) {
-    __m512 we[NB], wo[NB];  // k = 2p and k = 2p + 1 of the block's 16 outputs, as fp32
-    for (int n = 0; n < NB; ++n) {
-      const __m512i v = _mm512_loadu_si512(wb + n * be + p * 32);
-      // (maskz form: GCC 12's unmasked one warns about its own _mm512_undefined_* source)
-      we[n] = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll, v, 16));
-      wo[n] = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
-    }
-    for (int m = 0; m < MR; ++m) {
-      const float* xr = a.x + m * a.row_elems + 2 * p;
-      const __m512 x0 = _mm512_set1_ps(xr[0]);
-      for (int n = 0; n < NB; ++n) acc[m][n] = _mm512_fmadd_ps(we[n], x0, acc[m][n]);
-      const __m512 x1 = _mm512_set1_ps(xr[1]);
-      for (int n = 0; n < NB; ++n) acc[m][n] = _mm512_fmadd_ps(wo[n], x1, acc[m][n]);
-    }
-  }
-  for (int n = 0; n < NB; ++n) {
-    const int64_t col0 = (b0 + n) * kBlockN;
-    const __mmask16 mask = tail_mask(w.out - col0);
-    for (int m = 0; m < MR; ++m) _mm512_mask_storeu_ps(a.y + m * a.y_stride + col0, mask, acc[m][n]);
-  }
-}
-
-template <int MR>
-K2_AVX512 void f32act_rows(const F32Args& a) {
-  constexpr int kNb = blocks_for_rows(MR);
-  const int64_t nb = a.w->n_blocks();
-  int64_t b = 0;
-  for (; b + kNb <= nb; b += kNb) f32act_tile<MR, kNb>(a, b);
-  for (; b + 2 <= nb; b += 2) f32act_tile<MR, 2>(a, b);
-  for (; b < nb; ++b) f32act_tile<MR, 1>(a, b);
-}
-
-template <int MR>
-struct F32ActRows {
-  static void run(const F32Args& a) { f32act_rows<MR>(a); }
-};
-
-template <size_t... I>
-constexpr auto make_row_table(std::index_sequence<I...>) {
-  return std::array<void (*)(const F32Args&), sizeof...(I)>{&F32ActRows<static_cast<int>(I) + 1>::run...};
-}
-constexpr auto kRowTable = make_row_table(std::make_index_sequence<kMaxRows>());
-
-// Many rows: panels of kPanelBlocks output blocks (3 x 16 outputs x in x 2 bytes: 96 KB at
-// in = 1024, L2-resident) stay in cache while every kMaxRows-row chunk of x passes over
-// them, so the weights stream from memory once per call.
-constexpr int64_t kPanelBlocks = 3;
-
-void f32act_panels(const StagedBf16& x, const Bf16Weights& w, float* y, int64_t y_stride) {
-  const int64_t nb = w.n_blocks();
-  for (int64_t b = 0; b < nb; b += kPanelBlocks) {
-    const Bf16Weights panel = slice_blocks(w, b, std::min(kPanelBlocks, nb - b));
-    for (int64_t r = 0; r < x.rows; r += kMaxRows) {
-      const F32Args a{x.f32 + r * x.row_elems, x.row_elems, &panel, y + r * y_stride + b * kBlockN, y_stride};
-      kRowTable[static_cast<size_t>(std::min<int64_t>(kMaxRows, x.rows - r) - 1)](a);
-    }
-  }
-}
-
-// int4: bytes of one 64-byte load (16 outputs x 8 k); output l's 32-bit lane holds k
-// oct·8 + j in bits 8j..8j+3 and k oct·8 + 4 + j in bits 8j+4..8j+7 (j < 4), each q + 8.
-struct Int4F32Args {
-  const float* x;  // [MR][row_elems] float32 activations
-  int64_t row_elems;
-  const Int4Weights* w;
-  float* y;
-  int64_t y_stride;
-};
-
-// Lane values of the nibble at bit kShift as fp32 q (maskz forms: see the bf16 tile; the XOR with 8 made every nibble the
-// signed 4-bit q; moving it to the top and shifting back arithmetically sign-extends it).
+// Lane values of the nibble at bit kShift as fp32 q (maskz forms: see the bf16 tile; the XOR
+// with 8 made every nibble the signed 4-bit q; moving it to the top and shifting back
+// arithmetically sign-extends it).
 template <int kShift>
 K2_AVX512 inline __m512 nibble_ps(__m512i v) {
   const __m512i top = kShift == 28 ? v : _mm512_maskz_slli_epi32(kAll, v, 28 - kShift);
   return _mm512_maskz_cvtepi32_ps(kAll, _mm512_maskz_srai_epi32(kAll, top, 28));
 }
 
-template <int MR, int NB, int J>
-K2_AVX512 inline void int4_k(const Int4F32Args& a, const __m512i (&v)[NB], const __m512 (&s)[NB], int64_t k0,
-                             __m512 (&acc)[MR][NB]) {
-  for (int n = 0; n < NB; ++n) {
-    const __m512 lo = _mm512_mul_ps(nibble_ps<8 * J>(v[n]), s[n]);
-    const __m512 hi = _mm512_mul_ps(nibble_ps<8 * J + 4>(v[n]), s[n]);
-    for (int m = 0; m < MR; ++m) {
-      const float* xr = a.x + m * a.row_elems + k0;
-      acc[m][n] = _mm512_fmadd_ps(lo, _mm512_set1_ps(xr[J]), acc[m][n]);
-      acc[m][n] = _mm512_fmadd_ps(hi, _mm512_set1_ps(xr[J + 4]), acc[m][n]);
-    }
-  }
-}
+// int4: bytes of one 64-byte load (16 outputs x 8 k); output l's 32-bit lane holds k
+// oct·8 + j in bits 8j..8j+3 and k oct·8 + 4 + j in bits 8j+4..8j+7 (j < 4), each q + 8.
+struct Int4F32ActFormat {
+  using Staged = StagedBf16;
+  using Weights = Int4Weights;
+  using Args = avx512::TileArgs<Staged, Weights>;
+  static constexpr int kMaxRows = 8;
+  static constexpr int64_t kPanelBlocks = 4;
+  static constexpr int blocks_for_rows(int mr) { return mr <= 2 ? 4 : (mr <= 4 ? 2 : 1); }
 
-template <int MR, int NB>
-K2_AVX512 void int4_f32act_tile(const Int4F32Args& a, int64_t b0) {
-  const Int4Weights& w = *a.w;
-  const int64_t octs_per_group = w.group / kInt4Oct, bb = w.block_bytes(), bs = w.block_scales();
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x88));
-  __m512 acc[MR][NB];
-  for (int m = 0; m < MR; ++m)
-    for (int n = 0; n < NB; ++n) acc[m][n] = _mm512_setzero_ps();
-  for (int64_t oc = 0; oc < w.k_octs(); ++oc) {
-    const int64_t g = oc / octs_per_group;
-    __m512i v[NB];
-    __m512 s[NB];
+  template <int MR, int NB, int J>
+  K2_AVX512 static void k_step(const float* x, int64_t re, const __m512i (&v)[NB], const __m512 (&s)[NB],
+                               __m512 (&acc)[MR][NB]) {
     for (int n = 0; n < NB; ++n) {
-      v[n] = _mm512_xor_si512(_mm512_loadu_si512(w.data + (b0 + n) * bb + oc * 64), flip);
-      const __m256i sv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.scales + (b0 + n) * bs + g * kBlockN));
-      s[n] = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll, _mm512_maskz_cvtepu16_epi32(kAll, sv), 16));
+      const __m512 lo = _mm512_mul_ps(nibble_ps<8 * J>(v[n]), s[n]);
+      const __m512 hi = _mm512_mul_ps(nibble_ps<8 * J + 4>(v[n]), s[n]);
+      for (int m = 0; m < MR; ++m) {
+        const float* xr = x + m * re;
+        acc[m][n] = _mm512_fmadd_ps(lo, _mm512_set1_ps(xr[J]), acc[m][n]);
+        acc[m][n] = _mm512_fmadd_ps(hi, _mm512_set1_ps(xr[J + 4]), acc[m][n]);
+      }
     }
-    const int64_t k0 = oc * kInt4Oct;
-    int4_k<MR, NB, 0>(a, v, s, k0, acc);
-    int4_k<MR, NB, 1>(a, v, s, k0, acc);
-    int4_k<MR, NB, 2>(a, v, s, k0, acc);
-    int4_k<MR, NB, 3>(a, v, s, k0, acc);
   }
-  for (int n = 0; n < NB; ++n) {
-    const int64_t col0 = (b0 + n) * kBlockN;
-    const __mmask16 mask = tail_mask(w.out - col0);
-    for (int m = 0; m < MR; ++m) _mm512_mask_storeu_ps(a.y + m * a.y_stride + col0, mask, acc[m][n]);
+
+  template <int MR, int NB>
+  K2_AVX512 static void tile(const Args& a, int64_t b0) {
+    const Int4Weights& w = *a.w;
+    const int64_t octs_per_group = w.group / kInt4Oct, bb = w.block_bytes(), bs = w.block_scales();
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x88));
+    const int64_t re = a.x->row_elems;
+    const float* x = a.x->f32 + a.r0 * re;
+    __m512 acc[MR][NB];
+    avx512::zero_tile(acc);
+    // Group by group: the scales load once per group, and no division per oct.
+    for (int64_t g = 0; g < w.n_groups(); ++g) {
+      __m512 s[NB];
+      for (int n = 0; n < NB; ++n) {
+        const __m256i sv =
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w.scales + (b0 + n) * bs + g * kBlockN));
+        s[n] = _mm512_castsi512_ps(_mm512_maskz_slli_epi32(kAll, _mm512_maskz_cvtepu16_epi32(kAll, sv), 16));
+      }
+      for (int64_t oc = g * octs_per_group; oc < (g + 1) * octs_per_group; ++oc) {
+        __m512i v[NB];
+        for (int n = 0; n < NB; ++n) {
+          v[n] = _mm512_xor_si512(_mm512_loadu_si512(w.data + (b0 + n) * bb + oc * 64), flip);
+        }
+        const int64_t k0 = oc * kInt4Oct;
+        k_step<MR, NB, 0>(x + k0, re, v, s, acc);
+        k_step<MR, NB, 1>(x + k0, re, v, s, acc);
+        k_step<MR, NB, 2>(x + k0, re, v, s, acc);
+        k_step<MR, NB, 3>(x + k0, re, v, s, acc);
+      }
+    }
+    store_tile<MR, NB>(acc, a.y, a.y_stride, w.out, b0);
   }
-}
-
-template <int MR>
-K2_AVX512 void int4_f32act_rows(const Int4F32Args& a) {
-  constexpr int kNb = MR <= 2 ? 4 : (MR <= 4 ? 2 : 1);
-  const int64_t nb = a.w->n_blocks();
-  int64_t b = 0;
-  for (; b + kNb <= nb; b += kNb) int4_f32act_tile<MR, kNb>(a, b);
-  for (; b < nb; ++b) int4_f32act_tile<MR, 1>(a, b);
-}
-
-template <int MR>
-struct Int4F32ActRows {
-  static void run(const Int4F32Args& a) { int4_f32act_rows<MR>(a); }
 };
-
-template <size_t... I>
-constexpr auto make_int4_table(std::index_sequence<I...>) {
-  return std::array<void (*)(const Int4F32Args&), sizeof...(I)>{&Int4F32ActRows<static_cast<int>(I) + 1>::run...};
-}
-constexpr auto kInt4Table = make_int4_table(std::make_index_sequence<kMaxRows>());
-
-// Panels of blocks, as f32act_panels.
-constexpr int64_t kInt4PanelBlocks = 4;
 
 }  // namespace
 
 void linear_int4_f32act_avx512(const StagedBf16& x, const Int4Weights& w, float* y, int64_t y_stride) {
-  const int64_t nb = w.n_blocks();
-  const int64_t panel_blocks = x.rows > kMaxRows ? kInt4PanelBlocks : nb;
-  for (int64_t b = 0; b < nb; b += panel_blocks) {
-    const Int4Weights panel = slice_blocks(w, b, std::min(panel_blocks, nb - b));
-    for (int64_t r = 0; r < x.rows; r += kMaxRows) {
-      const Int4F32Args a{x.f32 + r * x.row_elems, x.row_elems, &panel, y + r * y_stride + b * kBlockN, y_stride};
-      kInt4Table[static_cast<size_t>(std::min<int64_t>(kMaxRows, x.rows - r) - 1)](a);
-    }
-  }
+  avx512::run_linear<Int4F32ActFormat>(x, w, y, y_stride);
 }
 
 void linear_bf16_f32act_avx512(const StagedBf16& x, const Bf16Weights& w, float* y, int64_t y_stride) {
-  if (x.rows == 0) return;
-  if (x.rows > kMaxRows) return f32act_panels(x, w, y, y_stride);
-  const F32Args a{x.f32, x.row_elems, &w, y, y_stride};
-  kRowTable[static_cast<size_t>(x.rows - 1)](a);
+  avx512::run_linear<Bf16F32ActFormat>(x, w, y, y_stride);
 }
 
 }  // namespace k2::cpu::detail

@@ -11,42 +11,22 @@
 // 512-bit ports, i.e. ~6 bytes/cycle per core: above the per-core share of DRAM bandwidth,
 // so the kernel still streams at memory speed while reading a quarter of the float32 bytes.
 //
-// Tiling as linear_bf16_f32act_avx512.cpp: MR rows x NB blocks of accumulators, many rows in
-// cache-resident panels of blocks. Only the functions below carry the AVX-512 attribute.
+// Tiling as linear_bf16_f32act_avx512.cpp (the shared driver, tile_driver_avx512.h): MR rows
+// x NB blocks of accumulators, many rows in cache-resident panels of blocks. Only the
+// functions below carry the AVX-512 attribute.
 #include <immintrin.h>
 
 #include <algorithm>
-#include <array>
-#include <utility>
 
 #include "kernels/cpu/linear_impl.h"
+#include "kernels/cpu/tile_driver_avx512.h"
 
 #define K2_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 
 namespace k2::cpu::detail {
 namespace {
 
-constexpr int kMaxRows = 8;
 constexpr __mmask16 kAll = 0xffff;
-
-// Output blocks per tile for MR rows: MR·NB accumulators + NB widened weights + NB scales +
-// the mask and a broadcast fit the 32 zmm registers.
-constexpr int blocks_for_rows(int mr) {
-  constexpr int kTable[] = {4, 4, 4, 4, 4, 3, 3, 2, 2};
-  return kTable[mr];
-}
-
-K2_AVX512 inline __mmask16 tail_mask(int64_t n_valid) {
-  return n_valid >= kBlockN ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n_valid) - 1u);
-}
-
-struct Fp8Args {
-  const float* x;  // [MR][row_elems] float32 activations
-  int64_t row_elems;
-  const Fp8Weights* w;
-  float* y;
-  int64_t y_stride;
-};
 
 // e4m3 bytes of one k of a block -> e4m3 value · 2^-120 as fp32 (maskz forms: GCC 12's
 // unmasked ones warn about their own _mm512_undefined_* source).
@@ -55,73 +35,51 @@ K2_AVX512 inline __m512 widen_e4m3(const uint8_t* p, __m512i keep) {
   return _mm512_castsi512_ps(_mm512_and_si512(_mm512_maskz_slli_epi32(kAll, sx, 20), keep));
 }
 
-template <int MR, int NB>
-K2_AVX512 void fp8_tile(const Fp8Args& a, int64_t b0) {
-  const Fp8Weights& w = *a.w;
-  const int64_t bb = w.block_bytes(), bs = w.block_scales();
-  const uint8_t* wb = w.data + b0 * bb;
-  const __m512i keep = _mm512_set1_epi32(static_cast<int32_t>(0x87f00000u));
-  __m512 acc[MR][NB];
-  for (int m = 0; m < MR; ++m)
-    for (int n = 0; n < NB; ++n) acc[m][n] = _mm512_setzero_ps();
-  for (int64_t g = 0; g < w.n_groups(); ++g) {
-    __m512 s[NB];
-    for (int n = 0; n < NB; ++n) s[n] = _mm512_set1_ps(w.scales[(b0 + n) * bs + g]);
-    const int64_t k_end = std::min(w.in, (g + 1) * w.group);
-    for (int64_t k = g * w.group; k < k_end; ++k) {
-      __m512 wv[NB];
-      for (int n = 0; n < NB; ++n) wv[n] = _mm512_mul_ps(widen_e4m3(wb + n * bb + k * kBlockN, keep), s[n]);
-      for (int m = 0; m < MR; ++m) {
-        const __m512 xb = _mm512_set1_ps(a.x[m * a.row_elems + k]);
-        for (int n = 0; n < NB; ++n) acc[m][n] = _mm512_fmadd_ps(wv[n], xb, acc[m][n]);
+struct Fp8Format {
+  using Staged = StagedBf16;
+  using Weights = Fp8Weights;
+  using Args = avx512::TileArgs<Staged, Weights>;
+  static constexpr int kMaxRows = 8;
+  // 4 x 16 outputs x in bytes: 64 KB at in = 1024, L2-resident.
+  static constexpr int64_t kPanelBlocks = 4;
+  // MR·NB accumulators + NB widened weights + NB scales + the mask and a broadcast fit the
+  // 32 zmm registers.
+  static constexpr int blocks_for_rows(int mr) {
+    constexpr int kTable[] = {4, 4, 4, 4, 4, 3, 3, 2, 2};
+    return kTable[mr];
+  }
+
+  template <int MR, int NB>
+  K2_AVX512 static void tile(const Args& a, int64_t b0) {
+    const Fp8Weights& w = *a.w;
+    const int64_t bb = w.block_bytes(), bs = w.block_scales();
+    const uint8_t* wb = w.data + b0 * bb;
+    const __m512i keep = _mm512_set1_epi32(static_cast<int32_t>(0x87f00000u));
+    const int64_t re = a.x->row_elems;
+    const float* x = a.x->f32 + a.r0 * re;
+    __m512 acc[MR][NB];
+    avx512::zero_tile(acc);
+    for (int64_t g = 0; g < w.n_groups(); ++g) {
+      __m512 s[NB];
+      for (int n = 0; n < NB; ++n) s[n] = _mm512_set1_ps(w.scales[(b0 + n) * bs + g]);
+      const int64_t k_end = std::min(w.in, (g + 1) * w.group);
+      for (int64_t k = g * w.group; k < k_end; ++k) {
+        __m512 wv[NB];
+        for (int n = 0; n < NB; ++n) wv[n] = _mm512_mul_ps(widen_e4m3(wb + n * bb + k * kBlockN, keep), s[n]);
+        for (int m = 0; m < MR; ++m) {
+          const __m512 xb = _mm512_set1_ps(x[m * re + k]);
+          for (int n = 0; n < NB; ++n) acc[m][n] = _mm512_fmadd_ps(wv[n], xb, acc[m][n]);
+        }
       }
     }
+    avx512::store_tile<MR, NB>(acc, a.y, a.y_stride, w.out, b0);
   }
-  for (int n = 0; n < NB; ++n) {
-    const int64_t col0 = (b0 + n) * kBlockN;
-    const __mmask16 mask = tail_mask(w.out - col0);
-    for (int m = 0; m < MR; ++m) _mm512_mask_storeu_ps(a.y + m * a.y_stride + col0, mask, acc[m][n]);
-  }
-}
-
-template <int MR>
-K2_AVX512 void fp8_rows(const Fp8Args& a) {
-  constexpr int kNb = blocks_for_rows(MR);
-  const int64_t nb = a.w->n_blocks();
-  int64_t b = 0;
-  for (; b + kNb <= nb; b += kNb) fp8_tile<MR, kNb>(a, b);
-  for (; b + 2 <= nb; b += 2) fp8_tile<MR, 2>(a, b);
-  for (; b < nb; ++b) fp8_tile<MR, 1>(a, b);
-}
-
-template <int MR>
-struct Fp8Rows {
-  static void run(const Fp8Args& a) { fp8_rows<MR>(a); }
 };
-
-template <size_t... I>
-constexpr auto make_row_table(std::index_sequence<I...>) {
-  return std::array<void (*)(const Fp8Args&), sizeof...(I)>{&Fp8Rows<static_cast<int>(I) + 1>::run...};
-}
-constexpr auto kRowTable = make_row_table(std::make_index_sequence<kMaxRows>());
-
-// Many rows: panels of kPanelBlocks blocks (4 x 16 outputs x in bytes: 64 KB at in = 1024,
-// L2-resident) stay in cache while every kMaxRows-row chunk of x passes over them.
-constexpr int64_t kPanelBlocks = 4;
 
 }  // namespace
 
 void linear_fp8_avx512(const StagedBf16& x, const Fp8Weights& w, float* y, int64_t y_stride) {
-  if (x.rows == 0) return;
-  const int64_t nb = w.n_blocks();
-  const int64_t panel_blocks = x.rows > kMaxRows ? kPanelBlocks : nb;
-  for (int64_t b = 0; b < nb; b += panel_blocks) {
-    const Fp8Weights panel = slice_blocks(w, b, std::min(panel_blocks, nb - b));
-    for (int64_t r = 0; r < x.rows; r += kMaxRows) {
-      const Fp8Args a{x.f32 + r * x.row_elems, x.row_elems, &panel, y + r * y_stride + b * kBlockN, y_stride};
-      kRowTable[static_cast<size_t>(std::min<int64_t>(kMaxRows, x.rows - r) - 1)](a);
-    }
-  }
+  avx512::run_linear<Fp8Format>(x, w, y, y_stride);
 }
 
 }  // namespace k2::cpu::detail

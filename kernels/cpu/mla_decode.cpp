@@ -46,6 +46,32 @@ template <int G>
   }
 }
 
+// score_heads for two latent rows at once: each q load feeds both rows (2·G chains), so the
+// loop issues G + 2 loads per 2·G FMAs. Each (head, row) sum runs as in score_heads.
+template <int G>
+[[gnu::always_inline]] inline void score_heads2(const float* q, int64_t row, const float* lat0, const float* lat1,
+                                                float scale, float* scores, int64_t score_stride) {
+  float acc0[G][kLanes] = {}, acc1[G][kLanes] = {};
+  int64_t k = 0;
+  for (; k + kLanes <= row; k += kLanes)
+    for (int g = 0; g < G; ++g)
+      for (int64_t l = 0; l < kLanes; ++l) {
+        acc0[g][l] += q[g * row + k + l] * lat0[k + l];
+        acc1[g][l] += q[g * row + k + l] * lat1[k + l];
+      }
+  for (int g = 0; g < G; ++g) {
+    for (int64_t l = 0; k + l < row; ++l) {
+      acc0[g][l] += q[g * row + k + l] * lat0[k + l];
+      acc1[g][l] += q[g * row + k + l] * lat1[k + l];
+    }
+    float s0 = 0.0f, s1 = 0.0f;
+    for (int64_t l = 0; l < kLanes; ++l) s0 += acc0[g][l];
+    for (int64_t l = 0; l < kLanes; ++l) s1 += acc1[g][l];
+    scores[g * score_stride] = s0 * scale;
+    scores[g * score_stride + 1] = s1 * scale;
+  }
+}
+
 // o[g] = Σ_t p[g, t] · rows[t][0 .. r) for G heads, in column chunks of kOutChunk kept in
 // registers across t (each output summed over t in order, as a running axpy would).
 constexpr int64_t kOutChunk = 32;
@@ -108,7 +134,10 @@ template <class Elem>
                                                float scale, float* out) {
   K2_KERNEL_CHECK(block_size > 0 && (block_size & (block_size - 1)) == 0,
                   "mla decode: block size must be a power of two");
-  constexpr int kG = 4;  // heads per group
+  // Heads per group: 8 gives the score loop 8 independent FMA chains (enough to cover the
+  // latency on two FMA ports) and weigh_rows 16 accumulators; the rest go in 4s, then 1s.
+  // A head's sums run in the same lanes and order in every group size.
+  constexpr int kG = 8, kG2 = 4;
   const int64_t row = d.latent_dim(), heads = d.heads, r = d.kv_lora_rank;
   thread_local std::vector<float> scores, wide;  // [heads, len], [len, row] (bf16 caches)
   thread_local std::vector<const float*> rows;
@@ -119,15 +148,34 @@ template <class Elem>
     gather_rows(data, num_blocks, block_size, block_tables + b * stride, len, row, rows, wide);
     scores.resize(static_cast<size_t>(heads * len));
     const float* q = q_abs + b * heads * row;  // [heads, row]
-    const int64_t grouped = heads / kG * kG;
-    for (int64_t t = 0; t < len; ++t) {
-      for (int64_t h = 0; h < grouped; h += kG) score_heads<kG>(q + h * row, row, rows[t], scale, &scores[h * len + t], len);
-      for (int64_t h = grouped; h < heads; ++h) score_heads<1>(q + h * row, row, rows[t], scale, &scores[h * len + t], len);
+    const int64_t grouped = heads / kG * kG, grouped2 = grouped + (heads - grouped) / kG2 * kG2;
+    int64_t t0 = 0;
+    for (; t0 + 2 <= len; t0 += 2) {
+      float* st = scores.data() + t0;
+      for (int64_t h = 0; h < grouped; h += kG) {
+        score_heads2<kG>(q + h * row, row, rows[t0], rows[t0 + 1], scale, st + h * len, len);
+      }
+      for (int64_t h = grouped; h < grouped2; h += kG2) {
+        score_heads2<kG2>(q + h * row, row, rows[t0], rows[t0 + 1], scale, st + h * len, len);
+      }
+      for (int64_t h = grouped2; h < heads; ++h) {
+        score_heads2<1>(q + h * row, row, rows[t0], rows[t0 + 1], scale, st + h * len, len);
+      }
+    }
+    for (int64_t t = t0; t < len; ++t) {
+      float* st = scores.data() + t;
+      for (int64_t h = 0; h < grouped; h += kG) score_heads<kG>(q + h * row, row, rows[t], scale, st + h * len, len);
+      for (int64_t h = grouped; h < grouped2; h += kG2) {
+        score_heads<kG2>(q + h * row, row, rows[t], scale, st + h * len, len);
+      }
+      for (int64_t h = grouped2; h < heads; ++h) score_heads<1>(q + h * row, row, rows[t], scale, st + h * len, len);
     }
     for (int64_t h = 0; h < heads; ++h) ref::softmax(scores.data() + h * len, len);
     float* o = out + b * heads * r;  // [heads, kv_lora]
-    for (int64_t h = 0; h < grouped; h += kG) weigh_rows<kG>(scores.data() + h * len, len, rows.data(), r, o + h * r);
-    for (int64_t h = grouped; h < heads; ++h) weigh_rows<1>(scores.data() + h * len, len, rows.data(), r, o + h * r);
+    const float* const* rp = rows.data();
+    for (int64_t h = 0; h < grouped; h += kG) weigh_rows<kG>(scores.data() + h * len, len, rp, r, o + h * r);
+    for (int64_t h = grouped; h < grouped2; h += kG2) weigh_rows<kG2>(scores.data() + h * len, len, rp, r, o + h * r);
+    for (int64_t h = grouped2; h < heads; ++h) weigh_rows<1>(scores.data() + h * len, len, rp, r, o + h * r);
   }
 }
 
