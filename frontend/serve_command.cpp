@@ -8,7 +8,6 @@
 #include <functional>
 #include <optional>
 #include <iostream>
-#include <type_traits>
 #include <thread>
 
 #include "enginecore/protocol/engine_config.h"
@@ -16,8 +15,6 @@
 #include "enginecore/protocol/child_process.h"
 #include "enginecore/protocol/dp_transport.h"
 #include "frontend/api_server_group.h"
-#include "frontend/engine/attached_engine_client.h"
-#include "frontend/engine/dp_engine_client.h"
 #include "frontend/engine/zmq_engine_client.h"
 #include "frontend/openai/api_server.h"
 #include "frontend/openai/expert_metrics.h"
@@ -26,6 +23,8 @@
 
 namespace k2 {
 namespace {
+
+using frontend::ZmqEngineClient;
 
 constexpr const char* kUsage = "k2serve serve MODEL_DIR [options]";
 
@@ -96,8 +95,7 @@ enum class StopCause { kSignal, kEngineDied, kApiServerDied };
 
 // Waits for a shutdown signal, the engine's death or (API server 0) another API server's.
 // `on_go`: the go signal of API server 0 (API servers 1..N-1 only).
-template <class Client>
-StopCause wait_for_stop(const Client& engine, ApiServerGroup* group, const std::function<void()>& on_go = {}) {
+StopCause wait_for_stop(const ZmqEngineClient& engine, ApiServerGroup* group, const std::function<void()>& on_go = {}) {
   const sigset_t signals = serve_signals();
   const timespec tick{0, 100'000'000};
   while (engine.healthy()) {
@@ -119,8 +117,8 @@ StopCause wait_for_stop(const Client& engine, ApiServerGroup* group, const std::
 
 // Per-rank series (vLLM labels its metrics by engine): what each data-parallel rank
 // published and what this API server sent it.
-template <class Client>
-void add_rank_metrics(http::MetricsRegistry& registry, const std::string& model, std::shared_ptr<Client> client) {
+void add_rank_metrics(http::MetricsRegistry& registry, const std::string& model,
+                      std::shared_ptr<ZmqEngineClient> client) {
   const std::vector<std::string> labels{"model_name", "engine"};
   auto& routed = registry.counter("k2:engine_requests_routed_total", "Requests the API server sent to the engine.", labels);
   auto& finished = registry.counter("k2:engine_requests_finished_total", "Requests the engine finished.", labels);
@@ -139,9 +137,10 @@ void add_rank_metrics(http::MetricsRegistry& registry, const std::string& model,
   });
 }
 
-Result<std::shared_ptr<frontend::ZmqEngineClient>> start_engine(const EngineConfig& cfg, std::vector<std::string> vocab,
-                                                                const ApiServerAddresses* others,
-                                                                frontend::ZmqEngineClient*) {
+// API server 0's engines: one, or with internal data parallelism every rank (the client
+// counts them from the config).
+Result<std::shared_ptr<ZmqEngineClient>> start_engine(const EngineConfig& cfg, std::vector<std::string> vocab,
+                                                                const ApiServerAddresses* others) {
   frontend::ZmqEngineClientOptions engine_opts;
   engine_opts.config = cfg;
   engine_opts.vocabulary = std::move(vocab);
@@ -149,35 +148,19 @@ Result<std::shared_ptr<frontend::ZmqEngineClient>> start_engine(const EngineConf
     engine_opts.extra_inputs = others->inputs();
     engine_opts.extra_outputs = others->outputs();
   }
-  K2_ASSIGN_OR_RETURN(auto engine, frontend::ZmqEngineClient::start(engine_opts));
-  return std::shared_ptr<frontend::ZmqEngineClient>(std::move(engine));
-}
-
-Result<std::shared_ptr<frontend::DpEngineClient>> start_engine(const EngineConfig& cfg, std::vector<std::string> vocab,
-                                                               const ApiServerAddresses* others,
-                                                               frontend::DpEngineClient*) {
-  frontend::DpEngineClientOptions engine_opts;
-  engine_opts.config = cfg;
-  engine_opts.vocabulary = std::move(vocab);
-  if (others != nullptr) {
-    engine_opts.extra_inputs = others->inputs();
-    engine_opts.extra_outputs = others->outputs();
+  if (cfg.data_parallel_size > 1 && !cfg.data_parallel_rank) {
+    engine_opts.control_plane_key_file = cfg.control_plane_key_file.value_or("");
+    if (const char* t = std::getenv("VLLM_ENGINE_READY_TIMEOUT_S"); t != nullptr && std::atoi(t) > 0)
+      engine_opts.hello_timeout = std::chrono::seconds(std::atoi(t));
   }
-  engine_opts.control_plane_key_file = cfg.control_plane_key_file.value_or("");
-  if (const char* t = std::getenv("VLLM_ENGINE_READY_TIMEOUT_S"); t != nullptr && std::atoi(t) > 0)
-    engine_opts.hello_timeout = std::chrono::seconds(std::atoi(t));
-  K2_ASSIGN_OR_RETURN(auto engine, frontend::DpEngineClient::start(engine_opts));
-  return std::shared_ptr<frontend::DpEngineClient>(std::move(engine));
+  K2_ASSIGN_OR_RETURN(auto engine, ZmqEngineClient::start(engine_opts));
+  return std::shared_ptr<ZmqEngineClient>(std::move(engine));
 }
 
 // Data-parallel ranks behind the client (per-rank /metrics, a dead rank degrades to 503).
-size_t num_ranks(const frontend::ZmqEngineClient&) { return 1; }
-size_t num_ranks(const frontend::DpEngineClient& client) { return client.rank_status().size(); }
-size_t num_ranks(const frontend::AttachedEngineClient& client) { return client.rank_status().size(); }
+size_t num_ranks(const ZmqEngineClient& client) { return client.rank_status().size(); }
 
-std::vector<pid_t> engine_pids(const frontend::ZmqEngineClient& client) { return {client.enginecore_pid()}; }
-
-std::vector<pid_t> engine_pids(const frontend::DpEngineClient& client) {
+std::vector<pid_t> engine_pids(const ZmqEngineClient& client) {
   std::vector<pid_t> pids;
   for (const auto& r : client.rank_status()) pids.push_back(r.pid);
   return pids;
@@ -185,27 +168,23 @@ std::vector<pid_t> engine_pids(const frontend::DpEngineClient& client) {
 
 // The HTTP side of one API server: the OpenAI server on the engine client, listening, with
 // its /metrics collectors; not ready yet.
-template <class Client>
 Result<std::unique_ptr<openai::OpenAiServer>> start_http(const EngineConfig& cfg, openai::ServerConfig server_cfg,
                                                           std::shared_ptr<const Tokenizer> tokenizer,
-                                                          std::shared_ptr<Client> client) {
+                                                          std::shared_ptr<ZmqEngineClient> client) {
   server_cfg.max_model_len = client->capacities().max_model_len;
   http::ServerOptions http_opts = openai::make_http_options(cfg);
   http_opts.reuse_port = cfg.api_server_count > 1;
   auto server = openai::OpenAiServer::create(server_cfg, http_opts, tokenizer, client);
   if (!server.ok()) return server.status();
   if (!(*server)->start().ok()) return io_error("cannot listen on " + cfg.host + ":" + std::to_string(cfg.port));
-  if constexpr (!std::is_same_v<Client, frontend::ZmqEngineClient>) {
-    if (num_ranks(*client) > 1) add_rank_metrics((*server)->metrics(), server_cfg.served_model_names[0], client);
-  }
+  if (num_ranks(*client) > 1) add_rank_metrics((*server)->metrics(), server_cfg.served_model_names[0], client);
   openai::add_expert_load_metrics((*server)->metrics(), server_cfg.served_model_names[0], client);
   return std::move(*server);
 }
 
 // After the engines or an API server died (asked_to_stop false) or a signal: drains, stops.
 // With data parallelism a dead rank leaves the deployment serving 503 until SIGTERM.
-template <class Client>
-int finish_serving(const EngineConfig& cfg, openai::OpenAiServer& server, Client& client, StopCause cause,
+int finish_serving(const EngineConfig& cfg, openai::OpenAiServer& server, ZmqEngineClient& client, StopCause cause,
                    ApiServerGroup* group) {
   if (cause == StopCause::kEngineDied && num_ranks(client) > 1) {
     // The deployment lost a rank: keep answering (/health 503, requests refused) so the
@@ -239,7 +218,6 @@ int finish_serving(const EngineConfig& cfg, openai::OpenAiServer& server, Client
 
 // API server 0: launches the engines (and, with --api-server-count N > 1, API servers
 // 1..N-1 once it listens), turns ready when all are.
-template <class Client>
 int run_server(const EngineConfig& cfg, const std::vector<std::string>& serve_args) {
   auto server_cfg = openai::make_server_config(cfg);
   if (!server_cfg.ok()) {
@@ -260,13 +238,12 @@ int run_server(const EngineConfig& cfg, const std::vector<std::string>& serve_ar
     }
     others.emplace(std::move(*made));
   }
-  auto engine = start_engine(cfg, grammar_vocabulary(**tokenizer), others ? &*others : nullptr,
-                             static_cast<Client*>(nullptr));
+  auto engine = start_engine(cfg, grammar_vocabulary(**tokenizer), others ? &*others : nullptr);
   if (!engine.ok()) {
     spdlog::error("starting the engine: {}", engine.status().to_string());
     return 1;
   }
-  std::shared_ptr<Client> client = std::move(*engine);
+  std::shared_ptr<ZmqEngineClient> client = std::move(*engine);
   auto server = start_http(cfg, *server_cfg, *tokenizer, client);
   if (!server.ok()) {
     spdlog::error("starting the API server: {}", server.status().to_string());
@@ -310,16 +287,16 @@ int run_attached(const EngineConfig& cfg, const InternalServeFlags& internal) {
     spdlog::error("API server {}: {}", internal.index, tokenizer.status().to_string());
     return 1;
   }
-  frontend::AttachedEngineClientOptions opts;
+  frontend::EngineAttachOptions opts;
   opts.input_address = internal.input_address;
   opts.output_address = internal.output_address;
   opts.engine_pids = internal.engine_pids;
-  auto attached = frontend::AttachedEngineClient::start(opts);
+  auto attached = ZmqEngineClient::attach(opts);
   if (!attached.ok()) {
     spdlog::error("API server {}: attaching to the engines: {}", internal.index, attached.status().to_string());
     return 1;
   }
-  std::shared_ptr<frontend::AttachedEngineClient> client = std::move(*attached);
+  std::shared_ptr<ZmqEngineClient> client = std::move(*attached);
   auto server = start_http(cfg, *server_cfg, *tokenizer, client);
   if (!server.ok()) {
     spdlog::error("API server {}: {}", internal.index, server.status().to_string());
@@ -432,9 +409,8 @@ int serve_command(const std::vector<std::string>& args) {
   if (cfg->data_parallel_size > 1 && !cfg->data_parallel_rank) {
     spdlog::info("data parallelism: {} ranks behind this API server, {} on this node (internal load balancing)",
                  cfg->data_parallel_size, cfg->data_parallel_size_local.value_or(cfg->data_parallel_size));
-    return run_server<frontend::DpEngineClient>(*cfg, serve_args);
   }
-  return run_server<frontend::ZmqEngineClient>(*cfg, serve_args);
+  return run_server(*cfg, serve_args);
 }
 
 }  // namespace k2

@@ -1,13 +1,14 @@
+// ZmqEngineClient at work: requests in, outputs out, rank deaths, shutdown. The startup is
+// in zmq_engine_startup.cpp.
 #include "frontend/engine/zmq_engine_client.h"
 
+#include <poll.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cmath>
-#include <cstring>
-#include <nlohmann/json.hpp>
+#include <span>
 #include <spdlog/spdlog.h>
 
 #include "enginecore/protocol/token_payload.h"
@@ -16,40 +17,14 @@
 namespace k2::frontend {
 namespace {
 
-constexpr uint64_t kPromptArenaId = 1;
-constexpr size_t kPromptArenaBytes = size_t{256} << 20;
-constexpr uint64_t kMediaArenaId = 2;
-constexpr size_t kMediaArenaBytes = size_t{1} << 30;
-
 using namespace std::chrono_literals;
 
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-openai::FinishReason to_openai(protocol::FinishReason r) {
-  switch (r) {
-    case protocol::FinishReason::kNone: return openai::FinishReason::kNone;
-    case protocol::FinishReason::kStop: return openai::FinishReason::kStop;
-    case protocol::FinishReason::kLength: return openai::FinishReason::kLength;
-    case protocol::FinishReason::kAbort: return openai::FinishReason::kAbort;
-    case protocol::FinishReason::kError: return openai::FinishReason::kError;
-  }
-  return openai::FinishReason::kError;
-}
-
-std::vector<openai::PositionLogprobs> to_positions(const protocol::TokenLogprobs& lp) {
-  std::vector<openai::PositionLogprobs> out;
-  for (uint32_t p = 0; p < lp.num_positions; ++p) {
-    const size_t base = size_t{p} * lp.width;
-    openai::PositionLogprobs pos;
-    if (lp.width > 0) pos.chosen = {lp.token_ids[base], lp.logprobs[base], lp.ranks[p]};
-    for (uint32_t k = 1; k < lp.width; ++k)
-      pos.top.push_back({lp.token_ids[base + k], lp.logprobs[base + k], static_cast<int32_t>(k)});
-    out.push_back(std::move(pos));
-  }
-  return out;
-}
+constexpr int64_t kWaitingWeight = 4;  // vLLM's DPLB score: waiting * 4 + running
+// A lone engine exits by itself after its EngineDead: give it time. Among several ranks the
+// I/O thread must not hold up the live ranks' outputs: a dead one is killed at once.
+constexpr auto kLoneEngineExitGrace = 5000ms;
+constexpr auto kRankKillWait = 1000ms;
+constexpr auto kShutdownGrace = 10000ms;
 
 void drain_eventfd(int fd) {
   uint64_t value = 0;
@@ -59,196 +34,67 @@ void drain_eventfd(int fd) {
 
 }  // namespace
 
-Result<protocol::SamplingParams> to_protocol_params(const openai::SamplingParams& s) {
-  if (s.n != 1) return invalid_argument("the engine takes n = 1 per request (the frontend fans out n > 1)");
-  if (s.allowed_token_ids) return unimplemented("allowed_token_ids is not supported by the engine yet");
-  if (s.max_tokens < 0 || s.min_tokens < 0) return invalid_argument("max_tokens and min_tokens must be >= 0");
-  protocol::SamplingParams p;
-  p.temperature = static_cast<float>(s.temperature);
-  p.top_p = static_cast<float>(s.top_p);
-  p.top_k = s.top_k;
-  p.min_p = static_cast<float>(s.min_p);
-  p.seed = s.seed;
-  p.max_tokens = static_cast<uint32_t>(s.max_tokens);
-  p.min_tokens = static_cast<uint32_t>(s.min_tokens);
-  p.ignore_eos = s.ignore_eos;
-  p.stop_token_ids = s.stop_token_ids;
-  if (s.logprobs) {
-    if (*s.logprobs < 0) return invalid_argument("logprobs must be >= 0");
-    p.logprobs = static_cast<uint32_t>(*s.logprobs);
-  }
-  if (s.prompt_logprobs) {
-    if (*s.prompt_logprobs < 0) return invalid_argument("prompt_logprobs must be >= 0");
-    p.prompt_logprobs = static_cast<uint32_t>(*s.prompt_logprobs);
-  }
-  p.presence_penalty = static_cast<float>(s.presence_penalty);
-  p.frequency_penalty = static_cast<float>(s.frequency_penalty);
-  p.repetition_penalty = static_cast<float>(s.repetition_penalty);
-  for (const auto& [token, bias] : s.logit_bias)
-    p.logit_bias.push_back(protocol::LogitBias{token, static_cast<float>(bias)});
-  p.n = 1;
-  return p;
-}
-
-openai::EngineOutput to_engine_output(const protocol::RequestOutput& o, double engine_time) {
-  openai::EngineOutput out;
-  out.engine_time = engine_time;
-  for (const protocol::RequestEvent& e : o.events) {
-    if (e.type == protocol::RequestEventType::kQueued) out.queued_time = e.timestamp;
-    // A preempted request is scheduled again; vLLM's scheduled_ts is the first time.
-    if (e.type == protocol::RequestEventType::kScheduled && out.scheduled_time == 0) out.scheduled_time = e.timestamp;
-  }
-  out.new_token_ids = o.new_token_ids;
-  if (o.new_logprobs) out.logprobs = to_positions(*o.new_logprobs);
-  if (o.new_prompt_logprobs) out.prompt_logprobs = to_positions(*o.new_prompt_logprobs);
-  out.finish_reason = to_openai(o.finish_reason);
-  if (o.finish_reason == protocol::FinishReason::kStop) out.stop_token_id = o.stop_token;
-  out.num_cached_tokens = static_cast<int32_t>(o.num_cached_tokens);
-  if (o.finish_reason == protocol::FinishReason::kError)
-    out.error = "the engine refused the request (it cannot fit max_model_len or the KV cache)";
-  return out;
-}
-
-Result<std::unique_ptr<ZmqEngineClient>> ZmqEngineClient::start(const ZmqEngineClientOptions& options) {
-  std::unique_ptr<ZmqEngineClient> client(new ZmqEngineClient());
-  Status s = client->launch(options);
-  if (!s.ok()) {
-    client->shutdown();
-    return s;
-  }
-  return client;
-}
-
-Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
-  if (auto removed = cleanup_stale_segments(); removed.ok() && *removed > 0)
-    spdlog::info("removed {} shm segments of dead processes", *removed);
-  K2_ASSIGN_OR_RETURN(protocol::RunDir dir, protocol::RunDir::create());
-  run_dir_.emplace(std::move(dir));
-  run_id_ = make_run_id();
-  // Address space only: tmpfs pages exist once a prompt is written, and a full arena sends
-  // the prompt inline instead.
-  ArenaOptions arena;
-  arena.run_id = run_id_;
-  arena.name = "prompts";
-  arena.arena_id = kPromptArenaId;
-  arena.bytes = kPromptArenaBytes;
-  K2_ASSIGN_OR_RETURN(Arena prompts, Arena::create(arena));
-  prompt_arena_.emplace(std::move(prompts));
-  arena.name = "media";
-  arena.arena_id = kMediaArenaId;
-  arena.bytes = kMediaArenaBytes;
-  K2_ASSIGN_OR_RETURN(Arena media, Arena::create(arena));
-  media_arena_.emplace(std::move(media));
-  ShmHandle vocabulary{};
-  if (!options.vocabulary.empty()) {
-    K2_ASSIGN_OR_RETURN(vocabulary, protocol::store_vocabulary(options.vocabulary, *prompt_arena_));
-  }
-  K2_ASSIGN_OR_RETURN(std::string input_addr, run_dir_->ipc_address("input"));
-  K2_ASSIGN_OR_RETURN(std::string output_addr, run_dir_->ipc_address("output"));
-  context_ = std::make_unique<zmq::context_t>(1);
-  K2_ASSIGN_OR_RETURN(zmq::socket_t router, protocol::make_socket(*context_, zmq::socket_type::router));
-  K2_RETURN_IF_ERROR(protocol::bind_endpoint(router, input_addr));
-  K2_ASSIGN_OR_RETURN(zmq::socket_t pull, protocol::make_socket(*context_, zmq::socket_type::pull));
-  K2_RETURN_IF_ERROR(protocol::bind_endpoint(pull, output_addr));
-  router_.emplace(std::move(router));
-  pull_.emplace(std::move(pull));
-  wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (wake_fd_ < 0) return io_error(std::string("eventfd: ") + std::strerror(errno));
-
-  const std::filesystem::path binary = options.enginecore_binary.empty() ? self_exe_dir() / "k2serve-enginecore"
-                                                                         : options.enginecore_binary;
-  std::vector<std::string> args = {"--handshake", input_addr, "--rank", "0", "--parent-pid",
-                                   std::to_string(::getpid())};
-  if (!options.worker_binary.empty()) args.insert(args.end(), {"--worker-binary", options.worker_binary.string()});
-  K2_ASSIGN_OR_RETURN(engine_, ChildProcess::spawn(binary, args));
-  engine_pid_ = engine_.pid();
-
-  protocol::HandshakeOptions hs;
-  hs.expected_peers = 1;
-  hs.expected_kind = protocol::ProcessKind::kEngineCore;
-  hs.hello_timeout = options.hello_timeout;
-  hs.ready_timeout = options.ready_timeout;
-  hs.peers_alive = [this]() -> Status {
-    if (auto st = engine_.try_wait()) return unavailable("the enginecore exited during startup (" + describe_wait_status(*st) + ")");
-    return Status::ok_status();
-  };
-  const std::string config_json = engine_config_table().to_json(options.config).dump();
-  std::vector<std::string> inputs{input_addr}, outputs{output_addr};
-  inputs.insert(inputs.end(), options.extra_inputs.begin(), options.extra_inputs.end());
-  outputs.insert(outputs.end(), options.extra_outputs.begin(), options.extra_outputs.end());
-  auto config_for = [&](const protocol::Hello& hello) -> Result<protocol::EngineConfigMsg> {
-    return protocol::EngineConfigMsg{config_json, run_id_, inputs, outputs, hello.rank,
-                                     prompt_arena_->name(), vocabulary, "", ""};
-  };
-  K2_ASSIGN_OR_RETURN(std::vector<protocol::HandshakePeer> peers, protocol::handshake_serve(*router_, hs, config_for));
-  const protocol::ReadyMsg& ready = peers[0].ready;
-  engine_identity_ = peers[0].routing_id;
-  capacities_ = EngineCapacities{ready.max_model_len, ready.num_kv_blocks, ready.block_size, ready.max_num_seqs,
-                                 ready.max_num_batched_tokens, {}};
-  segments_ = ready.shm_segments;
-  nlohmann::json facts = nlohmann::json::parse(ready.config_json, nullptr, false);
-  if (facts.is_object()) {
-    for (const auto& p : facts.value("worker_pids", nlohmann::json::array()))
-      if (p.is_number_integer()) worker_pids_.push_back(p.get<pid_t>());
-    for (const auto& e : facts.value("eos_token_ids", nlohmann::json::array()))
-      if (e.is_number_integer()) capacities_.eos_token_ids.push_back(e.get<int32_t>());
-  }
-  healthy_ = true;
-  io_thread_ = std::thread([this] { io_loop(); });
-  spdlog::info("engine ready: pid {}, {} KV blocks of {} tokens, max_model_len {}", engine_pid_,
-               capacities_.num_kv_blocks, capacities_.block_size, capacities_.max_model_len);
-  return Status::ok_status();
-}
-
 ZmqEngineClient::~ZmqEngineClient() { shutdown(); }
 
+Result<uint32_t> ZmqEngineClient::pick_rank(bool needs_local) {
+  std::optional<uint32_t> best;
+  int64_t best_score = 0;
+  for (uint32_t i = 0; i < size_; ++i) {
+    const uint32_t r = (next_scan_ + i) % size_;
+    const Rank& rank = ranks_[r];
+    if (!rank.alive || (needs_local && !rank.local)) continue;
+    const int64_t waiting = rank.stats.num_waiting + rank.sent_since_stats;
+    const int64_t score = waiting * kWaitingWeight + rank.stats.num_running;
+    if (!best || score < best_score) {
+      best = r;
+      best_score = score;
+    }
+  }
+  next_scan_ = (next_scan_ + 1) % size_;
+  if (!best) return unavailable(needs_local ? "no live data-parallel rank on this node" : "no live data-parallel rank");
+  return *best;
+}
+
 Status ZmqEngineClient::add_request(openai::GenerateRequest request, openai::OutputCallback on_output) {
-  K2_ASSIGN_OR_RETURN(protocol::SamplingParams params, to_protocol_params(request.sampling));
-  if (request.prompt_ids.empty()) return invalid_argument("the prompt is empty");
-  protocol::AddRequest add;
-  add.request_id = request.request_id;
-  if (Result<protocol::TokenIds> placed = protocol::place_tokens(request.prompt_ids, &*prompt_arena_); placed.ok()) {
-    add.prompt = std::move(placed).value();
-    if (add.prompt.location == protocol::DataLocation::kShm) ++num_prompts_in_shm_;
-  } else {
-    spdlog::debug("request {}: prompt sent inline ({})", request.request_id, placed.status().to_string());
-    add.prompt = protocol::inline_tokens(std::move(request.prompt_ids));
-  }
-  add.params = std::move(params);
-  add.arrival_time = now_seconds();
-  add.priority = request.priority;
-  add.cache_salt = request.cache_salt.value_or("");
-  add.group_id = request.group_id.value_or("");
-  if (request.structured) {
-    add.structured = protocol::StructuredOutputParams{request.structured->json_schema, request.structured->json_object,
-                                                      request.structured->reasoning_end_token_id};
-  }
+  K2_ASSIGN_OR_RETURN(protocol::AddRequest add, to_add_request(request));
   std::vector<ShmHandle> media_blocks;
   if (!request.media.empty()) {
-    auto placed = place_media(request.media, media_blocks);
-    if (!placed.ok()) {
-      if (add.prompt.location == protocol::DataLocation::kShm) (void)prompt_arena_->free(add.prompt.handle);
-      return placed.status();
-    }
-    add.media = std::move(placed).value();
+    K2_ASSIGN_OR_RETURN(add.media, place_media(request.media, media_blocks));
   }
-  {
-    std::lock_guard lock(mu_);
-    Status refused;
-    if (!healthy_) {
-      refused = unavailable("the engine is not running: " + dead_reason_);
-    } else if (in_flight_.contains(add.request_id)) {
-      refused = invalid_argument("request id " + add.request_id + " is already in flight");
-    }
-    if (!refused.ok()) {
-      if (add.prompt.location == protocol::DataLocation::kShm) (void)prompt_arena_->free(add.prompt.handle);
-      free_media(media_blocks);
-      return refused;
-    }
-    in_flight_[add.request_id] = InFlight{std::make_shared<openai::OutputCallback>(std::move(on_output)),
-                                          add.params.logprobs.has_value(), std::move(media_blocks)};
-    send_queue_.push_back(std::move(add));
+  std::unique_lock lock(mu_);
+  Status refused;
+  Result<uint32_t> rank = pick_rank(!request.media.empty());
+  if (!healthy_) {
+    refused = unavailable((size_ == 1 ? "the engine is not running: " : "a data-parallel rank is down: ") + dead_reason_);
+  } else if (!rank.ok()) {
+    refused = rank.status();
+  } else if (in_flight_.contains(add.request_id)) {
+    refused = invalid_argument("request id " + add.request_id + " is already in flight");
   }
+  if (!refused.ok()) {
+    lock.unlock();
+    free_media(media_blocks);
+    return refused;
+  }
+  Rank& target = ranks_[*rank];
+  add.prompt = protocol::inline_tokens(std::move(request.prompt_ids));
+  if (target.local && prompt_arena_) {
+    // Large prompts travel through the prompt arena to engines on this node; a full arena
+    // sends them inline.
+    if (Result<protocol::TokenIds> placed = protocol::place_tokens(add.prompt.ids, &*prompt_arena_); placed.ok()) {
+      add.prompt = std::move(placed).value();
+      if (add.prompt.location == protocol::DataLocation::kShm) ++num_prompts_in_shm_;
+    } else {
+      spdlog::debug("request {}: prompt sent inline ({})", add.request_id, placed.status().to_string());
+    }
+  }
+  ++target.sent_since_stats;
+  ++target.routed;
+  ++target.in_flight;
+  in_flight_[add.request_id] =
+      InFlight{std::make_shared<openai::OutputCallback>(std::move(on_output)), *rank, std::move(media_blocks)};
+  send_queue_.emplace_back(*rank, std::move(add));
+  lock.unlock();
   wake();
   return Status::ok_status();
 }
@@ -258,47 +104,50 @@ Result<std::vector<protocol::MediaItem>> ZmqEngineClient::place_media(const std:
   std::vector<protocol::MediaItem> items;
   for (const auto& m : media) {
     if (!m.pixel_values) return invalid_argument("a media item has no pixel values");
-    const std::span<const std::byte> bytes = std::as_bytes(std::span<const float>(*m.pixel_values));
-    Result<ShmHandle> h = media_arena_->store(bytes);
+    Result<ShmHandle> h = media_arena_->store(std::as_bytes(std::span<const float>(*m.pixel_values)));
     if (!h.ok()) {
       free_media(blocks);
       blocks.clear();
       return unavailable("no room for the request's media in shared memory: " + h.status().message());
     }
     blocks.push_back(*h);
-    protocol::MediaItem item;
-    item.arena = media_arena_->name();
-    item.pixels = *h;
-    item.grid_t = m.grid_t;
-    item.grid_h = m.grid_h;
-    item.grid_w = m.grid_w;
-    item.hash_low = m.hash_low;
-    item.hash_high = m.hash_high;
-    item.offset = static_cast<uint32_t>(m.offset);
-    item.num_tokens = static_cast<uint32_t>(m.num_tokens);
-    items.push_back(std::move(item));
+    items.push_back(protocol::MediaItem{media_arena_->name(), *h, m.grid_t, m.grid_h, m.grid_w, m.hash_low,
+                                        m.hash_high, static_cast<uint32_t>(m.offset),
+                                        static_cast<uint32_t>(m.num_tokens)});
   }
   return items;
 }
 
 void ZmqEngineClient::free_media(const std::vector<ShmHandle>& blocks) {
+  if (!media_arena_) return;
   for (const auto& h : blocks) {
-    if (Status s = media_arena_->free(h); !s.ok()) spdlog::warn("engine client: media block not freed: {}", s.to_string());
+    if (Status s = media_arena_->free(h); !s.ok()) spdlog::warn("{}: media block not freed: {}", log_name_, s.to_string());
   }
 }
 
 void ZmqEngineClient::abort(const std::string& request_id) {
   {
     std::lock_guard lock(mu_);
-    if (!in_flight_.contains(request_id)) return;
-    send_queue_.push_back(protocol::AbortRequests{{request_id}});
+    auto it = in_flight_.find(request_id);
+    if (it == in_flight_.end()) return;
+    send_queue_.emplace_back(it->second.rank, protocol::AbortRequests{{request_id}});
   }
   wake();
 }
 
 openai::EngineStats ZmqEngineClient::stats() const {
+  std::vector<openai::EngineStats> ranks;
   std::lock_guard lock(mu_);
-  return stats_;
+  for (const Rank& r : ranks_) ranks.push_back(r.stats);
+  return sum_stats(ranks);
+}
+
+std::vector<DpRankStatus> ZmqEngineClient::rank_status() const {
+  std::lock_guard lock(mu_);
+  std::vector<DpRankStatus> out;
+  for (const Rank& r : ranks_)
+    out.push_back(DpRankStatus{r.rank, r.local, r.alive, r.stats, r.routed, r.finished, r.in_flight, r.pid});
+  return out;
 }
 
 size_t ZmqEngineClient::num_in_flight() const {
@@ -316,6 +165,18 @@ std::string ZmqEngineClient::dead_reason() const {
   return dead_reason_;
 }
 
+std::vector<pid_t> ZmqEngineClient::worker_pids() const {
+  std::vector<pid_t> out;
+  for (const Rank& r : ranks_) out.insert(out.end(), r.worker_pids.begin(), r.worker_pids.end());
+  return out;
+}
+
+std::vector<std::string> ZmqEngineClient::shm_segments() const {
+  std::vector<std::string> out;
+  for (const Rank& r : ranks_) out.insert(out.end(), r.segments.begin(), r.segments.end());
+  return out;
+}
+
 void ZmqEngineClient::wake() {
   const uint64_t one = 1;
   if (wake_fd_ >= 0) (void)!::write(wake_fd_, &one, sizeof(one));
@@ -323,56 +184,68 @@ void ZmqEngineClient::wake() {
 
 void ZmqEngineClient::io_loop() {
   while (!stopping_.load()) {
-    // After a death only the wake-up matters (the pidfd would stay readable).
-    std::vector<zmq::pollitem_t> items = {{nullptr, wake_fd_, ZMQ_POLLIN, 0}};
-    if (healthy_) items.push_back({pull_->handle(), 0, ZMQ_POLLIN, 0});
-    if (healthy_ && engine_.pidfd() >= 0) items.push_back({nullptr, engine_.pidfd(), ZMQ_POLLIN, 0});
+    // Dead ranks' pidfds stay readable: only the live ones are watched.
+    std::vector<zmq::pollitem_t> items = {{nullptr, wake_fd_, ZMQ_POLLIN, 0}, {pull_->handle(), 0, ZMQ_POLLIN, 0}};
+    for (Rank& r : ranks_) {
+      bool alive;
+      {
+        std::lock_guard lock(mu_);
+        alive = r.alive;
+      }
+      const int fd = r.pidfd >= 0 ? r.pidfd : r.process.pidfd();
+      if (alive && r.local && fd >= 0) items.push_back({nullptr, fd, ZMQ_POLLIN, 0});
+    }
     try {
       zmq::poll(items.data(), items.size(), 100ms);
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) {
-        mark_dead(std::string("poll failed: ") + e.what());
+        all_ranks_died(std::string("poll failed: ") + e.what());
         return;
       }
     }
     if (items[0].revents & ZMQ_POLLIN) drain_eventfd(wake_fd_);
-    if (healthy_) receive_outputs();
-    if (healthy_) send_queued();
-    if (healthy_) {
-      if (auto st = engine_.try_wait()) mark_dead("the enginecore exited (" + describe_wait_status(*st) + ")");
-    }
+    receive_outputs();
+    send_queued();
+    check_ranks();
   }
 }
 
 void ZmqEngineClient::send_queued() {
-  std::deque<protocol::Message> batch;
+  std::deque<std::pair<uint32_t, protocol::Message>> batch;
   {
     std::lock_guard lock(mu_);
     batch.swap(send_queue_);
   }
-  for (const auto& m : batch) {
-    Status s = protocol::send(*router_, m, engine_identity_);
-    if (!s.ok()) {
-      mark_dead("cannot reach the enginecore: " + s.to_string());
-      return;
+  for (const auto& [rank, m] : batch) {
+    std::string identity;
+    {
+      std::lock_guard lock(mu_);
+      if (!ranks_[rank].alive) continue;  // its requests were failed already
+      identity = ranks_[rank].identity;
     }
+    if (Status s = protocol::send(*router_, m, identity); !s.ok())
+      rank_died(rank, "cannot reach " + rank_name(rank) + ": " + s.to_string());
   }
 }
 
 void ZmqEngineClient::receive_outputs() {
-  while (healthy_) {
+  while (true) {
     auto got = protocol::receive_valid(*pull_, 0ms, /*routed=*/false);
     if (!got.ok()) {
-      mark_dead("output socket failed: " + got.status().to_string());
+      all_ranks_died("output socket failed: " + got.status().to_string());
       return;
     }
     if (!*got) return;
     if (auto* outputs = std::get_if<protocol::EngineOutputs>(&(*got)->message)) {
       dispatch(*outputs);
+    } else if (auto* beat = std::get_if<protocol::DpControl>(&(*got)->message)) {
+      std::lock_guard lock(mu_);
+      if (beat->rank < size_) ranks_[beat->rank].last_seen = Clock::now();
     } else if (auto* dead = std::get_if<protocol::EngineDead>(&(*got)->message)) {
-      mark_dead("the engine died: " + dead->reason);
+      if (auto rank = rank_of(dead->engine_index))
+        rank_died(*rank, (size_ == 1 ? std::string("the engine") : rank_name(*rank)) + " died: " + dead->reason);
     } else {
-      spdlog::warn("engine client: dropped an unexpected {}",
+      spdlog::warn("{}: dropped an unexpected {}", log_name_,
                    protocol::message_type_name(protocol::message_type((*got)->message)));
     }
   }
@@ -382,12 +255,13 @@ void ZmqEngineClient::dispatch(protocol::EngineOutputs& outputs) {
   std::vector<std::pair<std::shared_ptr<openai::OutputCallback>, openai::EngineOutput>> calls;
   {
     std::lock_guard lock(mu_);
+    const std::optional<uint32_t> index = rank_of(outputs.engine_index);
+    if (!index) return;
+    Rank& rank = ranks_[*index];
+    rank.last_seen = Clock::now();
     if (outputs.scheduler_stats) {
-      const auto& st = *outputs.scheduler_stats;
-      stats_ = openai::EngineStats{st.num_running,      st.num_waiting,     st.kv_cache_usage,
-                                   st.prefix_cache_queries, st.prefix_cache_hits, st.num_preemptions,
-                                   st.mm_cache_queries,  st.mm_cache_hits,
-                                   openai::expert_load_after(stats_.expert_load, st.expert_load)};
+      rank.stats = to_stats(*outputs.scheduler_stats, rank.stats.expert_load);
+      rank.sent_since_stats = 0;
     }
     for (const auto& o : outputs.outputs) {
       auto it = in_flight_.find(o.request_id);
@@ -395,6 +269,8 @@ void ZmqEngineClient::dispatch(protocol::EngineOutputs& outputs) {
       calls.emplace_back(it->second.callback, to_engine_output(o, outputs.timestamp));
       if (o.finish_reason != protocol::FinishReason::kNone) {
         free_media(it->second.media_blocks);
+        ++ranks_[it->second.rank].finished;
+        --ranks_[it->second.rank].in_flight;
         in_flight_.erase(it);
       }
     }
@@ -403,16 +279,106 @@ void ZmqEngineClient::dispatch(protocol::EngineOutputs& outputs) {
   for (auto& [callback, output] : calls) (*callback)(std::move(output));
 }
 
-void ZmqEngineClient::fail_all(const std::string& reason) {
-  std::unordered_map<std::string, InFlight> failed;
+// A lone engine is rank 0 whatever index it reports; otherwise nullopt for an unknown rank.
+std::optional<uint32_t> ZmqEngineClient::rank_of(uint32_t engine_index) const {
+  if (size_ == 1) return 0;
+  if (engine_index < size_) return engine_index;
+  return std::nullopt;
+}
+
+// Whether a local rank's enginecore is gone; `how`: its wait status where we reaped it.
+bool ZmqEngineClient::rank_exited(Rank& rank, std::string& how) {
+  if (rank.pidfd >= 0) {
+    pollfd p{rank.pidfd, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  }
+  if (auto st = rank.process.try_wait()) {
+    how = " (" + describe_wait_status(*st) + ")";
+    return true;
+  }
+  return false;
+}
+
+// Local ranks: their pidfd; remote ranks: their heartbeats (and ours to them, so a headless
+// engine notices a dead API server).
+void ZmqEngineClient::check_ranks() {
+  const auto now = Clock::now();
+  const bool beat = now - last_heartbeat_sent_ >= protocol::kDpHeartbeatInterval;
+  if (beat) last_heartbeat_sent_ = now;
+  for (uint32_t i = 0; i < size_; ++i) {
+    Rank& r = ranks_[i];
+    std::string identity;
+    Clock::time_point seen;
+    {
+      std::lock_guard lock(mu_);
+      if (!r.alive) continue;
+      identity = r.identity;
+      seen = r.last_seen;
+    }
+    if (r.local) {
+      if (std::string how; rank_exited(r, how)) rank_died(i, engine_name(i) + " exited" + how);
+      continue;
+    }
+    if (now - seen > protocol::kDpPeerTimeout) {
+      rank_died(i, "remote rank " + std::to_string(i) + " is silent (no heartbeat for " +
+                       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - seen).count()) +
+                       " ms): its node is gone");
+      continue;
+    }
+    if (beat) {
+      const protocol::DpControl heartbeat{protocol::DpControlKind::kHeartbeat, i, 0, 0, false, -1};
+      if (Status s = protocol::send(*router_, heartbeat, identity); !s.ok())
+        rank_died(i, "cannot reach remote rank " + std::to_string(i) + ": " + s.to_string());
+    }
+  }
+}
+
+void ZmqEngineClient::all_ranks_died(const std::string& reason) {
+  for (uint32_t r = 0; r < size_; ++r) rank_died(r, reason);
+}
+
+void ZmqEngineClient::rank_died(uint32_t rank, const std::string& reason) {
+  Failed failed;
   {
     std::lock_guard lock(mu_);
-    failed.swap(in_flight_);
-    send_queue_.clear();
-    drained_.notify_all();
+    Rank& r = ranks_[rank];
+    if (!r.alive) return;
+    r.alive = false;
+    healthy_ = false;
+    if (dead_reason_.empty()) dead_reason_ = reason;
+    // With waves the other ranks would block in their next all-reduce with the dead one.
+    for (auto it = in_flight_.begin(); it != in_flight_.end();) {
+      if (waves_ || it->second.rank == rank) {
+        ranks_[it->second.rank].in_flight--;
+        failed.insert(std::move(*it));
+        it = in_flight_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (in_flight_.empty()) drained_.notify_all();
   }
+  spdlog::error("{}: {}; /health now answers 503{}", log_name_, reason,
+                waves_ ? "; the other ranks' requests fail too (MoE ranks step together)" : "");
+  fail(std::move(failed), reason);
+  Rank& r = ranks_[rank];
+  if (!owns_engines_ || !r.local) return;
+  if (size_ > 1) r.process.signal(SIGKILL);
+  (void)r.process.terminate(size_ > 1 ? kRankKillWait : kLoneEngineExitGrace);
+  remove_segments(r);
+}
+
+// Workers die with their enginecore (PR_SET_PDEATHSIG) and create no segment after startup,
+// so the names can go now, even while a dying worker still maps its segment.
+void ZmqEngineClient::remove_segments(const Rank& rank) {
+  for (const auto& name : rank.segments) ::shm_unlink(name.c_str());
+  if (rank.pid > 0) (void)remove_segments_of(rank.pid);
+  for (pid_t pid : rank.worker_pids) (void)remove_segments_of(pid);
+}
+
+void ZmqEngineClient::fail(Failed failed, const std::string& reason) {
   for (auto& [id, f] : failed) {
-    if (media_arena_) free_media(f.media_blocks);
+    free_media(f.media_blocks);
     openai::EngineOutput out;
     out.finish_reason = openai::FinishReason::kError;
     out.error = reason;
@@ -420,26 +386,18 @@ void ZmqEngineClient::fail_all(const std::string& reason) {
   }
 }
 
-void ZmqEngineClient::mark_dead(const std::string& reason) {
-  {
-    std::lock_guard lock(mu_);
-    if (!healthy_) return;
-    healthy_ = false;
-    dead_reason_ = reason;
+void ZmqEngineClient::stop_owned_ranks() {
+  const bool was_healthy = healthy_.exchange(false);
+  for (Rank& r : ranks_)
+    if (r.local && r.pid > 0) r.process.signal(SIGTERM);
+  for (Rank& r : ranks_) {
+    if (!r.local || r.pid <= 0) continue;
+    const int st = r.process.terminate(kShutdownGrace);
+    if (WIFSIGNALED(st) || WEXITSTATUS(st) != 0)
+      spdlog::log(was_healthy ? spdlog::level::warn : spdlog::level::info, "{}: {} ended with {}", log_name_,
+                  engine_name(r.rank), describe_wait_status(st));
+    remove_segments(r);
   }
-  spdlog::error("engine client: {}", reason);
-  fail_all(reason);
-  // The enginecore exits by itself after EngineDead; give it time, then make sure.
-  engine_.terminate(5000ms);
-  remove_run_segments();
-}
-
-void ZmqEngineClient::remove_run_segments() {
-  // Workers die with the enginecore (PR_SET_PDEATHSIG) and create no segment after startup,
-  // so the names can go now, even while a dying worker still maps its segment.
-  for (const auto& name : segments_) ::shm_unlink(name.c_str());
-  if (engine_pid_ > 0) (void)remove_segments_of(engine_pid_);
-  for (pid_t pid : worker_pids_) (void)remove_segments_of(pid);
 }
 
 void ZmqEngineClient::shutdown() {
@@ -448,20 +406,27 @@ void ZmqEngineClient::shutdown() {
   stopping_ = true;
   wake();
   if (io_thread_.joinable()) io_thread_.join();
-  const bool was_healthy = healthy_.exchange(false);
-  if (engine_pid_ > 0) {
-    const int st = engine_.terminate(10000ms);
-    if (was_healthy && (WIFSIGNALED(st) || WEXITSTATUS(st) != 0))
-      spdlog::warn("engine client: the enginecore ended with {}", describe_wait_status(st));
+  if (owns_engines_) stop_owned_ranks();
+  healthy_ = false;
+  for (Rank& r : ranks_) {
+    if (r.pidfd >= 0) ::close(r.pidfd);
+    r.pidfd = -1;
   }
+  const char* reason = !owns_engines_ ? "the API server was shut down"
+                       : size_ == 1   ? "the engine was shut down"
+                                      : "the engines were shut down";
+  Failed left;
   {
     std::lock_guard lock(mu_);
-    if (dead_reason_.empty()) dead_reason_ = "the engine was shut down";
+    if (dead_reason_.empty()) dead_reason_ = reason;
+    left.swap(in_flight_);
+    send_queue_.clear();
+    drained_.notify_all();
   }
-  fail_all("the engine was shut down");
-  remove_run_segments();
+  fail(std::move(left), reason);
   router_.reset();
   pull_.reset();
+  security_.reset();  // its authenticator before the context it serves
   context_.reset();
   if (wake_fd_ >= 0) ::close(wake_fd_);
   wake_fd_ = -1;
