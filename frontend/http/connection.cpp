@@ -177,6 +177,13 @@ void Connection::on_watch(beast::error_code ec) {
     if (stream_.socket().available(aec) == 0 && !aec) start_watch();
     return;
   }
+  if (writing_) {
+    // A write is in flight: a client that read the whole response and closed races its
+    // completion. Let the write decide: it fails if the client left early (499), and a
+    // response written in full is logged with its own status.
+    peer_gone_ = true;
+    return;
+  }
   spdlog::info("[{}] client disconnected", current_->request_id());
   cancel_and_close();
 }
@@ -252,7 +259,7 @@ void Connection::on_full_written(beast::error_code ec, size_t bytes) {
   stream_.expires_never();
   writing_ = false;
   bytes_sent_ += bytes;
-  const bool close_after = ec || !full_->keep_alive();
+  const bool close_after = ec || peer_gone_ || !full_->keep_alive();
   full_.reset();
   if (current_) end_exchange(false);
   if (close_after) return close();
@@ -281,7 +288,7 @@ void Connection::on_stream_head(beast::error_code ec, size_t bytes) {
   stream_.expires_never();
   writing_ = false;
   bytes_sent_ += bytes;
-  if (ec) return cancel_and_close();
+  if (ec || peer_gone_) return cancel_and_close();
   pump();
 }
 
@@ -308,6 +315,14 @@ void Connection::on_chunk_written(beast::error_code ec, size_t bytes) {
   writing_ = false;
   bytes_sent_ += bytes;
   if (ec) return cancel_and_close();
+  if (peer_gone_) {
+    // Every event was delivered when the source is done (an SSE client may leave after
+    // [DONE], before the terminating chunk); otherwise the rest has no reader.
+    if (!pending_done_) return cancel_and_close();
+    source_.reset();
+    if (current_) end_exchange(false);
+    return close();
+  }
   if (pending_done_) {
     writing_ = true;
     stream_.expires_after(state_->options.write_timeout);
@@ -327,7 +342,7 @@ void Connection::on_last_written(beast::error_code ec, size_t bytes) {
   head_sr_.reset();
   head_.reset();
   if (current_) end_exchange(false);
-  if (ec || !keep_alive_) return close();
+  if (ec || peer_gone_ || !keep_alive_) return close();
   after_response();
 }
 

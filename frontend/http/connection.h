@@ -105,6 +105,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool watching_ = false;
   bool read_after_watch_ = false;
   bool writing_ = false;
+  bool peer_gone_ = false;  // the watch saw EOF while a write was in flight
   bool closed_ = false;
   bool pending_done_ = false;
   int status_ = 0;

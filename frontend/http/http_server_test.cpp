@@ -117,6 +117,10 @@ class HttpServerTest : public ::testing::Test {
         ex->wake();
       }).detach();
     });
+    // Answered from another thread, as the engine's outputs are.
+    server_->router().add("GET", "/async", [](std::shared_ptr<Exchange> ex) {
+      std::thread([ex] { ex->respond(HttpResponse{200, "text/plain", "async done", {}}); }).detach();
+    });
     ASSERT_TRUE(server_->start().ok());
     port_ = server_->port();
   }
@@ -229,6 +233,27 @@ TEST_F(HttpServerTest, ClientDisconnectCancelsPendingExchange) {
   EXPECT_TRUE(cancelled_.load());
   for (int i = 0; i < 100 && server_->in_flight() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   EXPECT_EQ(server_->in_flight(), 0u);
+}
+
+// A client that reads the whole response and hangs up at once races the server's write
+// completion; the exchange it got in full is a 200, never a 499 "client disconnected".
+TEST_F(HttpServerTest, ClientClosingRightAfterAFullResponseIsNotACancel) {
+  constexpr int kRounds = 300;
+  for (int i = 0; i < kRounds; ++i) {
+    Client c(port_);
+    auto res = c.request(bhttp::verb::get, "/async");
+    ASSERT_EQ(res.body(), "async done");
+  }  // socket closed here, right after the last byte was read
+  for (int i = 0; i < 500; ++i) {
+    {
+      std::lock_guard lock(mu_);
+      if (completed_.size() >= static_cast<size_t>(kRounds)) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::lock_guard lock(mu_);
+  ASSERT_EQ(completed_.size(), static_cast<size_t>(kRounds));
+  for (int status : completed_) EXPECT_EQ(status, 200);
 }
 
 TEST_F(HttpServerTest, DrainLetsInFlightFinishThenRefuses) {
