@@ -407,7 +407,8 @@ Status EngineProcess::start_workers() {
       args_.worker_binary.empty() ? self_exe_dir() / "k2serve-worker" : std::filesystem::path(args_.worker_binary);
   for (uint32_t r = 0; r < num_workers; ++r) {
     std::vector<std::string> args = {"worker", "--handshake", hs_addr, "--rank", std::to_string(r), "--parent-pid",
-                                     std::to_string(::getpid()), "--tp-size", std::to_string(num_workers)};
+                                     std::to_string(::getpid()), "--tp-size", std::to_string(num_workers),
+                                     "--dp-rank", std::to_string(rank_)};
     // Rank 0 creates the tensor-parallel group's segment; the others find it by its pid.
     if (r > 0) args.insert(args.end(), {"--tp-leader-pid", std::to_string(worker_pids_[0])});
     K2_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::spawn(binary, args));
@@ -673,7 +674,9 @@ int EngineProcess::run() {
     marks.planned = Clock::now();
     stalled = !plan;
     if (plan) s = run_step(*plan, marks);
-    else if (dp_ && dp_->running()) s = run_dummy_step();
+    // One forward per wave step on every rank: a plan without a forward (an expert-load
+    // report) is topped up with a dummy one, or the ranks' model collectives would pair up wrong.
+    if (s.ok() && dp_ && dp_->running() && (!plan || plan->requests.empty())) s = run_dummy_step();
     if (s.ok() && dp_ && dp_->running()) s = dp_after_step();
     if (s.ok()) s = send_outputs();
     if (plan && s.ok() && step_timing_) {

@@ -46,8 +46,10 @@ std::vector<std::string> grammar_vocabulary(const Tokenizer& tokenizer) {
 Status check_supported(const EngineConfig& cfg) {
   const int64_t size = cfg.data_parallel_size;
   const int64_t local = cfg.data_parallel_size_local.value_or(size);
-  if (cfg.enable_expert_parallel && size > 1)
-    return unimplemented("expert parallelism across data-parallel ranks is not implemented yet");
+  // The experts' dispatch between DP ranks runs over shared memory (workers/expert_group.h).
+  if (cfg.enable_expert_parallel && size > 1 && (cfg.headless || cfg.data_parallel_rank || local != size))
+    return unimplemented("expert parallelism across data-parallel ranks on several nodes or with external load "
+                         "balancing is not implemented yet: run every data-parallel rank on one node");
   if (cfg.data_parallel_rank) {
     if (cfg.headless) return invalid_argument("--headless and --data-parallel-rank exclude each other");
     if (cfg.data_parallel_size_local && *cfg.data_parallel_size_local != 1)

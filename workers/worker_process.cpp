@@ -17,6 +17,7 @@
 #include "shm/numa.h"
 #include "shm/ring.h"
 #include "shm/segment.h"
+#include "workers/expert_group.h"
 #include "workers/generate.h"
 #include "workers/model_runner.h"
 #include "workers/parallel/shm_communicator.h"
@@ -35,6 +36,7 @@ struct WorkerArgs {
   int64_t parent_pid = 0;
   int64_t tp_size = 1;        // workers of this engine (tensor/expert-parallel ranks)
   int64_t tp_leader_pid = 0;  // rank 0's pid: its segment holds the group's all-reduce
+  int64_t dp_rank = 0;        // the engine's data-parallel rank (experts across DP ranks)
 };
 
 const OptionTable<WorkerArgs>& worker_table() {
@@ -44,7 +46,8 @@ const OptionTable<WorkerArgs>& worker_table() {
         .add("--rank", &WorkerArgs::rank, "this worker's rank")
         .add("--parent-pid", &WorkerArgs::parent_pid, "the enginecore's pid")
         .add("--tp-size", &WorkerArgs::tp_size, "tensor-parallel ranks of this engine")
-        .add("--tp-leader-pid", &WorkerArgs::tp_leader_pid, "rank 0's pid (ranks > 0)");
+        .add("--tp-leader-pid", &WorkerArgs::tp_leader_pid, "rank 0's pid (ranks > 0)")
+        .add("--dp-rank", &WorkerArgs::dp_rank, "the enginecore's data-parallel rank");
     return t;
   }();
   return table;
@@ -63,6 +66,7 @@ uint64_t shm_available_bytes() {
 struct WorkerState {
   EngineConfig config;
   std::unique_ptr<ShmCommunicator> comm;  // tensor parallelism; outlives the model using it
+  std::unique_ptr<ShmCommunicator> expert_comm;  // experts across DP ranks (expert_group.h)
   std::unique_ptr<DeepSeekV3> model;
   Segment kv_segment;
   std::optional<LatentKvCache> cache;
@@ -156,10 +160,12 @@ Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, const Wo
                weight_layout_name(layouts.dense), weight_layout_name(layouts.experts));
   K2_RETURN_IF_ERROR(place_worker(rank, static_cast<int>(a.tp_size), w));
   K2_RETURN_IF_ERROR(join_tp_group(msg, rank, a, w));
-  const Shard shard{static_cast<int>(rank), static_cast<int>(a.tp_size), cfg.enable_expert_parallel};
+  K2_ASSIGN_OR_RETURN(const Shard shard, worker_shard(cfg, static_cast<int>(rank), static_cast<int>(a.tp_size),
+                                                    static_cast<int>(a.dp_rank)));
+  K2_ASSIGN_OR_RETURN(w.expert_comm, join_expert_group(msg.run_id, shard));
   K2_ASSIGN_OR_RETURN(w.model, load_model(cfg.model, ProgressStyle::kAuto, cfg.load_format == "dummy", layouts, shard,
-                                          w.comm.get()));
-  if (shard.sharded()) spdlog::info("worker {}: {}", rank, shard.describe());
+                                          w.comm.get(), w.expert_comm.get()));
+  if (shard.sharded() || shard.experts_across_dp()) spdlog::info("worker {}: {}", rank, shard.describe());
   const ModelConfig& mc = w.model->config();
   const int64_t row_dim = w.model->cache_row_dim();
   KvSizingInput in;

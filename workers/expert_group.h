@@ -1,0 +1,33 @@
+// The worker's place in the parallel groups of a deployment: its Shard, and, when the routed
+// experts span data-parallel ranks (--enable-expert-parallel with --data-parallel-size > 1,
+// vLLM's EP = TP x DP), the expert-parallel group of every local DP rank's workers.
+//
+// That group is one ShmCommunicator of TP x DP ranks, worker tp of DP rank dp being rank
+// dp * TP + tp. Its rank 0 (DP rank 0's first worker) creates `/k2serve-<pid>-<run id>-ep`
+// (the run id is the API server's, shared by all its engines); the others, which cannot know
+// that worker's pid, find it by run id and name, waiting for it to appear.
+//
+// Free functions; the caller owns the communicator (it must outlive the model using it).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string_view>
+
+#include "enginecore/protocol/engine_config.h"
+#include "shm/status.h"
+#include "workers/parallel/shard.h"
+#include "workers/parallel/shm_communicator.h"
+
+namespace k2 {
+
+// Worker `tp_rank` of `tp_size` of the engine of data-parallel rank `dp_rank`. Experts across
+// DP ranks need every rank on this node: anything else is an `unimplemented` error.
+Result<Shard> worker_shard(const EngineConfig& cfg, int tp_rank, int tp_size, int dp_rank);
+
+// The expert-parallel group across DP ranks for `shard` (null when its experts do not span
+// DP ranks). The others wait at most `wait` for rank 0.
+Result<std::unique_ptr<ShmCommunicator>> join_expert_group(std::string_view run_id, const Shard& shard,
+                                                           std::chrono::milliseconds wait = std::chrono::minutes(2));
+
+}  // namespace k2
