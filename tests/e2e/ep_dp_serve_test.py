@@ -17,7 +17,6 @@ import re
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
@@ -25,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from k2_server import Checks, Server  # noqa: E402
 from proxy_test import post  # noqa: E402
+from expert_load_e2e import settled_expert_load  # noqa: E402
 
 PROMPTS = [f"Count to {i} and tell me about the number {i * 7}:" for i in range(10)]
 MAX_TOKENS = 12
@@ -94,13 +94,8 @@ def check_deployment(c, k2serve, data, cfg, want_texts, extra, label, ep_size):
                 f"{label}: both ranks did work ({finished})")
         rows = sum(g[2] for g in got)
         want = rows * cfg["num_experts_per_tok"] * moe_layers
-        deadline = time.monotonic() + 10
-        while True:  # each engine collects its workers' last counts within about 2 s
-            experts = series(scrape(server), "k2:expert_routed_tokens_total")
-            routed = sum(experts.values())
-            if routed >= want or time.monotonic() > deadline:
-                break
-            time.sleep(0.25)
+        experts = settled_expert_load(server, want)
+        routed = sum(experts.values())
         print(f"{label}: routed {routed:.0f} expert slots, want {want} ({rows} rows)", flush=True)
         c.check(len(experts) == cfg["n_routed_experts"], f"{label}: one series per expert ({len(experts)})")
         c.check(routed == want, f"{label}: expert load {routed} == rows x top-k x MoE layers {want}")

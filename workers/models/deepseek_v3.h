@@ -58,8 +58,8 @@ class DeepSeekV3 {
                                                         Communicator* comm = nullptr,
                                                         Communicator* expert_comm = nullptr);
   // Whether the config's shapes split over `shard`: heads, intermediate_size (dense layers),
-  // moe_intermediate_size (tensor parallel) or n_routed_experts (expert parallel). The error
-  // names what "does not divide".
+  // moe_intermediate_size (tensor parallel) or n_routed_experts (expert parallel, by the
+  // expert-parallel size shard.experts().size, TP x DP). The error names what "does not divide".
   static Status check_shard(const ModelConfig& config, const Shard& shard);
 
   const ModelConfig& config() const { return config_; }
