@@ -40,7 +40,9 @@ Result<FanoutFrame> decode_fanout(std::span<const std::byte> bytes) {
 }
 
 Result<PlanFanout> PlanFanout::bind(zmq::context_t& context, ControlPlaneSecurity& security, const std::string& host) {
-  K2_ASSIGN_OR_RETURN(zmq::socket_t socket, make_socket(context, zmq::socket_type::xpub));
+  SocketOptions options;
+  options.linger_ms = 1000;  // the close must reach the readers when the engine exits
+  K2_ASSIGN_OR_RETURN(zmq::socket_t socket, make_socket(context, zmq::socket_type::xpub, options));
   try {
     socket.set(zmq::sockopt::xpub_verbose, 1);  // every reader's subscription, not only the first
   } catch (const std::exception& e) {

@@ -1,0 +1,105 @@
+#include "workers/plan_source.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "enginecore/protocol/plan_fanout.h"
+#include "enginecore/protocol/zmq_channel.h"
+#include "shm/ring.h"
+
+namespace k2 {
+namespace {
+
+bool ends_with(const Status& s, std::string_view tail) { return s.message().ends_with(tail); }
+
+class RingSource final : public PlanSource {
+ public:
+  explicit RingSource(RingReader ring) : ring_(std::move(ring)) {}
+  Result<std::optional<std::span<const std::byte>>> acquire(std::chrono::milliseconds timeout) override {
+    auto got = ring_.acquire(timeout);
+    if (got.ok()) return std::optional<std::span<const std::byte>>(*got);
+    if (got.status().code() == Code::kUnavailable && got.status().message().starts_with("ring wait timed out"))
+      return std::optional<std::span<const std::byte>>();
+    if (got.status().code() == Code::kUnavailable && ends_with(got.status(), " closed"))
+      return unavailable("plan ring closed");
+    return got.status();
+  }
+  void release() override { ring_.release(); }
+
+ private:
+  RingReader ring_;
+};
+
+class FanoutSource final : public PlanSource {
+ public:
+  FanoutSource(protocol::PlanSubscriber subscriber, zmq::context_t& context,
+               const protocol::ControlPlaneSecurity& security, std::string heartbeat_address, uint32_t rank)
+      : subscriber_(std::move(subscriber)) {
+    heartbeat_ = std::thread([this, &context, &security, address = std::move(heartbeat_address), rank] {
+      beat(context, security, address, rank);
+    });
+  }
+  ~FanoutSource() override {
+    stop_ = true;
+    heartbeat_.join();
+  }
+  Result<std::optional<std::span<const std::byte>>> acquire(std::chrono::milliseconds timeout) override {
+    auto got = subscriber_.next(timeout);
+    if (!got.ok()) {
+      if (got.status().code() == Code::kUnavailable && ends_with(got.status(), "timed out"))
+        return std::optional<std::span<const std::byte>>();
+      return got.status();
+    }
+    plan_ = std::move(*got);
+    return std::optional<std::span<const std::byte>>(plan_);
+  }
+  void release() override { plan_.clear(); }
+
+ private:
+  void beat(zmq::context_t& context, const protocol::ControlPlaneSecurity& security, const std::string& address,
+            uint32_t rank) {
+    protocol::SocketOptions options;
+    options.send_hwm = 4;  // a heartbeat queued behind a dead link is worth nothing
+    auto push = protocol::make_socket(context, zmq::socket_type::push, options);
+    Status s = push.ok() ? security.secure_client(*push) : push.status();
+    if (s.ok()) s = protocol::connect_endpoint(*push, address);
+    if (!s.ok()) {
+      spdlog::error("worker {}: heartbeat socket: {}", rank, s.to_string());
+      return;
+    }
+    const protocol::DpControl beat{protocol::DpControlKind::kHeartbeat, rank, 0, 0, false, -1};
+    while (!stop_.load()) {
+      (void)protocol::send(*push, beat);
+      for (int i = 0; i < 10 && !stop_.load(); ++i) std::this_thread::sleep_for(protocol::kDpHeartbeatInterval / 10);
+    }
+  }
+
+  protocol::PlanSubscriber subscriber_;
+  std::vector<std::byte> plan_;
+  std::atomic<bool> stop_{false};
+  std::thread heartbeat_;
+};
+
+}  // namespace
+
+bool is_closed(const Status& status) { return status.code() == Code::kUnavailable && ends_with(status, "closed"); }
+
+Result<std::unique_ptr<PlanSource>> open_plan_source(zmq::context_t& context,
+                                                    const protocol::ControlPlaneSecurity& security,
+                                                    const protocol::EngineConfigMsg& msg, uint32_t rank) {
+  if (msg.input_addresses.empty()) return invalid_argument("the enginecore sent no plan address");
+  const std::string& address = msg.input_addresses[0];
+  if (!address.starts_with("tcp://")) {
+    K2_ASSIGN_OR_RETURN(RingReader ring, RingReader::open(address, rank));
+    return std::unique_ptr<PlanSource>(new RingSource(std::move(ring)));
+  }
+  if (msg.output_addresses.size() < 2) return invalid_argument("the enginecore sent no heartbeat address");
+  K2_ASSIGN_OR_RETURN(protocol::PlanSubscriber subscriber, protocol::PlanSubscriber::connect(context, security, address));
+  return std::unique_ptr<PlanSource>(
+      new FanoutSource(std::move(subscriber), context, security, msg.output_addresses[1], rank));
+}
+
+}  // namespace k2
