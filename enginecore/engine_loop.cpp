@@ -22,6 +22,7 @@
 #include "enginecore/protocol/child_process.h"
 #include "enginecore/protocol/dp_transport.h"
 #include "enginecore/protocol/engine_config.h"
+#include "enginecore/protocol/heartbeat_thread.h"
 #include "enginecore/protocol/option_table.h"
 #include "enginecore/protocol/tp_nodes.h"
 #include "enginecore/protocol/token_payload.h"
@@ -180,8 +181,7 @@ class EngineProcess {
   uint64_t next_dummy_id_ = 0;
   // Remote engines: heartbeats to the API server on their own socket and thread (a long
   // step must not look like a dead node), and the last time the API server was heard from.
-  std::thread heartbeat_;
-  std::atomic<bool> heartbeat_stop_{false};
+  std::unique_ptr<protocol::HeartbeatThread> heartbeat_;
   Clock::time_point master_seen_ = Clock::now();
 };
 
@@ -314,26 +314,12 @@ Status EngineProcess::set_worker_placement(uint32_t num_workers) {
 }
 
 void EngineProcess::start_heartbeat(const std::string& output_address) {
-  heartbeat_ = std::thread([this, output_address] {
-    auto push = protocol::make_socket(context_, zmq::socket_type::push);
-    Status s = push.ok() ? security_->secure_client(*push) : push.status();
-    if (s.ok()) s = protocol::connect_endpoint(*push, output_address);
-    if (!s.ok()) {
-      spdlog::error("enginecore {}: heartbeat socket: {}", rank_, s.to_string());
-      return;
-    }
-    const protocol::DpControl beat{protocol::DpControlKind::kHeartbeat, rank_, 0, 0, false, -1};
-    while (!heartbeat_stop_.load()) {
-      (void)protocol::send(*push, beat);
-      for (int i = 0; i < 10 && !heartbeat_stop_.load(); ++i) std::this_thread::sleep_for(protocol::kDpHeartbeatInterval / 10);
-    }
-  });
+  heartbeat_ = std::make_unique<protocol::HeartbeatThread>(
+      context_, *security_, output_address, protocol::DpControl{protocol::DpControlKind::kHeartbeat, rank_, 0, 0, false, -1},
+      "enginecore " + std::to_string(rank_));
 }
 
-void EngineProcess::stop_heartbeat() {
-  heartbeat_stop_ = true;
-  if (heartbeat_.joinable()) heartbeat_.join();
-}
+void EngineProcess::stop_heartbeat() { heartbeat_.reset(); }
 
 // A remote engine whose API server went silent (its node died) gives up instead of waiting
 // forever; the API server sends it a heartbeat every second.

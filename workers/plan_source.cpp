@@ -1,11 +1,8 @@
 #include "workers/plan_source.h"
 
-#include <spdlog/spdlog.h>
-
-#include <atomic>
-#include <thread>
 #include <vector>
 
+#include "enginecore/protocol/heartbeat_thread.h"
 #include "enginecore/protocol/plan_fanout.h"
 #include "enginecore/protocol/zmq_channel.h"
 #include "shm/ring.h"
@@ -37,15 +34,10 @@ class FanoutSource final : public PlanSource {
  public:
   FanoutSource(protocol::PlanSubscriber subscriber, zmq::context_t& context,
                const protocol::ControlPlaneSecurity& security, std::string heartbeat_address, uint32_t rank)
-      : subscriber_(std::move(subscriber)) {
-    heartbeat_ = std::thread([this, &context, &security, address = std::move(heartbeat_address), rank] {
-      beat(context, security, address, rank);
-    });
-  }
-  ~FanoutSource() override {
-    stop_ = true;
-    heartbeat_.join();
-  }
+      : subscriber_(std::move(subscriber)),
+        heartbeat_(context, security, std::move(heartbeat_address),
+                   protocol::DpControl{protocol::DpControlKind::kHeartbeat, rank, 0, 0, false, -1},
+                   "worker " + std::to_string(rank)) {}
   Result<std::optional<std::span<const std::byte>>> acquire(std::chrono::milliseconds timeout) override {
     auto got = subscriber_.next(timeout);
     if (!got.ok()) {
@@ -59,28 +51,9 @@ class FanoutSource final : public PlanSource {
   void release() override { plan_.clear(); }
 
  private:
-  void beat(zmq::context_t& context, const protocol::ControlPlaneSecurity& security, const std::string& address,
-            uint32_t rank) {
-    protocol::SocketOptions options;
-    options.send_hwm = 4;  // a heartbeat queued behind a dead link is worth nothing
-    auto push = protocol::make_socket(context, zmq::socket_type::push, options);
-    Status s = push.ok() ? security.secure_client(*push) : push.status();
-    if (s.ok()) s = protocol::connect_endpoint(*push, address);
-    if (!s.ok()) {
-      spdlog::error("worker {}: heartbeat socket: {}", rank, s.to_string());
-      return;
-    }
-    const protocol::DpControl beat{protocol::DpControlKind::kHeartbeat, rank, 0, 0, false, -1};
-    while (!stop_.load()) {
-      (void)protocol::send(*push, beat);
-      for (int i = 0; i < 10 && !stop_.load(); ++i) std::this_thread::sleep_for(protocol::kDpHeartbeatInterval / 10);
-    }
-  }
-
   protocol::PlanSubscriber subscriber_;
   std::vector<std::byte> plan_;
-  std::atomic<bool> stop_{false};
-  std::thread heartbeat_;
+  protocol::HeartbeatThread heartbeat_;
 };
 
 }  // namespace

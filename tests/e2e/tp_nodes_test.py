@@ -9,8 +9,10 @@ all-reduce over Gloo. Cases (one per run, each its own ctest entry):
 
   tp2           float32 greedy completions through the master give exactly the tokens of a
                 TP=1 server on the same prompts (tiny-bf16); SIGTERM stops every process
-  tp2_killed    kill -9 of the headless node's process tree: the master reports it within 5 s,
-                /health answers 503, in-flight requests end, nothing is left after teardown
+  tp2_killed    kill -9 of the headless node's process tree during requests: the master reports
+                it within 5 s, /health answers 503, in-flight requests end, nothing is left
+  tp2_killed_idle  the same while idle: only the missing heartbeats tell, still within 5 s
+  master_killed kill -9 of node 0: the headless node's worker and the node exit on their own
   tp2_curve     the same deployment with a `k2serve keygen` key file (CURVE on the control
                 sockets; the log says Gloo's TCP is not authenticated): tokens as TP=1
   sglang        SGLang's flags (--tp 2 --nnodes 2 --node-rank R --dist-init-addr A0:P) map onto
@@ -162,7 +164,9 @@ def case_tp2(c, k2serve, data, flags_of, extra=()):
         cluster.remove()
 
 
-def case_killed(c, k2serve, data):
+def case_killed(c, k2serve, data, in_flight):
+    """kill -9 of node 1: with requests in flight rank 0's Gloo all-reduce fails at once;
+    idle, only the missing heartbeats tell (kDpPeerTimeout, 3 s)."""
     cluster = Cluster(2)
     dep = None
     try:
@@ -174,10 +178,10 @@ def case_killed(c, k2serve, data):
 
         def one(i):
             outcomes[i] = request(dep.server, "/v1/completions", completion(PROMPTS[i % 4], 200), timeout=60)
-        threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(3 if in_flight else 0)]
         for t in threads:
             t.start()
-        time.sleep(0.3)
+        time.sleep(0.3 if in_flight else 2)
         victims = process_tree(dep.node.pid)
         t0 = time.time()
         for p in victims:
@@ -191,8 +195,9 @@ def case_killed(c, k2serve, data):
         elapsed = time.time() - t0
         c.check(dep.server.health() == 503 and elapsed < 5, f"/health answers 503 within 5 s ({elapsed:.2f} s)")
         log = dep.server.log_text()
-        c.check(re.search(r"worker 1 on node 1 has been silent|gloo|worker 1", log) is not None,
-                "the master's log names the lost worker")
+        print("master:", "\n".join(l for l in log.splitlines() if re.search(r"error|dead|503|silent", l))[-1500:])
+        lost = r"worker 1 on node 1 has been silent" if not in_flight else r"worker 1 on node 1 has been silent|gloo"
+        c.check(re.search(lost, log) is not None, "the master's log names the lost worker")
         for t in threads:
             t.join(timeout=30)
         c.check(not any(t.is_alive() for t in threads), "no in-flight request hangs")
@@ -217,6 +222,40 @@ def case_killed(c, k2serve, data):
         cluster.remove()
 
 
+def case_master_killed(c, k2serve, data):
+    """kill -9 of node 0's process tree: the headless node's worker hears nothing from the
+    engine for 15 s (kFanoutMasterTimeout) and exits; the node follows."""
+    cluster = Cluster(2)
+    dep = None
+    try:
+        dep = TpDeployment(k2serve, data, cluster, vllm_flags(cluster, 0), vllm_flags(cluster, 1))
+        status, _ = request(dep.server, "/v1/completions", completion(PROMPTS[0]), timeout=60)
+        c.check(status == 200, f"a request succeeds before the kill ({status})")
+        node_pids = process_tree(dep.node.pid)
+        t0 = time.time()
+        for p in process_tree(dep.server.proc.pid):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            code = dep.node.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            code = None
+        took = time.time() - t0
+        c.check(code not in (None, 0) and took < 30, f"the headless node exits non-zero on its own ({code}, {took:.1f} s)")
+        c.check("has been silent" in dep.node_log(), "the worker says the engine went silent")
+        time.sleep(0.5)
+        left = [p for p in node_pids if alive(p)]
+        c.check(not left, f"no process of the headless node is left ({left})")
+    finally:
+        if dep:
+            if c.failures:
+                dep.dump_logs()
+            dep.stop()
+        cluster.remove()
+
+
 def case_curve(c, k2serve, data):
     keys = Path(tempfile.mkdtemp(prefix="k2tpn-keys-"))
     try:
@@ -232,7 +271,9 @@ def main():
     t0 = time.time()
     cases = {
         "tp2": lambda: case_tp2(c, k2serve, data, vllm_flags),
-        "tp2_killed": lambda: case_killed(c, k2serve, data),
+        "tp2_killed": lambda: case_killed(c, k2serve, data, True),
+        "tp2_killed_idle": lambda: case_killed(c, k2serve, data, False),
+        "master_killed": lambda: case_master_killed(c, k2serve, data),
         "tp2_curve": lambda: case_curve(c, k2serve, data),
         "sglang": lambda: case_tp2(c, k2serve, data, sglang_flags),
     }
