@@ -13,6 +13,9 @@ all-reduce over Gloo. Cases (one per run, each its own ctest entry):
                 it within 5 s, /health answers 503, in-flight requests end, nothing is left
   tp2_killed_idle  the same while idle: only the missing heartbeats tell, still within 5 s
   master_killed kill -9 of node 0: the headless node's worker and the node exit on their own
+  tp2_unplugged node 1's link goes down: reported within 5 s from the missing heartbeats; the
+                cut-off node exits by itself
+  tp2_curve_refused  node 1 with another key file: refused and logged, it gives up
   tp2_curve     the same deployment with a `k2serve keygen` key file (CURVE on the control
                 sockets; the log says Gloo's TCP is not authenticated): tokens as TP=1
   sglang        SGLang's flags (--tp 2 --nnodes 2 --node-rank R --dist-init-addr A0:P) map onto
@@ -35,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
 from k2_server import Checks, Server, process_tree  # noqa: E402
-from multinode_test import Cluster, alive, keygen, request  # noqa: E402
+from multinode_test import Cluster, alive, keygen, request, run  # noqa: E402
 
 MASTER_PORT = 29601
 COMMON = ["--max-model-len", "256", "--served-model-name", "tiny", "--dtype", "float32"]
@@ -256,6 +259,77 @@ def case_master_killed(c, k2serve, data):
         cluster.remove()
 
 
+def case_unplugged(c, k2serve, data):
+    """Node 1's link goes down (no reset, only silence): the master reports the silent worker
+    within 5 s from its missing heartbeats; the worker, hearing nothing, exits by itself."""
+    cluster = Cluster(2)
+    dep = None
+    try:
+        dep = TpDeployment(k2serve, data, cluster, vllm_flags(cluster, 0), vllm_flags(cluster, 1))
+        status, _ = request(dep.server, "/v1/completions", completion(PROMPTS[0]), timeout=60)
+        c.check(status == 200, f"a request succeeds before the link goes down ({status})")
+        t0 = time.time()
+        run("ip", "link", "set", f"{cluster.tag}h1", "down")
+        reported = None
+        while time.time() - t0 < 10 and reported is None:
+            if "worker 1 on node 1 has been silent" in dep.server.log_text() and dep.server.health() == 503:
+                reported = time.time() - t0
+            time.sleep(0.05)
+        c.check(reported is not None and reported < 5, f"the master reports worker 1 and answers 503 within 5 s ({reported})")
+        try:
+            code = dep.node.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            code = None
+        took = time.time() - t0
+        c.check(code not in (None, 0) and took < 35, f"the cut-off node exits non-zero on its own ({code}, {took:.1f} s)")
+    finally:
+        if dep:
+            if c.failures:
+                dep.dump_logs()
+            dep.stop()
+        cluster.remove()
+
+
+def case_curve_refused(c, k2serve, data):
+    """Node 1 comes with another deployment's key file: its worker is refused by the engine's
+    CURVE handshake socket, says so and gives up; the master never serves without it."""
+    keys = Path(tempfile.mkdtemp(prefix="k2tpn-keys-"))
+    cluster = Cluster(2)
+    master = node = None
+    try:
+        keygen(k2serve, keys / "deployment.key")
+        keygen(k2serve, keys / "intruder.key")
+        model, tok = data / "models" / "tiny-bf16", ["--tokenizer", str(data / "text" / "tok-1024")]
+        master_log = keys / "master.log"
+        node_log = keys / "node.log"
+        with open(master_log, "w") as ml, open(node_log, "w") as nl:
+            master = subprocess.Popen(
+                cluster.prefix(0) + [str(k2serve), "serve", str(model), *tok, *COMMON, "--port", "0", "--host",
+                                     cluster.address(0), "--kv-cache-memory", str(32 << 20), *vllm_flags(cluster, 0),
+                                     "--control-plane-key-file", str(keys / "deployment.key")],
+                stdout=ml, stderr=subprocess.STDOUT)
+            node = subprocess.Popen(
+                cluster.prefix(1) + [str(k2serve), "serve", str(model), *tok, *COMMON, *vllm_flags(cluster, 1),
+                                     "--control-plane-key-file", str(keys / "intruder.key")],
+                stdout=nl, stderr=subprocess.STDOUT)
+            try:
+                code = node.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                code = None
+        text, mtext = node_log.read_text(), master_log.read_text()
+        c.check(code not in (None, 0), f"the refused node gives up on its own ({code})")
+        c.check("refused" in text and "--control-plane-key-file" in text, f"the node says why ({text[-400:]!r})")
+        c.check("control plane: refused peer" in mtext, "the master logs the refusal")
+        c.check("serving tiny on" not in mtext, "the master never serves without its tensor-parallel rank 1")
+    finally:
+        for p in (master, node):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        cluster.remove()
+        shutil.rmtree(keys, ignore_errors=True)
+
+
 def case_curve(c, k2serve, data):
     keys = Path(tempfile.mkdtemp(prefix="k2tpn-keys-"))
     try:
@@ -274,7 +348,9 @@ def main():
         "tp2_killed": lambda: case_killed(c, k2serve, data, True),
         "tp2_killed_idle": lambda: case_killed(c, k2serve, data, False),
         "master_killed": lambda: case_master_killed(c, k2serve, data),
+        "tp2_unplugged": lambda: case_unplugged(c, k2serve, data),
         "tp2_curve": lambda: case_curve(c, k2serve, data),
+        "tp2_curve_refused": lambda: case_curve_refused(c, k2serve, data),
         "sglang": lambda: case_tp2(c, k2serve, data, sglang_flags),
     }
     if case not in cases:
