@@ -23,6 +23,7 @@ all-reduce over Gloo. Cases (one per run, each its own ctest entry):
 
 Usage: tp_nodes_test.py K2SERVE DATA_DIR CASE
 """
+import contextlib
 import json
 import os
 import re
@@ -38,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
 from k2_server import Checks, Server, process_tree  # noqa: E402
-from multinode_test import Cluster, alive, keygen, request, run  # noqa: E402
+from multinode_test import Cluster, alive, keygen, request, run, teardown_after_kill  # noqa: E402
 
 MASTER_PORT = 29601
 COMMON = ["--max-model-len", "256", "--served-model-name", "tiny", "--dtype", "float32"]
@@ -78,6 +79,7 @@ class TpDeployment:
     """Node 0: API server + engine + TP rank 0; node 1: --headless, TP rank 1."""
 
     def __init__(self, k2serve, data, cluster, flags0, flags1, extra=()):
+        self.cluster = cluster
         model = data / "models" / "tiny-bf16"
         tok = ["--tokenizer", str(data / "text" / "tok-1024")]
         self.log_path = f"/tmp/k2serve-tpnode1-{os.getpid()}-{time.monotonic_ns()}.log"
@@ -143,12 +145,43 @@ def stops_cleanly(c, dep):
     c.check(not left, f"SIGTERM stops every process on both nodes ({left})")
 
 
-def case_tp2(c, k2serve, data, flags_of, extra=()):
+def kill9(pids):
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def exit_code(proc, timeout):
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+@contextlib.contextmanager
+def deployment(c, k2serve, data, flags_of=vllm_flags, extra=(), reference=False):
+    """Yields (the deployment, the TP=1 tokens when `reference`); tears everything down after,
+    with the logs when a check failed."""
     cluster = Cluster(2)
     dep = None
     try:
-        expected = reference_tokens(k2serve, data, cluster)
+        expected = reference_tokens(k2serve, data, cluster) if reference else None
         dep = TpDeployment(k2serve, data, cluster, flags_of(cluster, 0), flags_of(cluster, 1), extra)
+        status, _ = request(dep.server, "/v1/completions", completion(PROMPTS[0]), timeout=60)
+        c.check(status == 200, f"the deployment serves a request ({status})")
+        yield dep, expected
+    finally:
+        if dep:
+            if c.failures:
+                dep.dump_logs()
+            dep.stop()
+        cluster.remove()
+
+
+def case_tp2(c, k2serve, data, flags_of, extra=()):
+    with deployment(c, k2serve, data, flags_of, extra, reference=True) as (dep, expected):
         log = dep.server.log_text()
         c.check("tensor parallelism over 2 nodes" in log, "the engine runs a tensor-parallel group over 2 nodes")
         c.check(re.search(r"worker 0: tensor-parallel group of 2 over Gloo", log) is not None, "rank 0 uses Gloo")
@@ -159,23 +192,12 @@ def case_tp2(c, k2serve, data, flags_of, extra=()):
             c.check("not authenticated" in log, "the master says Gloo's connections are not authenticated")
             c.check("refused peer" not in log, "nobody was refused")
         stops_cleanly(c, dep)
-    finally:
-        if dep:
-            if c.failures:
-                dep.dump_logs()
-            dep.stop()
-        cluster.remove()
 
 
 def case_killed(c, k2serve, data, in_flight):
     """kill -9 of node 1: with requests in flight rank 0's Gloo all-reduce fails at once;
     idle, only the missing heartbeats tell (kDpPeerTimeout, 3 s)."""
-    cluster = Cluster(2)
-    dep = None
-    try:
-        dep = TpDeployment(k2serve, data, cluster, vllm_flags(cluster, 0), vllm_flags(cluster, 1))
-        status, _ = request(dep.server, "/v1/completions", completion(PROMPTS[0]), timeout=60)
-        c.check(status == 200, f"a request succeeds before the kill ({status})")
+    with deployment(c, k2serve, data) as (dep, _):
         everything = dep.all_pids()
         outcomes = {}
 
@@ -187,11 +209,7 @@ def case_killed(c, k2serve, data, in_flight):
         time.sleep(0.3 if in_flight else 2)
         victims = process_tree(dep.node.pid)
         t0 = time.time()
-        for p in victims:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill9(victims)
         dep.node.wait()
         while time.time() - t0 < 10 and dep.server.health() != 503:
             time.sleep(0.05)
@@ -208,86 +226,40 @@ def case_killed(c, k2serve, data, in_flight):
                 f"in-flight requests end ({[(o[0], o[1][-120:]) for o in outcomes.values()]})")
         status, _ = request(dep.server, "/v1/completions", completion(PROMPTS[1]), timeout=10)
         c.check(status == 503, f"a new request gets 503 ({status})")
-        dep.stop()
-        time.sleep(0.5)
-        left = [p for p in everything if alive(p)]
-        c.check(not left, f"no process is left after teardown ({left})")
-        segments = [f for p in everything for f in Path("/dev/shm").glob(f"k2serve-{p}-*")]
-        c.check(all(int(f.name.split("-")[1]) in victims for f in segments),
-                f"only the killed node left shm segments ({[f.name for f in segments]})")
-        for f in segments:
-            f.unlink(missing_ok=True)
-    finally:
-        if dep:
-            if c.failures:
-                dep.dump_logs()
-            dep.stop()
-        cluster.remove()
+        teardown_after_kill(c, dep, everything, victims)
 
 
 def case_master_killed(c, k2serve, data):
     """kill -9 of node 0's process tree: the headless node's worker hears nothing from the
     engine for 15 s (kFanoutMasterTimeout) and exits; the node follows."""
-    cluster = Cluster(2)
-    dep = None
-    try:
-        dep = TpDeployment(k2serve, data, cluster, vllm_flags(cluster, 0), vllm_flags(cluster, 1))
-        status, _ = request(dep.server, "/v1/completions", completion(PROMPTS[0]), timeout=60)
-        c.check(status == 200, f"a request succeeds before the kill ({status})")
+    with deployment(c, k2serve, data) as (dep, _):
         node_pids = process_tree(dep.node.pid)
         t0 = time.time()
-        for p in process_tree(dep.server.proc.pid):
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            code = dep.node.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            code = None
+        kill9(process_tree(dep.server.proc.pid))
+        code = exit_code(dep.node, 40)
         took = time.time() - t0
         c.check(code not in (None, 0) and took < 30, f"the headless node exits non-zero on its own ({code}, {took:.1f} s)")
         c.check("has been silent" in dep.node_log(), "the worker says the engine went silent")
         time.sleep(0.5)
         left = [p for p in node_pids if alive(p)]
         c.check(not left, f"no process of the headless node is left ({left})")
-    finally:
-        if dep:
-            if c.failures:
-                dep.dump_logs()
-            dep.stop()
-        cluster.remove()
 
 
 def case_unplugged(c, k2serve, data):
     """Node 1's link goes down (no reset, only silence): the master reports the silent worker
     within 5 s from its missing heartbeats; the worker, hearing nothing, exits by itself."""
-    cluster = Cluster(2)
-    dep = None
-    try:
-        dep = TpDeployment(k2serve, data, cluster, vllm_flags(cluster, 0), vllm_flags(cluster, 1))
-        status, _ = request(dep.server, "/v1/completions", completion(PROMPTS[0]), timeout=60)
-        c.check(status == 200, f"a request succeeds before the link goes down ({status})")
+    with deployment(c, k2serve, data) as (dep, _):
         t0 = time.time()
-        run("ip", "link", "set", f"{cluster.tag}h1", "down")
+        run("ip", "link", "set", f"{dep.cluster.tag}h1", "down")
         reported = None
         while time.time() - t0 < 10 and reported is None:
             if "worker 1 on node 1 has been silent" in dep.server.log_text() and dep.server.health() == 503:
                 reported = time.time() - t0
             time.sleep(0.05)
         c.check(reported is not None and reported < 5, f"the master reports worker 1 and answers 503 within 5 s ({reported})")
-        try:
-            code = dep.node.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            code = None
+        code = exit_code(dep.node, 40)
         took = time.time() - t0
         c.check(code not in (None, 0) and took < 35, f"the cut-off node exits non-zero on its own ({code}, {took:.1f} s)")
-    finally:
-        if dep:
-            if c.failures:
-                dep.dump_logs()
-            dep.stop()
-        cluster.remove()
 
 
 def case_curve_refused(c, k2serve, data):
@@ -312,10 +284,7 @@ def case_curve_refused(c, k2serve, data):
                 cluster.prefix(1) + [str(k2serve), "serve", str(model), *tok, *COMMON, *vllm_flags(cluster, 1),
                                      "--control-plane-key-file", str(keys / "intruder.key")],
                 stdout=nl, stderr=subprocess.STDOUT)
-            try:
-                code = node.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                code = None
+            code = exit_code(node, 40)
         text, mtext = node_log.read_text(), master_log.read_text()
         c.check(code not in (None, 0), f"the refused node gives up on its own ({code})")
         c.check("refused" in text and "--control-plane-key-file" in text, f"the node says why ({text[-400:]!r})")
