@@ -18,6 +18,7 @@ all-reduce over Gloo. Cases (one per run, each its own ctest entry):
   tp2_curve_refused  node 1 with another key file: refused and logged, it gives up
   tp2_curve     the same deployment with a `k2serve keygen` key file (CURVE on the control
                 sockets; the log says Gloo's TCP is not authenticated): tokens as TP=1
+  tp4           --tensor-parallel-size 4, two ranks a node (ring and fan-out readers together)
   sglang        SGLang's flags (--tp 2 --nnodes 2 --node-rank R --dist-init-addr A0:P) map onto
                 the same deployment: tokens as TP=1
 
@@ -119,10 +120,15 @@ class TpDeployment:
         self.log.close()
 
 
-def vllm_flags(cluster, rank):
-    flags = ["--tensor-parallel-size", "2", "--nnodes", "2", "--node-rank", str(rank), "--master-addr",
+def vllm_flags(cluster, rank, tp=2):
+    flags = ["--tensor-parallel-size", str(tp), "--nnodes", "2", "--node-rank", str(rank), "--master-addr",
              cluster.address(0), "--master-port", str(MASTER_PORT)]
     return flags + (["--headless"] if rank > 0 else [])
+
+
+def vllm_flags_tp4(cluster, rank):
+    """Two ranks a node: node 0's second worker reads the shm ring, node 1's two the fan-out."""
+    return vllm_flags(cluster, rank, 4)
 
 
 def sglang_flags(cluster, rank):
@@ -184,9 +190,10 @@ def case_tp2(c, k2serve, data, flags_of, extra=()):
     with deployment(c, k2serve, data, flags_of, extra, reference=True) as (dep, expected):
         log = dep.server.log_text()
         c.check("tensor parallelism over 2 nodes" in log, "the engine runs a tensor-parallel group over 2 nodes")
-        c.check(re.search(r"worker 0: tensor-parallel group of 2 over Gloo", log) is not None, "rank 0 uses Gloo")
-        c.check(re.search(r"worker 1: tensor-parallel group of 2 over Gloo", dep.node_log()) is not None,
-                "rank 1 runs on the headless node, over Gloo")
+        layout = re.search(r"tensor parallelism over 2 nodes: ranks 0\.\.(\d+) here, (\d+) on other nodes", log)
+        size = int(layout.group(1)) + 1 + int(layout.group(2)) if layout else 0
+        c.check(re.search(rf"worker {size - 1}: tensor-parallel group of {size} over Gloo", dep.node_log()) is not None,
+                f"rank {size - 1} runs on the headless node, over Gloo")
         same_tokens_as_tp1(c, dep, expected)
         if extra:
             c.check("not authenticated" in log, "the master says Gloo's connections are not authenticated")
@@ -321,6 +328,7 @@ def main():
         "tp2_curve": lambda: case_curve(c, k2serve, data),
         "tp2_curve_refused": lambda: case_curve_refused(c, k2serve, data),
         "sglang": lambda: case_tp2(c, k2serve, data, sglang_flags),
+        "tp4": lambda: case_tp2(c, k2serve, data, vllm_flags_tp4),
     }
     if case not in cases:
         raise SystemExit(f"unknown case {case}; one of {sorted(cases)}")
