@@ -66,6 +66,13 @@ Status map_tp_nodes(EngineConfig& cfg, const Sizes& s, const std::set<std::strin
 
 bool tp_spans_nodes(const Sizes& s) { return s.nnodes > 1 && s.dp == 1; }
 
+// --ep-size sets vLLM's --enable-expert-parallel; without it that flag keeps its own value
+// (vLLM's multi-node flags --nnodes / --node-rank pass through here too).
+Status map_ep(EngineConfig& cfg, const Sizes& s, const std::set<std::string>& given) {
+  if (!cfg.ep_size) return Status::ok_status();
+  return set_twin(cfg.enable_expert_parallel, s.ep > 1, "--enable-expert-parallel", given, "--ep-size " + text(s.ep));
+}
+
 // Engines per node and where this node's start.
 Status map_nodes(EngineConfig& cfg, const Sizes& s, int64_t engines, const std::set<std::string>& given,
                  const std::string& why) {
@@ -123,8 +130,7 @@ Status map_dp_attention(EngineConfig& cfg, const Sizes& s, const std::set<std::s
   const std::string because = "--tp-size " + text(s.tp) + " --dp-size " + text(s.dp) + " --enable-dp-attention";
   K2_RETURN_IF_ERROR(set_twin(cfg.data_parallel_size, s.dp, "--data-parallel-size", given, because));
   K2_RETURN_IF_ERROR(set_twin(cfg.tensor_parallel_size, s.tp / s.dp, "--tensor-parallel-size", given, because));
-  K2_RETURN_IF_ERROR(set_twin(cfg.enable_expert_parallel, s.ep > 1, "--enable-expert-parallel", given,
-                              "--ep-size " + text(s.ep)));
+  K2_RETURN_IF_ERROR(map_ep(cfg, s, given));
   if (s.ep == 1 && s.dp > 1)
     spdlog::warn("--enable-dp-attention with --ep-size 1: SGLang would shard the MoE layers over all {} ranks; "
                  "here each of the {} engines holds its own tensor-parallel copy of them (same outputs, more "
@@ -144,8 +150,7 @@ Status map_replicas(EngineConfig& cfg, const Sizes& s, const std::set<std::strin
   const std::string because = "--tp-size " + text(s.tp) + " --dp-size " + text(s.dp);
   K2_RETURN_IF_ERROR(set_twin(cfg.data_parallel_size, s.dp, "--data-parallel-size", given, because));
   K2_RETURN_IF_ERROR(set_twin(cfg.tensor_parallel_size, s.tp, "--tensor-parallel-size", given, because));
-  K2_RETURN_IF_ERROR(set_twin(cfg.enable_expert_parallel, s.ep > 1, "--enable-expert-parallel", given,
-                              "--ep-size " + text(s.ep)));
+  K2_RETURN_IF_ERROR(map_ep(cfg, s, given));
   return map_nodes(cfg, s, s.dp, given, because);
 }
 

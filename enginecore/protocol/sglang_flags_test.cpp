@@ -61,6 +61,9 @@ TEST(SglangFlags, DocumentedTwoNodeTp16IsTensorParallelAcrossNodes) {
       EXPECT_FALSE(c->data_parallel_start_rank.has_value());
     }
   }
+  auto ep = parse({"--tensor-parallel-size", "2", "--nnodes", "2", "--enable-expert-parallel"});
+  ASSERT_TRUE(ep.ok()) << ep.status().to_string();
+  EXPECT_TRUE(ep->enable_expert_parallel);
   expect_error({"--tp", "16", "--dist-init-addr", "10.0.0.1:50000", "--nnodes", "3", "--node-rank", "0"},
                "does not divide over --nnodes 3");
   expect_error({"--tensor-parallel-size", "2", "--nnodes", "2", "--node-rank", "0", "--headless"},

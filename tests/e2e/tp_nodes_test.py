@@ -19,6 +19,7 @@ all-reduce over Gloo. Cases (one per run, each its own ctest entry):
   tp2_curve     the same deployment with a `k2serve keygen` key file (CURVE on the control
                 sockets; the log says Gloo's TCP is not authenticated): tokens as TP=1
   tp4           --tensor-parallel-size 4, two ranks a node (ring and fan-out readers together)
+  ep2           --enable-expert-parallel over the two nodes: tokens as TP=1
   sglang        SGLang's flags (--tp 2 --nnodes 2 --node-rank R --dist-init-addr A0:P) map onto
                 the same deployment: tokens as TP=1
 
@@ -129,6 +130,11 @@ def vllm_flags(cluster, rank, tp=2):
 def vllm_flags_tp4(cluster, rank):
     """Two ranks a node: node 0's second worker reads the shm ring, node 1's two the fan-out."""
     return vllm_flags(cluster, rank, 4)
+
+
+def vllm_flags_ep2(cluster, rank):
+    """Routed experts split over the two nodes' ranks (EP = TP x DP = 2)."""
+    return vllm_flags(cluster, rank) + ["--enable-expert-parallel"]
 
 
 def sglang_flags(cluster, rank):
@@ -329,6 +335,7 @@ def main():
         "tp2_curve_refused": lambda: case_curve_refused(c, k2serve, data),
         "sglang": lambda: case_tp2(c, k2serve, data, sglang_flags),
         "tp4": lambda: case_tp2(c, k2serve, data, vllm_flags_tp4),
+        "ep2": lambda: case_tp2(c, k2serve, data, vllm_flags_ep2),
     }
     if case not in cases:
         raise SystemExit(f"unknown case {case}; one of {sorted(cases)}")
