@@ -14,19 +14,18 @@ namespace {
 constexpr std::chrono::milliseconds kGroupTimeout{std::chrono::minutes(5)};
 }  // namespace
 
-Result<std::unique_ptr<Communicator>> join_cross_node_group(const EngineConfig& cfg, const std::string& store_address,
-                                                            int rank, int size) {
+Result<std::unique_ptr<Communicator>> join_cross_node_group(const CrossNodeGroup& group, int rank, int size) {
   GlooCommOptions options;
   options.timeout = kGroupTimeout;
-  K2_ASSIGN_OR_RETURN(options.hostname, local_address_toward(cfg.master_addr, cfg.master_port));
+  K2_ASSIGN_OR_RETURN(options.hostname, local_address_toward(group.route_host, group.route_port));
   K2_ASSIGN_OR_RETURN(std::unique_ptr<ZmqStore> store,
-                      ZmqStore::create({.endpoint = store_address, .serve = rank == 0, .timeout = kGroupTimeout}));
+                      ZmqStore::create({.endpoint = group.store_address, .serve = rank == 0, .timeout = kGroupTimeout}));
   K2_ASSIGN_OR_RETURN(std::unique_ptr<GlooCommunicator> comm,
-                      GlooCommunicator::create(*store, "tp", rank, size, options));
+                      GlooCommunicator::create(*store, group.name, rank, size, options));
   // Past the barrier every rank has left create(), so rank 0 may stop serving the store.
-  K2_RETURN_IF_ERROR(comm->barrier().with_context("first barrier of the tensor-parallel group"));
-  spdlog::info("worker {}: tensor-parallel group of {} over Gloo (this node: {}, rendezvous {})", rank, size,
-               options.hostname, store_address);
+  K2_RETURN_IF_ERROR(comm->barrier().with_context("first barrier of the " + group.label + " group"));
+  spdlog::info("worker {}: {} group of {} over Gloo (this node: {}, rendezvous {})", rank, group.label, size,
+               options.hostname, group.store_address);
   return std::unique_ptr<Communicator>(std::move(comm));
 }
 

@@ -71,7 +71,7 @@ uint64_t shm_available_bytes() {
 struct WorkerState {
   EngineConfig config;
   std::unique_ptr<Communicator> comm;  // tensor parallelism; outlives the model using it
-  std::unique_ptr<ShmCommunicator> expert_comm;  // experts across DP ranks (expert_group.h)
+  std::unique_ptr<Communicator> expert_comm;  // experts across DP ranks (expert_group.h)
   std::unique_ptr<DeepSeekV3> model;
   Segment kv_segment;
   std::optional<LatentKvCache> cache;
@@ -138,7 +138,12 @@ Status join_tp_group(const protocol::EngineConfigMsg& msg, uint32_t rank, const 
   const int size = static_cast<int>(a.tp_size);
   if (size == 1) return Status::ok_status();
   if (!msg.coordinator_address.empty()) {  // the group spans nodes
-    K2_ASSIGN_OR_RETURN(w.comm, join_cross_node_group(w.config, msg.coordinator_address, static_cast<int>(rank), size));
+    K2_ASSIGN_OR_RETURN(w.comm, join_cross_node_group({.name = "tp",
+                                                       .label = "tensor-parallel",
+                                                       .store_address = msg.coordinator_address,
+                                                       .route_host = w.config.master_addr,
+                                                       .route_port = w.config.master_port},
+                                                      static_cast<int>(rank), size));
     return Status::ok_status();
   }
   if (rank == 0) {
@@ -173,7 +178,7 @@ Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, const Wo
   K2_RETURN_IF_ERROR(join_tp_group(msg, rank, a, w));
   K2_ASSIGN_OR_RETURN(const Shard shard, worker_shard(cfg, static_cast<int>(rank), static_cast<int>(a.tp_size),
                                                     static_cast<int>(a.dp_rank)));
-  K2_ASSIGN_OR_RETURN(w.expert_comm, join_expert_group(msg.run_id, shard));
+  K2_ASSIGN_OR_RETURN(w.expert_comm, join_expert_group(cfg, msg.run_id, shard));
   K2_ASSIGN_OR_RETURN(w.model, load_model(cfg.model, ProgressStyle::kAuto, cfg.load_format == "dummy", layouts, shard,
                                           w.comm.get(), w.expert_comm.get()));
   if (shard.sharded() || shard.experts_across_dp()) spdlog::info("worker {}: {}", rank, shard.describe());

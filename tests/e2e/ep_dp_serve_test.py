@@ -8,7 +8,7 @@
 2. The expert load in /metrics is exact: rows x num_experts_per_tok x MoE layers, each routed
    slot counted once by the one worker holding its expert (dummy forwards left out).
 3. The same with --tensor-parallel-size 2 (EP = 4), when the set's experts divide by 4.
-4. Experts across DP ranks with a headless node is refused with a clear error.
+4. Experts across externally launched DP ranks (--data-parallel-rank) are refused with a clear error.
 
 Usage: ep_dp_serve_test.py K2SERVE DATA_DIR
 """
@@ -104,12 +104,13 @@ def check_deployment(c, k2serve, data, cfg, want_texts, extra, label, ep_size):
 
 
 def check_refusals(c, k2serve, data):
+    """Headless nodes are accepted (ep_nodes_test.py); an externally launched rank is not."""
     model = str(data / "models" / "tiny-bf16")
-    r = subprocess.run([k2serve, "serve", model, "--data-parallel-size", "2", "--data-parallel-size-local", "1",
-                        "--headless", "--data-parallel-start-rank", "1", "--enable-expert-parallel"],
+    r = subprocess.run([k2serve, "serve", model, "--data-parallel-size", "2", "--data-parallel-rank", "1",
+                        "--enable-expert-parallel"],
                        capture_output=True, text=True, timeout=60)
-    c.check(r.returncode == 2 and "expert parallelism across data-parallel ranks on several nodes" in r.stderr,
-            f"headless EP over DP is refused clearly (rc {r.returncode}: {r.stderr.strip()[:300]})")
+    c.check(r.returncode == 2 and "expert parallelism across externally launched data-parallel ranks" in r.stderr,
+            f"external-rank EP over DP is refused clearly (rc {r.returncode}: {r.stderr.strip()[:300]})")
 
 
 def main():
