@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include <spdlog/spdlog.h>
+
 #include "workers/cross_node_group.h"
 
 namespace k2 {
@@ -55,6 +57,12 @@ Result<std::unique_ptr<Communicator>> join_expert_group(const EngineConfig& cfg,
                                .route_port = cfg.data_parallel_rpc_port},
                               group.rank, group.size);
     if (!comm.ok()) return comm.status().with_context("joining the expert-parallel group as " + shard.describe());
+    if (group.rank == 0 && cfg.control_plane_key_file) {
+      spdlog::warn("--control-plane-key-file: the control plane uses CURVE, but the expert-parallel group's Gloo "
+                   "connections and its rendezvous store ({}) are not authenticated (Debian's Gloo has no TLS): keep "
+                   "them on a network only the deployment's nodes reach",
+                   store);
+    }
     return comm;
   }
   if (group.rank == 0) {

@@ -8,7 +8,9 @@ over Gloo, meeting at --data-parallel-rpc-port + 3 on the master's address.
   ep2         master (DP rank 0) + headless node (DP rank 1), --dtype float32: concurrent
               greedy completions all succeed and equal a DP=1 server's, both ranks did work,
               both workers joined one expert group of 2 over Gloo
-  ep2_killed  the same, then kill -9 of the headless node's process tree with requests in
+  ep2_curve   ep2 with one `k2serve keygen` key file on both nodes: the control plane runs
+              CURVE, and the master warns that the expert group's Gloo is not authenticated
+  ep2_killed  ep2, then kill -9 of the headless node's process tree with requests in
               flight: the master logs rank 1 gone and answers 503 within 5 s, no request
               hangs, and no process is left after teardown
 
@@ -17,8 +19,10 @@ Usage: ep_nodes_test.py K2SERVE DATA_DIR CASE
 import json
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,7 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from k2_server import Checks, Server, process_tree  # noqa: E402
-from multinode_test import Cluster, Deployment, concurrent, per_engine, request, teardown_after_kill  # noqa: E402
+from multinode_test import (Cluster, Deployment, concurrent, keygen, per_engine, request,  # noqa: E402
+                            teardown_after_kill)
 
 PROMPTS = [f"Count to {i} and tell me about the number {i * 7}:" for i in range(8)]
 MAX_TOKENS = 12
@@ -95,6 +100,26 @@ def case_ep2(c, k2serve, data, want):
         cluster.remove()
 
 
+def case_ep2_curve(c, k2serve, data, want):
+    keys = Path(tempfile.mkdtemp(prefix="k2ep-keys-"))
+    cluster = Cluster(2)
+    dep = None
+    try:
+        keygen(k2serve, keys / "deployment.key")
+        dep = Deployment(k2serve, data, cluster, 2, [*EP_FLAGS, "--control-plane-key-file", str(keys / "deployment.key")])
+        c.check("CURVE" in dep.server.log_text() and "CURVE" in dep.headless[0].log_text(),
+                "master and node say they run a CURVE control plane")
+        c.check("expert-parallel group's Gloo connections" in dep.server.log_text(),
+                "the master warns that the expert group's Gloo is not authenticated")
+        serves_like_dp1(c, dep, want)
+        c.check("refused peer" not in dep.server.log_text(), "nobody was refused")
+    finally:
+        if dep:
+            dep.finish(c)
+        cluster.remove()
+        shutil.rmtree(keys, ignore_errors=True)
+
+
 def case_ep2_killed(c, k2serve, data, want):
     cluster = Cluster(2)
     dep = None
@@ -148,7 +173,7 @@ def case_ep2_killed(c, k2serve, data, want):
 
 def main():
     k2serve, data, case = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
-    cases = {"ep2": case_ep2, "ep2_killed": case_ep2_killed}
+    cases = {"ep2": case_ep2, "ep2_curve": case_ep2_curve, "ep2_killed": case_ep2_killed}
     if case not in cases:
         raise SystemExit(f"unknown case {case}; one of {sorted(cases)}")
     c = Checks()
