@@ -22,9 +22,12 @@
 #include "enginecore/protocol/child_process.h"
 #include "enginecore/protocol/dp_transport.h"
 #include "enginecore/protocol/engine_config.h"
+#include "enginecore/protocol/heartbeat_thread.h"
 #include "enginecore/protocol/option_table.h"
+#include "enginecore/protocol/tp_nodes.h"
 #include "enginecore/protocol/token_payload.h"
 #include "enginecore/protocol/zmq_channel.h"
+#include "enginecore/remote_workers.h"
 #include "enginecore/stop_ids.h"
 #include "shm/arena.h"
 #include "enginecore/client_router.h"
@@ -132,6 +135,7 @@ class EngineProcess {
   Status dp_after_step();
   Status check_master_alive();
   Status start_workers();
+  Status listen_for_workers(const TpNodes& nodes, zmq::socket_t& router, zmq::socket_t& results);
   Result<WorkerFacts> handshake_workers(zmq::socket_t& router);
   Status build_core(const WorkerFacts& facts, protocol::ReadyMsg& ready);
   Status poll_events(std::chrono::milliseconds timeout, zmq::socket_t* socket, bool* readable,
@@ -161,6 +165,7 @@ class EngineProcess {
   std::vector<zmq::socket_t> extra_inputs_, extra_outputs_;
   ClientRouter clients_{1};
   std::optional<RingWriter> ring_;
+  std::unique_ptr<RemoteWorkers> remote_;  // tensor parallelism across nodes (tp_nodes.h)
   std::optional<Arena> prompt_arena_;  // the frontend's; we free each prompt block once read
   std::vector<std::string> vocabulary_;  // token bytes from the frontend, until the core exists
   std::vector<ChildProcess> workers_;
@@ -176,8 +181,7 @@ class EngineProcess {
   uint64_t next_dummy_id_ = 0;
   // Remote engines: heartbeats to the API server on their own socket and thread (a long
   // step must not look like a dead node), and the last time the API server was heard from.
-  std::thread heartbeat_;
-  std::atomic<bool> heartbeat_stop_{false};
+  std::unique_ptr<protocol::HeartbeatThread> heartbeat_;
   Clock::time_point master_seen_ = Clock::now();
 };
 
@@ -310,26 +314,12 @@ Status EngineProcess::set_worker_placement(uint32_t num_workers) {
 }
 
 void EngineProcess::start_heartbeat(const std::string& output_address) {
-  heartbeat_ = std::thread([this, output_address] {
-    auto push = protocol::make_socket(context_, zmq::socket_type::push);
-    Status s = push.ok() ? security_->secure_client(*push) : push.status();
-    if (s.ok()) s = protocol::connect_endpoint(*push, output_address);
-    if (!s.ok()) {
-      spdlog::error("enginecore {}: heartbeat socket: {}", rank_, s.to_string());
-      return;
-    }
-    const protocol::DpControl beat{protocol::DpControlKind::kHeartbeat, rank_, 0, 0, false, -1};
-    while (!heartbeat_stop_.load()) {
-      (void)protocol::send(*push, beat);
-      for (int i = 0; i < 10 && !heartbeat_stop_.load(); ++i) std::this_thread::sleep_for(protocol::kDpHeartbeatInterval / 10);
-    }
-  });
+  heartbeat_ = std::make_unique<protocol::HeartbeatThread>(
+      context_, *security_, output_address, protocol::DpControl{protocol::DpControlKind::kHeartbeat, rank_, 0, 0, false, -1},
+      "enginecore " + std::to_string(rank_));
 }
 
-void EngineProcess::stop_heartbeat() {
-  heartbeat_stop_ = true;
-  if (heartbeat_.joinable()) heartbeat_.join();
-}
+void EngineProcess::stop_heartbeat() { heartbeat_.reset(); }
 
 // A remote engine whose API server went silent (its node died) gives up instead of waiting
 // forever; the API server sends it a heartbeat every second.
@@ -383,16 +373,36 @@ Status EngineProcess::dp_after_step() {
   return Status::ok_status();
 }
 
+// The workers' handshake ROUTER and results PULL: ipc:// for this node's workers, and with
+// a group across nodes also tcp:// for the others (CURVE servers with the key file).
+Status EngineProcess::listen_for_workers(const TpNodes& nodes, zmq::socket_t& router, zmq::socket_t& results) {
+  if (nodes.spans_nodes()) {
+    // A single engine's API server is on this node and talks to it without CURVE, so the key
+    // file only arrives with the config; nothing has been secured with security_ yet.
+    if (!security_->curve() && config_.control_plane_key_file) {
+      K2_ASSIGN_OR_RETURN(security_, protocol::ControlPlaneSecurity::load(*config_.control_plane_key_file));
+    }
+    K2_RETURN_IF_ERROR(security_->secure_server(context_, router, "worker handshake"));
+    K2_RETURN_IF_ERROR(security_->secure_server(context_, results, "worker results"));
+  }
+  K2_ASSIGN_OR_RETURN(std::string hs_addr, run_dir_->ipc_address("workers"));
+  K2_ASSIGN_OR_RETURN(std::string results_addr, run_dir_->ipc_address("results"));
+  K2_RETURN_IF_ERROR(protocol::bind_endpoint(router, hs_addr));
+  K2_RETURN_IF_ERROR(protocol::bind_endpoint(results, results_addr));
+  if (!nodes.spans_nodes()) return Status::ok_status();
+  K2_ASSIGN_OR_RETURN(remote_, RemoteWorkers::start(context_, *security_, nodes, router, results));
+  return Status::ok_status();
+}
+
 Status EngineProcess::start_workers() {
-  const uint32_t num_workers = static_cast<uint32_t>(config_.tensor_parallel_size);
+  K2_ASSIGN_OR_RETURN(const TpNodes nodes, tp_nodes_of(config_));
+  const uint32_t num_workers = static_cast<uint32_t>(nodes.per_node);  // on this node
   K2_ASSIGN_OR_RETURN(protocol::RunDir dir, protocol::RunDir::create());
   run_dir_.emplace(std::move(dir));
   K2_ASSIGN_OR_RETURN(std::string hs_addr, run_dir_->ipc_address("workers"));
-  K2_ASSIGN_OR_RETURN(std::string results_addr, run_dir_->ipc_address("results"));
   K2_ASSIGN_OR_RETURN(zmq::socket_t router, protocol::make_socket(context_, zmq::socket_type::router));
-  K2_RETURN_IF_ERROR(protocol::bind_endpoint(router, hs_addr));
   K2_ASSIGN_OR_RETURN(zmq::socket_t pull, protocol::make_socket(context_, zmq::socket_type::pull));
-  K2_RETURN_IF_ERROR(protocol::bind_endpoint(pull, results_addr));
+  K2_RETURN_IF_ERROR(listen_for_workers(nodes, router, pull));
   results_.emplace(std::move(pull));
   RingOptions ring_options;
   ring_options.run_id = run_id_;
@@ -407,7 +417,10 @@ Status EngineProcess::start_workers() {
       args_.worker_binary.empty() ? self_exe_dir() / "k2serve-worker" : std::filesystem::path(args_.worker_binary);
   for (uint32_t r = 0; r < num_workers; ++r) {
     std::vector<std::string> args = {"worker", "--handshake", hs_addr, "--rank", std::to_string(r), "--parent-pid",
-                                     std::to_string(::getpid()), "--tp-size", std::to_string(num_workers)};
+                                     std::to_string(::getpid()), "--tp-size", std::to_string(nodes.tp),
+                                     "--dp-rank", std::to_string(rank_)};
+    if (remote_ && security_->curve())
+      args.insert(args.end(), {"--control-plane-key-file", config_.control_plane_key_file.value_or(args_.control_plane_key_file)});
     // Rank 0 creates the tensor-parallel group's segment; the others find it by its pid.
     if (r > 0) args.insert(args.end(), {"--tp-leader-pid", std::to_string(worker_pids_[0])});
     K2_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::spawn(binary, args));
@@ -425,7 +438,7 @@ Status EngineProcess::start_workers() {
 Result<WorkerFacts> EngineProcess::handshake_workers(zmq::socket_t& router) {
   K2_ASSIGN_OR_RETURN(std::string results_addr, run_dir_->ipc_address("results"));
   protocol::HandshakeOptions options;
-  options.expected_peers = static_cast<uint32_t>(workers_.size());
+  options.expected_peers = static_cast<uint32_t>(config_.tensor_parallel_size);  // other nodes' too
   options.expected_kind = protocol::ProcessKind::kWorker;
   options.peers_alive = [this]() -> Status {
     for (auto& w : workers_)
@@ -433,10 +446,13 @@ Result<WorkerFacts> EngineProcess::handshake_workers(zmq::socket_t& router) {
     return Status::ok_status();
   };
   auto config_for = [&](const protocol::Hello& hello) -> Result<protocol::EngineConfigMsg> {
-    return protocol::EngineConfigMsg{engine_config_table().to_json(config_).dump(), run_id_, {ring_->name()},
-                                     {results_addr}, hello.rank, "", {}, "", ""};
+    protocol::EngineConfigMsg msg{engine_config_table().to_json(config_).dump(), run_id_, {ring_->name()},
+                                  {results_addr}, hello.rank, "", {}, "", ""};
+    if (remote_) remote_->address(hello.rank, msg);
+    return msg;
   };
   K2_ASSIGN_OR_RETURN(std::vector<protocol::HandshakePeer> peers, protocol::handshake_serve(router, options, config_for));
+  if (remote_) K2_RETURN_IF_ERROR(remote_->await_subscriptions(std::chrono::seconds(30)));
   WorkerFacts facts;
   facts.num_blocks = INT64_MAX;
   for (const auto& p : peers) {
@@ -516,11 +532,13 @@ Status EngineProcess::poll_events(std::chrono::milliseconds timeout, zmq::socket
   items.push_back({nullptr, signal_fd_, ZMQ_POLLIN, 0});
   for (auto& w : workers_)
     if (w.pidfd() >= 0) items.push_back({nullptr, w.pidfd(), ZMQ_POLLIN, 0});
+  if (remote_) items.push_back({remote_->heartbeat_socket().handle(), 0, ZMQ_POLLIN, 0});
   try {
     zmq::poll(items.data(), items.size(), timeout);
   } catch (const zmq::error_t& e) {
     if (e.num() != EINTR) return io_error(std::string("poll: ") + e.what());
   }
+  if (remote_) K2_RETURN_IF_ERROR(remote_->tick());
   for (size_t i = 0; i < workers_.size(); ++i) {
     if (auto st = workers_[i].try_wait())
       return unavailable("worker " + std::to_string(i) + " (pid " + std::to_string(workers_[i].pid()) + ") died: " +
@@ -595,14 +613,15 @@ Status EngineProcess::write_plan(const protocol::StepPlan& plan) {
   K2_ASSIGN_OR_RETURN(std::span<std::byte> slot, ring_->reserve(std::chrono::duration_cast<std::chrono::nanoseconds>(kStepTimeout)));
   std::memcpy(slot.data(), frames[0].data(), frames[0].size());
   std::memcpy(slot.data() + frames[0].size(), frames[1].data(), frames[1].size());
-  return ring_->commit(bytes);
+  K2_RETURN_IF_ERROR(ring_->commit(bytes));
+  return remote_ ? remote_->publish(frames) : Status::ok_status();
 }
 
 Result<protocol::StepResult> EngineProcess::wait_results(uint64_t step_id) {
   const auto deadline = Clock::now() + kStepTimeout;
   std::optional<protocol::StepResult> first;
   size_t received = 0;
-  while (received < workers_.size()) {
+  while (received < static_cast<size_t>(config_.tensor_parallel_size)) {
     if (Clock::now() > deadline) return unavailable("the workers did not finish step " + std::to_string(step_id) + " in time");
     bool readable = false;
     K2_RETURN_IF_ERROR(poll_events(100ms, &*results_, &readable));
@@ -673,7 +692,9 @@ int EngineProcess::run() {
     marks.planned = Clock::now();
     stalled = !plan;
     if (plan) s = run_step(*plan, marks);
-    else if (dp_ && dp_->running()) s = run_dummy_step();
+    // One forward per wave step on every rank: a plan without a forward (an expert-load
+    // report) is topped up with a dummy one, or the ranks' model collectives would pair up wrong.
+    if (s.ok() && dp_ && dp_->running() && (!plan || plan->requests.empty())) s = run_dummy_step();
     if (s.ok() && dp_ && dp_->running()) s = dp_after_step();
     if (s.ok()) s = send_outputs();
     if (plan && s.ok() && step_timing_) {
@@ -690,6 +711,7 @@ int EngineProcess::run() {
 
 void EngineProcess::shutdown_workers() {
   if (ring_) ring_->close();
+  if (remote_) remote_->close();
   for (auto& w : workers_) {
     int st = w.terminate(3000ms);
     if (WIFSIGNALED(st) || WEXITSTATUS(st) != 0)

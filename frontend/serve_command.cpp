@@ -14,7 +14,9 @@
 #include "enginecore/protocol/log.h"
 #include "enginecore/protocol/child_process.h"
 #include "enginecore/protocol/dp_transport.h"
+#include "enginecore/protocol/tp_nodes.h"
 #include "frontend/api_server_group.h"
+#include "frontend/headless.h"
 #include "frontend/engine/zmq_engine_client.h"
 #include "frontend/openai/api_server.h"
 #include "frontend/openai/expert_metrics.h"
@@ -43,10 +45,22 @@ std::vector<std::string> grammar_vocabulary(const Tokenizer& tokenizer) {
 // vLLM's data-parallel flag rules (reference/vllm-v1.md 2.1) and what this build cannot
 // honour yet: a clear error, never a silent single engine.
 Status check_supported(const EngineConfig& cfg) {
+  K2_ASSIGN_OR_RETURN(const TpNodes nodes, tp_nodes_of(cfg));
+  if (nodes.spans_nodes() && cfg.headless) {  // workers only (headless.h)
+    if (cfg.api_server_count > 1) return invalid_argument("--headless runs no API server: drop --api-server-count");
+    return Status::ok_status();
+  }
   const int64_t size = cfg.data_parallel_size;
   const int64_t local = cfg.data_parallel_size_local.value_or(size);
-  if (cfg.enable_expert_parallel && size > 1)
-    return unimplemented("expert parallelism across data-parallel ranks is not implemented yet");
+  // Experts across DP ranks need every rank stepping in lockstep (the coordinator's waves),
+  // which externally launched ranks, each with its own API server, do not (workers/expert_group.h).
+  if (cfg.enable_expert_parallel && size > 1 && cfg.data_parallel_rank)
+    return unimplemented("expert parallelism across externally launched data-parallel ranks (--data-parallel-rank) "
+                         "is not implemented: nothing keeps an idle rank stepping with the busy ones; use "
+                         "--headless nodes (--data-parallel-start-rank) instead");
+  // Across nodes their group meets at --data-parallel-rpc-port + 3 (workers/expert_group.h).
+  if (cfg.enable_expert_parallel && size > 1 && (cfg.headless || local != size) && cfg.data_parallel_rpc_port + 3 > 65535)
+    return invalid_argument("--enable-expert-parallel across nodes needs --data-parallel-rpc-port + 3 <= 65535");
   if (cfg.data_parallel_rank) {
     if (cfg.headless) return invalid_argument("--headless and --data-parallel-rank exclude each other");
     if (cfg.data_parallel_size_local && *cfg.data_parallel_size_local != 1)
@@ -316,63 +330,6 @@ int run_attached(const EngineConfig& cfg, const InternalServeFlags& internal) {
   };
   const StopCause cause = wait_for_stop(*client, nullptr, on_go);
   return finish_serving(cfg, **server, *client, cause, nullptr);
-}
-
-// --headless: this node's enginecores (ranks start .. start + local - 1) join the master at
-// --data-parallel-address:--data-parallel-rpc-port over tcp://. Runs until a signal (0) or
-// until one of them exits (1; the others are stopped: the deployment lost a rank anyway).
-int run_headless(const EngineConfig& cfg) {
-  auto ports = protocol::dp_ports(cfg.data_parallel_rpc_port);
-  if (!ports.ok()) {
-    spdlog::error("{}", ports.status().to_string());
-    return 2;
-  }
-  const std::string master = protocol::tcp_address(cfg.data_parallel_address, ports->requests);
-  const std::string key_file = cfg.control_plane_key_file.value_or("");
-  // Checked here too, so that a bad key file is one clear error before any enginecore starts.
-  if (auto security = protocol::ControlPlaneSecurity::load(key_file); !security.ok()) {
-    spdlog::error("--control-plane-key-file: {}", security.status().to_string());
-    return 2;
-  }
-  const int64_t start = cfg.data_parallel_start_rank.value_or(0);
-  const int64_t local = cfg.data_parallel_size_local.value_or(cfg.data_parallel_size);
-  std::vector<ChildProcess> engines;
-  for (int64_t i = 0; i < local; ++i) {
-    std::vector<std::string> args = {"--handshake", master, "--rank", std::to_string(start + i), "--parent-pid",
-                                     std::to_string(::getpid()), "--dp-local-index", std::to_string(i),
-                                     "--dp-local-size", std::to_string(local), "--remote"};
-    if (!key_file.empty()) args.insert(args.end(), {"--control-plane-key-file", key_file});
-    auto child = ChildProcess::spawn(self_exe_dir() / "k2serve-enginecore", args);
-    if (!child.ok()) {
-      spdlog::error("starting the enginecore of rank {}: {}", start + i, child.status().to_string());
-      return 1;
-    }
-    engines.push_back(std::move(*child));
-  }
-  spdlog::info("headless: ranks {}..{} of {} joining {}{}", start, start + local - 1, cfg.data_parallel_size, master,
-               key_file.empty() ? "" : " (CURVE control plane)");
-  const sigset_t signals = shutdown_signals();
-  const timespec tick{0, 100'000'000};
-  int code = 0;
-  while (true) {
-    const int sig = sigtimedwait(&signals, nullptr, &tick);
-    if (sig == SIGTERM || sig == SIGINT) break;
-    bool exited = false;
-    for (size_t i = 0; i < engines.size(); ++i) {
-      if (auto st = engines[i].try_wait()) {
-        spdlog::error("headless: the enginecore of rank {} exited ({})", start + static_cast<int64_t>(i),
-                      describe_wait_status(*st));
-        exited = true;
-      }
-    }
-    if (exited) {
-      code = 1;
-      break;
-    }
-  }
-  for (auto& e : engines) e.signal(SIGTERM);
-  for (auto& e : engines) (void)e.terminate(std::chrono::seconds(10));
-  return code;
 }
 
 }  // namespace

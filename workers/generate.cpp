@@ -9,7 +9,8 @@
 namespace k2 {
 
 Result<std::unique_ptr<DeepSeekV3>> load_model(const std::filesystem::path& dir, ProgressStyle progress, bool dummy,
-                                               const WeightLayouts& layouts, const Shard& shard, Communicator* comm) {
+                                               const WeightLayouts& layouts, const Shard& shard, Communicator* comm,
+                                               Communicator* expert_comm) {
   K2_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::from_dir(dir));
   WeightLayouts chosen = layouts;
   // An INT4 checkpoint runs its routed experts as INT4 unless --quantization says otherwise.
@@ -18,9 +19,9 @@ Result<std::unique_ptr<DeepSeekV3>> load_model(const std::filesystem::path& dir,
     chosen.experts = WeightLayout::kInt4;
   }
   chosen.int4_group = config.int4_group_size;
-  if (dummy) return DeepSeekV3::load_dummy(config, 0, chosen, shard, comm);
+  if (dummy) return DeepSeekV3::load_dummy(config, 0, chosen, shard, comm, expert_comm);
   K2_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(dir, config));
-  return DeepSeekV3::load(checkpoint, config, progress, chosen, shard, comm);
+  return DeepSeekV3::load(checkpoint, config, progress, chosen, shard, comm, expert_comm);
 }
 
 Result<std::vector<int32_t>> generate_greedy(const DeepSeekV3& model, const std::vector<int32_t>& prompt,

@@ -17,11 +17,12 @@ namespace k2 {
 // Reads <dir>/config.json and the checkpoint and builds the model, its weights kept in
 // `formats` (default float32). `dummy`: only config.json is read and the weights are random
 // (--load-format dummy). A sharded load (tensor/expert parallel rank) keeps only this rank's
-// slices and all-reduces through `comm`.
+// slices and all-reduces through `comm` (and, experts spread over data-parallel ranks,
+// dispatches MoE rows through `expert_comm`; DeepSeekV3::load).
 Result<std::unique_ptr<DeepSeekV3>> load_model(const std::filesystem::path& dir,
                                                ProgressStyle progress = ProgressStyle::kAuto, bool dummy = false,
                                                const WeightLayouts& layouts = {}, const Shard& shard = {},
-                                               Communicator* comm = nullptr);
+                                               Communicator* comm = nullptr, Communicator* expert_comm = nullptr);
 
 struct GenerateOptions {
   int64_t max_tokens = 16;

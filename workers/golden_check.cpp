@@ -130,30 +130,53 @@ struct RankGroup {
   int size() const { return static_cast<int>(models.size()); }
 };
 
+// The ranks of data-parallel rank `dp`: its tensor-parallel group (when N > 1) and its share
+// of the expert-parallel group across DP ranks (when D > 1).
+Status load_dp_rank(RankGroup& g, const Checkpoint& checkpoint, const ModelConfig& config,
+                    const GoldenCheckOptions& options, const WeightLayouts& layouts, int dp,
+                    std::vector<std::unique_ptr<Communicator>>& experts) {
+  const int n = options.tensor_parallel_size, d = options.data_parallel_size;
+  std::vector<std::unique_ptr<Communicator>> tensor;
+  if (n > 1) {
+    K2_ASSIGN_OR_RETURN(tensor, create_local_group(options.tp_communicator, n));
+  }
+  for (int r = 0; r < n; ++r) {
+    const Shard shard{r, n, options.expert_parallel, dp, d};
+    Communicator* tp = n > 1 ? tensor[static_cast<size_t>(r)].get() : nullptr;
+    Communicator* ep = d > 1 ? experts[static_cast<size_t>(dp * n + r)].get() : nullptr;
+    K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m,
+                        DeepSeekV3::load(checkpoint, config, options.progress, layouts, shard, tp, ep));
+    g.models.push_back(std::move(m));
+  }
+  for (auto& c : tensor) g.comms.push_back(std::move(c));
+  return Status::ok_status();
+}
+
 Result<RankGroup> load_ranks(const std::filesystem::path& dir, const GoldenCheckOptions& options,
                              const WeightLayouts& layouts) {
   RankGroup g;
-  const int n = options.tensor_parallel_size;
-  if (n == 1) {
+  const int n = options.tensor_parallel_size, d = options.data_parallel_size;
+  if (n * d == 1) {
     K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m, load_model(dir, options.progress, false, layouts));
     g.models.push_back(std::move(m));
     return g;
   }
   K2_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::from_dir(dir));
-  K2_RETURN_IF_ERROR(DeepSeekV3::check_shard(config, Shard{0, n, options.expert_parallel}));
+  const Shard first{0, n, options.expert_parallel, 0, d};
+  K2_RETURN_IF_ERROR(first.validate());
+  K2_RETURN_IF_ERROR(DeepSeekV3::check_shard(config, first));
   WeightLayouts chosen = layouts;  // as load_model chooses them
   if (!chosen.exact() && config.weight_format == WeightFormat::kInt4PackQuantized && chosen.experts == chosen.dense) {
     chosen.experts = WeightLayout::kInt4;
   }
   chosen.int4_group = config.int4_group_size;
   K2_ASSIGN_OR_RETURN(Checkpoint checkpoint, Checkpoint::open(dir, config));
-  K2_ASSIGN_OR_RETURN(g.comms, create_local_group(options.tp_communicator, n));
-  for (int r = 0; r < n; ++r) {
-    K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m,
-                        DeepSeekV3::load(checkpoint, config, options.progress, chosen,
-                                         Shard{r, n, options.expert_parallel}, g.comms[static_cast<size_t>(r)].get()));
-    g.models.push_back(std::move(m));
+  std::vector<std::unique_ptr<Communicator>> experts;
+  if (d > 1) {
+    K2_ASSIGN_OR_RETURN(experts, create_local_group(options.tp_communicator, n * d));
   }
+  for (int dp = 0; dp < d; ++dp) K2_RETURN_IF_ERROR(load_dp_rank(g, checkpoint, config, options, chosen, dp, experts));
+  for (auto& c : experts) g.comms.push_back(std::move(c));
   return g;
 }
 
@@ -502,11 +525,21 @@ Result<bool> run_golden_check(const std::filesystem::path& dir, std::ostream& ou
   if (vision && options.tp_communicator != "threads") {
     return unimplemented("--tp-communicator " + options.tp_communicator + " is not supported on vision sets");
   }
+  if (vision && options.data_parallel_size > 1) {
+    return unimplemented("--data-parallel-size is not supported on vision sets");
+  }
   if (vision) return run_vision_golden_check(dir, out, options);
   K2_ASSIGN_OR_RETURN(GoldenSet golden, GoldenSet::open(dir));
   K2_ASSIGN_OR_RETURN(ModelConfig config, ModelConfig::from_dir(dir));
-  if (options.tensor_parallel_size > 1) {
-    K2_RETURN_IF_ERROR(DeepSeekV3::check_shard(config, Shard{0, options.tensor_parallel_size, options.expert_parallel}));
+  const Shard first{0, options.tensor_parallel_size, options.expert_parallel, 0, options.data_parallel_size};
+  K2_RETURN_IF_ERROR(first.validate());
+  if (first.experts_across_dp()) {
+    K2_RETURN_IF_ERROR(DeepSeekV3::check_shard(config, first));
+    out << "expert parallel across data-parallel ranks: " << options.data_parallel_size << " x "
+        << options.tensor_parallel_size << " ranks as threads of this process over " << options.tp_communicator
+        << ", every DP rank running every case; rank 0 checked against the goldens\n";
+  } else if (options.tensor_parallel_size > 1) {
+    K2_RETURN_IF_ERROR(DeepSeekV3::check_shard(config, first));
     out << (options.expert_parallel ? "expert" : "tensor") << " parallel: " << options.tensor_parallel_size
         << " ranks as threads of this process over " << options.tp_communicator
         << "; rank 0 checked against the goldens\n";

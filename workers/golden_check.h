@@ -9,6 +9,9 @@
 // tp_communicator "gloo"); rank 0's outputs are checked against the
 // goldens with the unsharded tolerances, and every other rank's logits must equal rank 0's
 // bit for bit. A set whose shapes do not divide by N is an error value.
+// With expert_parallel and data_parallel_size D > 1 the routed experts are spread over D
+// groups of N ranks (vLLM's EP = TP x DP; moe_dispatch.h): D x N threads, each DP rank
+// running every case (so the MoE rows of D batches travel between them), all checked as above.
 //
 // A free function; it owns the models, threads and caches it creates. Thread-compatible.
 #pragma once
@@ -31,7 +34,8 @@ struct GoldenCheckOptions {
   // instead of the float32 tolerances.
   WeightLayouts layouts;
   int tensor_parallel_size = 1;  // ranks of the (in-process) tensor-parallel group
-  bool expert_parallel = false;  // routed experts split whole over the ranks (EP = TP size here)
+  bool expert_parallel = false;  // routed experts split whole over the ranks (EP = TP x DP)
+  int data_parallel_size = 1;    // with expert_parallel: DP ranks sharing the routed experts
   // What the in-process ranks talk over: "threads" (shared memory) or "gloo" (Gloo's TCP
   // transport on 127.0.0.1, the cross-node path).
   std::string tp_communicator = "threads";

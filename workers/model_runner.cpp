@@ -297,11 +297,10 @@ Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan
     K2_ASSIGN_OR_RETURN(seq.media_rows, media_for_chunk(r, *states[i]));
     batch.sequences.push_back(seq);
   }
-  const bool dummy = (plan.step_id & protocol::kDummyStepBit) != 0;
-  std::vector<DeepSeekV3::ExpertLoad> load_before;
-  if (dummy) load_before = model_.expert_load();
+  // The model leaves a dummy forward's rows out of the expert load (with experts spread over
+  // DP ranks, this rank's experts meanwhile count the other ranks' real rows).
+  batch.dummy = (plan.step_id & protocol::kDummyStepBit) != 0;
   K2_ASSIGN_OR_RETURN(Logits logits, model_.forward(batch, cache_));
-  if (dummy) skip_expert_load_since(load_before);
   if (logits.rows != total_rows)
     return internal_error("model returned " + std::to_string(logits.rows) + " logit rows, expected " +
                           std::to_string(total_rows));
@@ -345,18 +344,6 @@ Status sum_counts(Communicator& group, std::vector<uint64_t>& counts) {
 }
 
 }  // namespace
-
-void ModelRunner::skip_expert_load_since(const std::vector<DeepSeekV3::ExpertLoad>& before) {
-  const std::vector<DeepSeekV3::ExpertLoad> after = model_.expert_load();
-  if (after.size() != before.size()) return;
-  reported_load_.resize(after.size());
-  for (size_t i = 0; i < after.size(); ++i) {
-    std::vector<uint64_t>& skipped = reported_load_[i];
-    skipped.resize(after[i].tokens.size(), 0);
-    for (size_t e = 0; e < skipped.size() && e < before[i].tokens.size(); ++e)
-      skipped[e] += after[i].tokens[e] - before[i].tokens[e];
-  }
-}
 
 Result<std::optional<protocol::ExpertLoad>> ModelRunner::expert_load_since_last_report() {
   const bool sum = group_ != nullptr && group_->size() > 1 && model_.shard().expert_parallel;

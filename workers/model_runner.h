@@ -118,8 +118,6 @@ class ModelRunner {
   // group when it is expert parallel (every rank of the group must call it for the same
   // plan); nullopt on ranks other than 0 and for models without MoE layers.
   Result<std::optional<protocol::ExpertLoad>> expert_load_since_last_report();
-  // Counts what the router saw since `before` as reported (dummy forwards).
-  void skip_expert_load_since(const std::vector<DeepSeekV3::ExpertLoad>& before);
 
   const DeepSeekV3& model_;
   const MoonVit* vision_ = nullptr;

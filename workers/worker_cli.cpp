@@ -24,6 +24,7 @@ struct GoldenCheckArgs {
   std::string quantization;
   int64_t tensor_parallel_size = 1;
   bool enable_expert_parallel = false;
+  int64_t data_parallel_size = 1;
   std::string mm_encoder_tp_mode = "weights";
   std::string tp_communicator = "threads";
   bool help = false;
@@ -49,6 +50,9 @@ const k2::OptionTable<GoldenCheckArgs>& golden_table() {
              "check the model sharded over this many ranks (threads of this process)")
         .add("--enable-expert-parallel", &GoldenCheckArgs::enable_expert_parallel,
              "split the routed experts whole over the ranks instead of slicing each")
+        .add("--data-parallel-size,-dp", &GoldenCheckArgs::data_parallel_size,
+             "with --enable-expert-parallel: data-parallel ranks (each -tp threads, each running every case) "
+             "sharing the routed experts, EP = TP x DP")
         .add("--mm-encoder-tp-mode", &GoldenCheckArgs::mm_encoder_tp_mode,
              "vision sets with -tp > 1: weights (shard the vision tower) or data (split the media items)")
         .add("--tp-communicator", &GoldenCheckArgs::tp_communicator,
@@ -116,12 +120,19 @@ int golden_check_main(const std::vector<std::string>& args) {
   if (s.ok() && (a.tensor_parallel_size < 1 || a.tensor_parallel_size > 64)) {
     s = k2::invalid_argument("--tensor-parallel-size must be in [1, 64]");
   }
+  if (s.ok() && (a.data_parallel_size < 1 || a.data_parallel_size * a.tensor_parallel_size > 64)) {
+    s = k2::invalid_argument("--data-parallel-size must be at least 1, with at most 64 ranks in all");
+  }
+  if (s.ok() && a.data_parallel_size > 1 && !a.enable_expert_parallel) {
+    s = k2::invalid_argument("--data-parallel-size > 1 needs --enable-expert-parallel (DP ranks only share experts)");
+  }
   if (s.ok()) s = k2::check_local_group_kind(a.tp_communicator);
   if (!s.ok()) return fail("golden-check", s);
   k2::GoldenCheckOptions options;
   options.block_size = a.block_size;
   options.tensor_parallel_size = static_cast<int>(a.tensor_parallel_size);
   options.expert_parallel = a.enable_expert_parallel;
+  options.data_parallel_size = static_cast<int>(a.data_parallel_size);
   options.mm_encoder_tp_mode = a.mm_encoder_tp_mode;
   options.tp_communicator = a.tp_communicator;
   auto layouts = k2::weight_layouts_for(a.fast ? "bfloat16" : a.dtype, a.quantization);

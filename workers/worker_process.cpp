@@ -12,14 +12,18 @@
 #include <spdlog/spdlog.h>
 
 #include "enginecore/protocol/child_process.h"
+#include "enginecore/protocol/dp_transport.h"
 #include "enginecore/protocol/option_table.h"
+#include "enginecore/protocol/tp_nodes.h"
 #include "enginecore/protocol/zmq_channel.h"
 #include "shm/numa.h"
-#include "shm/ring.h"
 #include "shm/segment.h"
+#include "workers/cross_node_group.h"
+#include "workers/expert_group.h"
 #include "workers/generate.h"
 #include "workers/model_runner.h"
 #include "workers/parallel/shm_communicator.h"
+#include "workers/plan_source.h"
 #include "workers/vision/encoder_cache.h"
 #include "workers/vision/moonvit.h"
 #include "workers/vision/vision_encoder.h"
@@ -35,6 +39,8 @@ struct WorkerArgs {
   int64_t parent_pid = 0;
   int64_t tp_size = 1;        // workers of this engine (tensor/expert-parallel ranks)
   int64_t tp_leader_pid = 0;  // rank 0's pid: its segment holds the group's all-reduce
+  int64_t dp_rank = 0;        // the engine's data-parallel rank (experts across DP ranks)
+  std::string control_plane_key_file;  // a group across nodes with CURVE (tp_nodes.h)
 };
 
 const OptionTable<WorkerArgs>& worker_table() {
@@ -44,7 +50,9 @@ const OptionTable<WorkerArgs>& worker_table() {
         .add("--rank", &WorkerArgs::rank, "this worker's rank")
         .add("--parent-pid", &WorkerArgs::parent_pid, "the enginecore's pid")
         .add("--tp-size", &WorkerArgs::tp_size, "tensor-parallel ranks of this engine")
-        .add("--tp-leader-pid", &WorkerArgs::tp_leader_pid, "rank 0's pid (ranks > 0)");
+        .add("--tp-leader-pid", &WorkerArgs::tp_leader_pid, "rank 0's pid (ranks > 0)")
+        .add("--dp-rank", &WorkerArgs::dp_rank, "the enginecore's data-parallel rank")
+        .add("--control-plane-key-file", &WorkerArgs::control_plane_key_file, "CURVE keys of the deployment");
     return t;
   }();
   return table;
@@ -62,7 +70,8 @@ uint64_t shm_available_bytes() {
 // Everything the worker holds once initialized; destroyed (segment unlinked) on return.
 struct WorkerState {
   EngineConfig config;
-  std::unique_ptr<ShmCommunicator> comm;  // tensor parallelism; outlives the model using it
+  std::unique_ptr<Communicator> comm;  // tensor parallelism; outlives the model using it
+  std::unique_ptr<Communicator> expert_comm;  // experts across DP ranks (expert_group.h)
   std::unique_ptr<DeepSeekV3> model;
   Segment kv_segment;
   std::optional<LatentKvCache> cache;
@@ -128,6 +137,15 @@ Result<EngineConfig> config_from_json(const std::string& text) {
 Status join_tp_group(const protocol::EngineConfigMsg& msg, uint32_t rank, const WorkerArgs& a, WorkerState& w) {
   const int size = static_cast<int>(a.tp_size);
   if (size == 1) return Status::ok_status();
+  if (!msg.coordinator_address.empty()) {  // the group spans nodes
+    K2_ASSIGN_OR_RETURN(w.comm, join_cross_node_group({.name = "tp",
+                                                       .label = "tensor-parallel",
+                                                       .store_address = msg.coordinator_address,
+                                                       .route_host = w.config.master_addr,
+                                                       .route_port = w.config.master_port},
+                                                      static_cast<int>(rank), size));
+    return Status::ok_status();
+  }
   if (rank == 0) {
     K2_ASSIGN_OR_RETURN(w.comm, ShmCommunicator::create(msg.run_id, "tp", size));
     return Status::ok_status();
@@ -154,12 +172,16 @@ Status init_worker(const protocol::EngineConfigMsg& msg, uint32_t rank, const Wo
   spdlog::info("--dtype {}{}: dense weights {}, routed experts {}", cfg.dtype,
                cfg.quantization ? " --quantization " + *cfg.quantization : std::string(),
                weight_layout_name(layouts.dense), weight_layout_name(layouts.experts));
-  K2_RETURN_IF_ERROR(place_worker(rank, static_cast<int>(a.tp_size), w));
+  // Placement among this node's workers (the group may span nodes).
+  K2_ASSIGN_OR_RETURN(const TpNodes nodes, tp_nodes_of(cfg));
+  K2_RETURN_IF_ERROR(place_worker(static_cast<uint32_t>(rank % nodes.per_node), static_cast<int>(nodes.per_node), w));
   K2_RETURN_IF_ERROR(join_tp_group(msg, rank, a, w));
-  const Shard shard{static_cast<int>(rank), static_cast<int>(a.tp_size), cfg.enable_expert_parallel};
+  K2_ASSIGN_OR_RETURN(const Shard shard, worker_shard(cfg, static_cast<int>(rank), static_cast<int>(a.tp_size),
+                                                    static_cast<int>(a.dp_rank)));
+  K2_ASSIGN_OR_RETURN(w.expert_comm, join_expert_group(cfg, msg.run_id, shard));
   K2_ASSIGN_OR_RETURN(w.model, load_model(cfg.model, ProgressStyle::kAuto, cfg.load_format == "dummy", layouts, shard,
-                                          w.comm.get()));
-  if (shard.sharded()) spdlog::info("worker {}: {}", rank, shard.describe());
+                                          w.comm.get(), w.expert_comm.get()));
+  if (shard.sharded() || shard.experts_across_dp()) spdlog::info("worker {}: {}", rank, shard.describe());
   const ModelConfig& mc = w.model->config();
   const int64_t row_dim = w.model->cache_row_dim();
   KvSizingInput in;
@@ -218,21 +240,21 @@ Result<protocol::StepPlan> decode_plan(std::span<const std::byte> bytes) {
   return std::move(*plan);
 }
 
-// Serves plans until the ring closes (0), SIGTERM (0) or the enginecore dies (1).
-int serve_plans(RingReader& ring, zmq::socket_t& results, ModelRunner& runner, uint32_t rank, pid_t parent) {
+// Serves plans until the engine closes their source (0), SIGTERM (0) or the enginecore dies (1).
+int serve_plans(PlanSource& plans, zmq::socket_t& results, ModelRunner& runner, uint32_t rank, pid_t parent) {
   while (!g_stop.load()) {
-    auto got = ring.acquire(500ms);
+    auto got = plans.acquire(500ms);
     if (!got.ok()) {
-      if (got.status().code() != Code::kUnavailable) {
-        spdlog::error("worker {}: {}", rank, got.status().to_string());
-        return 1;
-      }
-      if (::getppid() != parent) return 1;
-      if (got.status().message().ends_with(" closed")) return 0;
-      continue;  // a timeout: idle
+      if (is_closed(got.status())) return 0;
+      spdlog::error("worker {}: {}", rank, got.status().to_string());
+      return 1;
     }
-    Result<protocol::StepPlan> plan = decode_plan(*got);
-    ring.release();
+    if (!*got) {
+      if (::getppid() != parent) return 1;
+      continue;  // idle
+    }
+    Result<protocol::StepPlan> plan = decode_plan(**got);
+    plans.release();
     protocol::StepResult result;
     result.worker_rank = rank;
     if (!plan.ok()) {
@@ -257,10 +279,19 @@ int run_worker(const WorkerArgs& a) {
   const uint32_t rank = static_cast<uint32_t>(a.rank);
   const pid_t parent = static_cast<pid_t>(a.parent_pid);
   zmq::context_t context(1);
+  auto security = protocol::ControlPlaneSecurity::load(a.control_plane_key_file);
+  if (!security.ok()) {
+    spdlog::error("worker {}: --control-plane-key-file: {}", rank, security.status().to_string());
+    return 1;
+  }
   protocol::SocketOptions dealer_options;
   dealer_options.routing_id = protocol::rank_identity(rank);
   auto dealer = protocol::make_socket(context, zmq::socket_type::dealer, dealer_options);
-  Status s = dealer.ok() ? protocol::connect_endpoint(*dealer, a.handshake) : dealer.status();
+  Status s = dealer.ok() ? (*security)->secure_client(*dealer) : dealer.status();
+  // With keys, an engine that refuses ours is told apart from one that is not up yet.
+  if (s.ok())
+    s = (*security)->curve() ? protocol::connect_and_await_handshake(context, *dealer, a.handshake, std::chrono::minutes(5))
+                             : protocol::connect_endpoint(*dealer, a.handshake);
   if (!s.ok()) {
     spdlog::error("worker {}: {}", rank, s.to_string());
     return 1;
@@ -278,12 +309,14 @@ int run_worker(const WorkerArgs& a) {
   s = init_worker(*msg, rank, a, w);
   if (s.ok() && (msg->input_addresses.empty() || msg->output_addresses.empty()))
     s = invalid_argument("the enginecore sent no ring or result address");
-  Result<RingReader> ring = s.ok() ? RingReader::open(msg->input_addresses[0], rank) : Result<RingReader>(s);
+  Result<std::unique_ptr<PlanSource>> plans =
+      s.ok() ? open_plan_source(context, **security, *msg, rank) : Result<std::unique_ptr<PlanSource>>(s);
   protocol::SocketOptions push_options;
   push_options.linger_ms = 2000;
   auto results = protocol::make_socket(context, zmq::socket_type::push, push_options);
-  if (ring.ok() && results.ok()) s = protocol::connect_endpoint(*results, msg->output_addresses[0]);
-  else s = ring.ok() ? results.status() : ring.status();
+  if (plans.ok() && results.ok()) s = (*security)->secure_client(*results);
+  else s = plans.ok() ? results.status() : plans.status();
+  if (s.ok()) s = protocol::connect_endpoint(*results, msg->output_addresses[0]);
   if (s.ok()) s = protocol::handshake_ready(*dealer, ready_message(rank, w));
   if (!s.ok()) {
     spdlog::error("worker {}: initialization failed: {}", rank, s.to_string());
@@ -292,7 +325,7 @@ int run_worker(const WorkerArgs& a) {
   ModelRunner runner(*w.model, *w.cache, rank);
   runner.set_vision(w.vision.get(), w.encoder_cache ? &*w.encoder_cache : nullptr, w.vision_mode, w.comm.get());
   runner.set_group(w.comm.get());
-  return serve_plans(*ring, *results, runner, rank, parent);
+  return serve_plans(**plans, *results, runner, rank, parent);
 }
 
 }  // namespace

@@ -39,14 +39,17 @@ OptionTable<EngineConfig> build_table() {
       .add("--data-parallel-address,-dpa", &C::data_parallel_address, "address of the data-parallel master", "parallel")
       .add("--data-parallel-rpc-port,-dpp", &C::data_parallel_rpc_port, "handshake port of the data-parallel master", "parallel")
       .add("--enable-expert-parallel", &C::enable_expert_parallel, "partition routed experts over ranks", "parallel")
-      .add("--headless", &C::headless, "run engines only and join the master", "parallel")
+      .add("--headless", &C::headless, "run engines (or, with --nnodes, tensor-parallel workers) only and join the master", "parallel")
+      .add("--master-addr", &C::master_addr, "with --nnodes: node 0's address (its engine and the tensor-parallel group's rendezvous)", "parallel")
+      .add("--master-port", &C::master_port, "with --nnodes: node 0's worker port P (P + 1: the group's rendezvous)", "parallel")
       .add("--api-server-count", &C::api_server_count, "number of API server processes", "parallel")
       .add("--control-plane-key-file", &C::control_plane_key_file,
            "key file from `k2serve keygen` (the same on every node, mode 0600): authenticates and encrypts the "
            "tcp:// sockets between nodes with ZeroMQ CURVE; peers without the key are refused and logged",
            "parallel");
   const std::string sglang = "SGLang-style launch (mapped once onto the parallel options above)";
-  t.add("--nnodes", &C::nnodes, "nodes of the deployment (SGLang); each must hold whole engines", sglang)
+  t.add("--nnodes", &C::nnodes, "nodes of the deployment; one engine (vLLM, SGLang --dp 1): its tensor-parallel "
+           "group spans them; several (SGLang): each node holds whole engines", sglang)
       .add("--node-rank", &C::node_rank, "this node's index in [0, --nnodes); node 0 serves the API, the others "
            "run --headless", sglang)
       .add("--dist-init-addr", &C::dist_init_addr, "HOST:PORT ([IPv6]:PORT) of node 0: becomes "

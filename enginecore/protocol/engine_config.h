@@ -52,9 +52,15 @@ struct EngineConfig {
   // sockets are unauthenticated, as vLLM.
   std::optional<std::string> control_plane_key_file;
 
+  // Tensor parallelism across nodes (tp_nodes.h): node 0's address, where its engine takes
+  // the workers of the other nodes (master_port) and its TP group meets (master_port + 1).
+  std::string master_addr = "127.0.0.1";
+  int64_t master_port = 29501;
+
   // SGLang's launch flags, as SGLang means them (see sglang_flags.h). parse_engine_config()
   // maps them onto the parallel fields above once and then clears them, so nothing past
-  // parsing (and no peer receiving the config) ever reads them.
+  // parsing (and no peer receiving the config) ever reads them; except --nnodes and
+  // --node-rank of one engine over several nodes, which are vLLM's flags too (tp_nodes.h).
   std::optional<int64_t> nnodes;
   std::optional<int64_t> node_rank;
   std::optional<std::string> dist_init_addr;  // HOST:PORT of node 0, [IPv6]:PORT

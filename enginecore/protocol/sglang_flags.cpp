@@ -52,14 +52,36 @@ Status check_ep(const Sizes& s) {
                        "TP x DP) or none, so --ep-size must be 1 or --tp-size (" + text(s.tp) + ")");
 }
 
+// One engine whose tensor-parallel group spans the nodes (tp_nodes.h): --nnodes and
+// --node-rank keep their meaning (vLLM's flags of the same names), node 0 serves the API and
+// the others run --headless.
+Status map_tp_nodes(EngineConfig& cfg, const Sizes& s, const std::set<std::string>& given) {
+  const int64_t tp = cfg.tensor_parallel_size;
+  if (tp % s.nnodes != 0)
+    return invalid_argument("--tensor-parallel-size " + text(tp) + " does not divide over --nnodes " + text(s.nnodes) +
+                            " (each node holds the same number of tensor-parallel ranks)");
+  const std::string nodes = "--nnodes " + text(s.nnodes) + " --node-rank " + text(s.node_rank);
+  return set_twin(cfg.headless, s.node_rank > 0, "--headless", given, nodes);
+}
+
+bool tp_spans_nodes(const Sizes& s) { return s.nnodes > 1 && s.dp == 1; }
+
+// --ep-size sets vLLM's --enable-expert-parallel; without it that flag keeps its own value
+// (vLLM's multi-node flags --nnodes / --node-rank pass through here too).
+Status map_ep(EngineConfig& cfg, const Sizes& s, const std::set<std::string>& given) {
+  if (!cfg.ep_size) return Status::ok_status();
+  return set_twin(cfg.enable_expert_parallel, s.ep > 1, "--enable-expert-parallel", given, "--ep-size " + text(s.ep));
+}
+
 // Engines per node and where this node's start.
 Status map_nodes(EngineConfig& cfg, const Sizes& s, int64_t engines, const std::set<std::string>& given,
                  const std::string& why) {
+  if (engines == 1 && s.nnodes > 1) return map_tp_nodes(cfg, s, given);
   if (engines % s.nnodes != 0) {
     if (engines < s.nnodes)
-      return unimplemented(why + " over --nnodes " + text(s.nnodes) + " would put one engine's tensor-parallel " +
-                           "group on several nodes: tensor parallelism across nodes is not supported by this " +
-                           "build (every node must hold whole engines); use --enable-dp-attention with --dp-size a " +
+      return unimplemented(why + " over --nnodes " + text(s.nnodes) + " would put one of several engines' " +
+                           "tensor-parallel groups on several nodes: this build runs tensor parallelism across " +
+                           "nodes for one engine only (--dp-size 1); use --enable-dp-attention with --dp-size a " +
                            "multiple of --nnodes, or vLLM's --data-parallel-size flags");
     return invalid_argument(why + ": " + text(engines) + " engines do not divide over --nnodes " + text(s.nnodes));
   }
@@ -80,6 +102,13 @@ Status map_nodes(EngineConfig& cfg, const Sizes& s, int64_t engines, const std::
 }
 
 Status map_address(EngineConfig& cfg, const Sizes& s, const std::set<std::string>& given) {
+  if (tp_spans_nodes(s)) {
+    if (!cfg.dist_init_addr) return Status::ok_status();  // vLLM's --master-addr / --master-port
+    K2_ASSIGN_OR_RETURN(HostPort hp, parse_host_port(*cfg.dist_init_addr));
+    const std::string because = "--dist-init-addr " + *cfg.dist_init_addr;
+    K2_RETURN_IF_ERROR(set_twin(cfg.master_addr, hp.host, "--master-addr", given, because));
+    return set_twin(cfg.master_port, hp.port, "--master-port", given, because);
+  }
   if (!cfg.dist_init_addr) {
     if (s.nnodes > 1) return invalid_argument("--nnodes > 1 needs --dist-init-addr HOST:PORT (node 0's address)");
     return Status::ok_status();
@@ -101,8 +130,7 @@ Status map_dp_attention(EngineConfig& cfg, const Sizes& s, const std::set<std::s
   const std::string because = "--tp-size " + text(s.tp) + " --dp-size " + text(s.dp) + " --enable-dp-attention";
   K2_RETURN_IF_ERROR(set_twin(cfg.data_parallel_size, s.dp, "--data-parallel-size", given, because));
   K2_RETURN_IF_ERROR(set_twin(cfg.tensor_parallel_size, s.tp / s.dp, "--tensor-parallel-size", given, because));
-  K2_RETURN_IF_ERROR(set_twin(cfg.enable_expert_parallel, s.ep > 1, "--enable-expert-parallel", given,
-                              "--ep-size " + text(s.ep)));
+  K2_RETURN_IF_ERROR(map_ep(cfg, s, given));
   if (s.ep == 1 && s.dp > 1)
     spdlog::warn("--enable-dp-attention with --ep-size 1: SGLang would shard the MoE layers over all {} ranks; "
                  "here each of the {} engines holds its own tensor-parallel copy of them (same outputs, more "
@@ -122,8 +150,7 @@ Status map_replicas(EngineConfig& cfg, const Sizes& s, const std::set<std::strin
   const std::string because = "--tp-size " + text(s.tp) + " --dp-size " + text(s.dp);
   K2_RETURN_IF_ERROR(set_twin(cfg.data_parallel_size, s.dp, "--data-parallel-size", given, because));
   K2_RETURN_IF_ERROR(set_twin(cfg.tensor_parallel_size, s.tp, "--tensor-parallel-size", given, because));
-  K2_RETURN_IF_ERROR(set_twin(cfg.enable_expert_parallel, s.ep > 1, "--enable-expert-parallel", given,
-                              "--ep-size " + text(s.ep)));
+  K2_RETURN_IF_ERROR(map_ep(cfg, s, given));
   return map_nodes(cfg, s, s.dp, given, because);
 }
 
@@ -168,8 +195,10 @@ Status apply_sglang_flags(EngineConfig& cfg, const std::set<std::string>& given)
   K2_RETURN_IF_ERROR(check_ranges(s));
   K2_RETURN_IF_ERROR(cfg.enable_dp_attention ? map_dp_attention(cfg, s, given) : map_replicas(cfg, s, given));
   K2_RETURN_IF_ERROR(map_address(cfg, s, given));
-  cfg.nnodes.reset();
-  cfg.node_rank.reset();
+  if (!tp_spans_nodes(s)) {  // else they keep vLLM's meaning (tp_nodes.h)
+    cfg.nnodes.reset();
+    cfg.node_rank.reset();
+  }
   cfg.dist_init_addr.reset();
   cfg.tp_size.reset();
   cfg.dp_size.reset();

@@ -15,8 +15,10 @@
 // D/nnodes, data_parallel_start_rank node_rank*D/nnodes, --headless on node_rank > 0, and
 // data_parallel_address / data_parallel_rpc_port from --dist-init-addr.
 //
-// What this build cannot run the way SGLang would is an error naming why (tensor parallelism
-// across nodes, EP over part of the ranks, EP inside each of several replicas), never a
+// One engine (dp 1) over several nodes is tensor parallelism across nodes (tp_nodes.h): the
+// vLLM fields --nnodes / --node-rank stay set, --dist-init-addr becomes --master-addr /
+// --master-port and node_rank > 0 runs --headless.
+// What this build cannot run the way SGLang would is an error naming why (EP over part of the ranks, EP inside each of several replicas), never a
 // silently different topology. So is a vLLM flag given with a value that contradicts what
 // its SGLang twin maps to. Combinations the serve command refuses for vLLM flags (EP with
 // more than one engine, today) are left set, so that the same check refuses them.

@@ -110,6 +110,17 @@ Status connect_endpoint(zmq::socket_t& socket, const std::string& address) {
   return Status::ok_status();
 }
 
+Result<std::string> bind_any_port(zmq::socket_t& socket, const std::string& host) {
+  const std::string wanted = tcp_address(host, 0);
+  const std::string address = wanted.substr(0, wanted.rfind(':')) + ":*";
+  K2_RETURN_IF_ERROR(bind_endpoint(socket, address));
+  try {
+    return socket.get(zmq::sockopt::last_endpoint);
+  } catch (const std::exception& e) {
+    return zmq_status("reading the bound endpoint", e);
+  }
+}
+
 Status send(zmq::socket_t& socket, const Message& message, std::string_view routing_id, const EncodeOptions& options) {
   Frames frames = encode(message, options);
   try {

@@ -63,6 +63,8 @@ Result<zmq::socket_t> make_socket(zmq::context_t& context, zmq::socket_type type
 // allow_all_interfaces is set (the operator asked for it).
 Status bind_endpoint(zmq::socket_t& socket, const std::string& address, bool allow_all_interfaces = false);
 Status connect_endpoint(zmq::socket_t& socket, const std::string& address);
+// Binds tcp://host:* (a port the kernel picks) and returns the endpoint bound, with its port.
+Result<std::string> bind_any_port(zmq::socket_t& socket, const std::string& host);
 
 // Sends one message; `routing_id` non-empty prepends the ROUTER envelope frame.
 Status send(zmq::socket_t& socket, const Message& message, std::string_view routing_id = {},

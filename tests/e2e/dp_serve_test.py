@@ -9,7 +9,8 @@ enginecores (each with its worker) behind one API server.
    the stream ends with an error instead of hanging, new requests get 503 at once.
 4. SIGTERM stops the API server and every process of the tree.
 
-Usage: dp_serve_test.py K2SERVE DATA_DIR
+Usage: dp_serve_test.py K2SERVE DATA_DIR [SERVE_FLAGS...]   (e.g. --enable-expert-parallel: the
+same with the routed experts spread over both ranks, whose collectives a killed rank must not hang)
 """
 import json
 import os
@@ -37,10 +38,10 @@ def per_engine(server, name):
 
 
 def main():
-    k2serve, data = sys.argv[1], Path(sys.argv[2])
+    k2serve, data, extra = sys.argv[1], Path(sys.argv[2]), sys.argv[3:]
     c = Checks()
     server = Server(k2serve, data / "models" / "tiny-bf16",
-                    ["--tokenizer", str(data / "text" / "tok-1024"), "--data-parallel-size", "2", "--max-model-len", "512", "--served-model-name", "tiny"],
+                    ["--tokenizer", str(data / "text" / "tok-1024"), "--data-parallel-size", "2", "--max-model-len", "512", "--served-model-name", "tiny", *extra],
                     kv_cache_memory=32 << 20)
     try:
         log = server.log_text()

@@ -28,6 +28,17 @@ def samples(server, name):
     return {m.group(1): float(m.group(2)) for m in re.finditer("^" + re.escape(name) + r"(\{[^}]*\}) (\S+)$", text, re.M)}
 
 
+def settled_expert_load(server, want, timeout=10):
+    """{labels: tokens} of k2:expert_routed_tokens_total once their sum reaches `want` (each
+    engine collects its workers' last counts within about 2 s), or as they are at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        experts = samples(server, "k2:expert_routed_tokens_total")
+        if sum(experts.values()) >= want or time.monotonic() > deadline:
+            return experts
+        time.sleep(0.25)
+
+
 def run(c, k2serve, data, extra, label):
     cfg = json.loads((data / "models" / "tiny-bf16" / "config.json").read_text())
     moe_layers = cfg["num_hidden_layers"] - cfg["first_k_dense_replace"]
@@ -51,13 +62,8 @@ def run(c, k2serve, data, extra, label):
         for t in threads:
             t.join()
         want = rows[0] * cfg["num_experts_per_tok"] * moe_layers
-        deadline = time.monotonic() + 10
-        while True:  # the idle engine collects its last steps' load within about 2 s
-            experts = samples(server, "k2:expert_routed_tokens_total")
-            got = sum(experts.values())
-            if got >= want or time.monotonic() > deadline:
-                break
-            time.sleep(0.25)
+        experts = settled_expert_load(server, want)
+        got = sum(experts.values())
         print(f"{label}: routed {got:.0f} expert slots, want {want} ({rows[0]} rows)", flush=True)
         c.check(len(experts) == cfg["n_routed_experts"], f"{label}: one series per expert ({len(experts)})")
         # Exact with DP too: the idle rank's dummy forwards are left out.

@@ -279,6 +279,21 @@ def case_nodes(c, k2serve, data, size):
         cluster.remove()
 
 
+def teardown_after_kill(c, dep, everything, victims):
+    """Stops `dep` and checks that none of `everything` (pids) is left, and that only the
+    killed `victims` left shm segments: kill -9 leaves them to the node's next start (which
+    removes those of dead processes); everyone else removed theirs."""
+    dep.stop()
+    time.sleep(0.5)
+    left = [p for p in everything if alive(p)]
+    c.check(not left, f"no process is left after teardown ({left})")
+    segments = [f for p in everything for f in Path("/dev/shm").glob(f"k2serve-{p}-*")]
+    c.check(all(int(f.name.split("-")[1]) in victims for f in segments),
+            f"only the killed node left shm segments ({[f.name for f in segments]})")
+    for f in segments:
+        f.unlink(missing_ok=True)
+
+
 def case_node_killed(c, k2serve, data):
     cluster = Cluster(2)
     dep = None
@@ -324,17 +339,7 @@ def case_node_killed(c, k2serve, data):
         status, _ = request(dep.server, "/v1/chat/completions", chat(99), timeout=10)
         c.check(status == 503, f"a new request gets 503 ({status})")
         c.check(per_engine(dep.server, "k2:engine_healthy").get("1") == 0.0, "/metrics shows rank 1 dead")
-        dep.stop()
-        time.sleep(0.5)
-        left = [p for p in everything if alive(p)]
-        c.check(not left, f"no process is left after teardown ({left})")
-        # kill -9 leaves the dead node's shm segments to its next start (which removes those of
-        # dead processes); everyone else removed theirs.
-        segments = [f for p in everything for f in Path("/dev/shm").glob(f"k2serve-{p}-*")]
-        c.check(all(int(f.name.split("-")[1]) in victims for f in segments),
-                f"only the killed node left shm segments ({[f.name for f in segments]})")
-        for f in segments:
-            f.unlink(missing_ok=True)
+        teardown_after_kill(c, dep, everything, victims)
     finally:
         if dep:
             dep.finish(c)

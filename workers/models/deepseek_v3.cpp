@@ -5,39 +5,44 @@
 #include <string>
 
 #include "kernels/ref/dense.h"
+#include "workers/models/moe_dispatch.h"
 
 namespace k2 {
 
 Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::load(const Checkpoint& checkpoint, const ModelConfig& config,
                                                      ProgressStyle progress_style, const WeightLayouts& layouts,
-                                                     const Shard& shard, Communicator* comm) {
+                                                     const Shard& shard, Communicator* comm,
+                                                     Communicator* expert_comm) {
   ProgressReporter progress("loading " + checkpoint.dir().string(), checkpoint.total_bytes(), progress_style);
   WeightLoader w(checkpoint, &progress);
-  K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m, build(w, config, layouts, shard, comm));
+  K2_ASSIGN_OR_RETURN(std::unique_ptr<DeepSeekV3> m, build(w, config, layouts, shard, comm, expert_comm));
   progress.finish();
   return m;
 }
 
 Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::load_dummy(const ModelConfig& config, uint64_t seed,
                                                            const WeightLayouts& layouts, const Shard& shard,
-                                                           Communicator* comm) {
+                                                           Communicator* comm, Communicator* expert_comm) {
   WeightLoader w(seed);
-  return build(w, config, layouts, shard, comm);
+  return build(w, config, layouts, shard, comm, expert_comm);
 }
 
 Status DeepSeekV3::check_shard(const ModelConfig& c, const Shard& shard) {
   K2_RETURN_IF_ERROR(shard.validate());
-  auto must_divide = [&](const char* what, int64_t value) -> Status {
-    if (shard.divides(value)) return Status::ok_status();
+  auto must_divide = [&](const char* what, int64_t value, const Shard& by = {}) -> Status {
+    const Shard& s = by.size > 1 ? by : shard;
+    if (s.divides(value)) return Status::ok_status();
     return invalid_argument(std::string("config ") + what + " " + std::to_string(value) + " does not divide by the " +
                             (shard.expert_parallel ? "expert" : "tensor") + "-parallel size " +
-                            std::to_string(shard.size));
+                            std::to_string(s.size));
   };
   K2_RETURN_IF_ERROR(must_divide("num_attention_heads", c.num_attention_heads));
   bool dense = false, moe = false;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) (c.is_moe_layer(l) ? moe : dense) = true;
   if (dense) K2_RETURN_IF_ERROR(must_divide("intermediate_size", c.intermediate_size));
-  if (moe && shard.expert_parallel) K2_RETURN_IF_ERROR(must_divide("n_routed_experts", c.n_routed_experts));
+  if (moe && shard.expert_parallel) {
+    K2_RETURN_IF_ERROR(must_divide("n_routed_experts", c.n_routed_experts, shard.experts()));
+  }
   // The shared experts are split by tensor parallelism in both modes, the routed ones in TP only.
   if (moe && (!shard.expert_parallel || c.n_shared_experts > 0)) {
     K2_RETURN_IF_ERROR(must_divide("moe_intermediate_size", c.moe_intermediate_size));
@@ -47,18 +52,25 @@ Status DeepSeekV3::check_shard(const ModelConfig& c, const Shard& shard) {
 
 Result<std::unique_ptr<DeepSeekV3>> DeepSeekV3::build(WeightLoader& w, const ModelConfig& config,
                                                       const WeightLayouts& layouts, const Shard& shard,
-                                                      Communicator* comm) {
+                                                      Communicator* comm, Communicator* expert_comm) {
   const ModelConfig& c = config;
   if (c.tie_word_embeddings) return unimplemented("config tie_word_embeddings true is not supported");
   K2_RETURN_IF_ERROR(check_shard(c, shard));
   if (shard.sharded() && (comm == nullptr || comm->size() != shard.size || comm->rank() != shard.rank)) {
     return invalid_argument("a sharded model (" + shard.describe() + ") needs a communicator of that rank and size");
   }
+  const Shard experts = shard.experts();
+  if (shard.experts_across_dp() &&
+      (expert_comm == nullptr || expert_comm->size() != experts.size || expert_comm->rank() != experts.rank)) {
+    return invalid_argument("a model whose experts span data-parallel ranks (" + shard.describe() +
+                            ") needs an expert-parallel communicator of that rank and size");
+  }
   std::unique_ptr<DeepSeekV3> m(new DeepSeekV3());
   m->config_ = c;
   m->layouts_ = layouts;
   m->shard_ = shard;
   m->comm_ = shard.sharded() ? comm : nullptr;
+  m->expert_comm_ = shard.experts_across_dp() ? expert_comm : nullptr;
   w.set_int4_group(layouts.int4_group);
   w.set_fp8_block(c.fp8_block_out, c.fp8_block_in);
   if (!layouts.exact()) {
@@ -191,6 +203,20 @@ Status DeepSeekV3::all_reduce(std::vector<float>& partial) const {
   return comm_->all_reduce_sum(partial);
 }
 
+Status DeepSeekV3::run_moe(const Layer& layer, int64_t l, const ForwardBatch& batch, const float* x, int64_t rows,
+                           float* y, ForwardTrace* trace) const {
+  RouterTrace* router = nullptr;
+  if (trace != nullptr) {
+    router = &trace->routers.emplace_back();
+    router->layer = l;
+  }
+  if (expert_comm_ != nullptr) {
+    return moe_forward_across_dp(*layer.moe, shard_, *expert_comm_, x, rows, batch.dummy, y, router);
+  }
+  layer.moe->forward(x, rows, y, router, /*count_load=*/!batch.dummy);
+  return Status::ok_status();
+}
+
 Status DeepSeekV3::run_layer(int64_t l, const ForwardBatch& batch, const BatchRows& rows, LatentKvCache& cache,
                              std::vector<float>& h, ForwardTrace* trace) const {
   const Layer& layer = layers_[static_cast<size_t>(l)];
@@ -205,12 +231,7 @@ Status DeepSeekV3::run_layer(int64_t l, const ForwardBatch& batch, const BatchRo
 
   ref::rms_norm(h.data(), d, layer.post_norm.data.data(), n, d, eps, x.data(), d);
   if (layer.moe) {
-    RouterTrace* router = nullptr;
-    if (trace != nullptr) {
-      router = &trace->routers.emplace_back();
-      router->layer = l;
-    }
-    layer.moe->forward(x.data(), n, y.data(), router);
+    K2_RETURN_IF_ERROR(run_moe(layer, l, batch, x.data(), n, y.data(), trace));
   } else {
     layer.dense->forward(x.data(), n, y.data());
   }

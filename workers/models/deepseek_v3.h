@@ -14,6 +14,10 @@
 // layer at most (after o_proj, after the dense MLP or after the MoE's routed + shared sum),
 // and every rank returns the same logits, bit for bit. Every rank must call forward() with
 // the same batch, in the same order, one call at a time (the collectives pair up by order).
+// Expert parallel across data-parallel ranks (Shard::experts_across_dp): a second group,
+// `expert_comm`, of every DP rank's workers; each MoE layer then exchanges rows over it
+// (moe_dispatch.h), so every worker of the deployment calls forward() equally often (an
+// idle DP rank with a dummy batch), each DP rank with its own batch.
 #pragma once
 
 #include <cstdint>
@@ -41,19 +45,21 @@ class DeepSeekV3 {
   // Reads every weight the config names from `checkpoint` (its tensor prefix already set).
   // `formats` says which weights are packed for the CPU fast path (default: all float32).
   // `shard` / `comm`: this rank's part of a tensor- or expert-parallel group (comm may be null
-  // only when shard.size is 1).
+  // only when shard.size is 1). `expert_comm`: the expert-parallel group across data-parallel
+  // ranks (of shard.experts()'s rank and size), needed exactly when shard.experts_across_dp().
   static Result<std::unique_ptr<DeepSeekV3>> load(const Checkpoint& checkpoint, const ModelConfig& config,
                                                   ProgressStyle progress = ProgressStyle::kAuto,
                                                   const WeightLayouts& layouts = {}, const Shard& shard = {},
-                                                  Communicator* comm = nullptr);
+                                                  Communicator* comm = nullptr, Communicator* expert_comm = nullptr);
   // The same model with deterministic random weights (--load-format dummy): no checkpoint read.
   // A shard holds the slice of the very weights an unsharded dummy model holds.
   static Result<std::unique_ptr<DeepSeekV3>> load_dummy(const ModelConfig& config, uint64_t seed = 0,
                                                         const WeightLayouts& layouts = {}, const Shard& shard = {},
-                                                        Communicator* comm = nullptr);
+                                                        Communicator* comm = nullptr,
+                                                        Communicator* expert_comm = nullptr);
   // Whether the config's shapes split over `shard`: heads, intermediate_size (dense layers),
-  // moe_intermediate_size (tensor parallel) or n_routed_experts (expert parallel). The error
-  // names what "does not divide".
+  // moe_intermediate_size (tensor parallel) or n_routed_experts (expert parallel, by the
+  // expert-parallel size shard.experts().size, TP x DP). The error names what "does not divide".
   static Status check_shard(const ModelConfig& config, const Shard& shard);
 
   const ModelConfig& config() const { return config_; }
@@ -93,7 +99,7 @@ class DeepSeekV3 {
  private:
   static Result<std::unique_ptr<DeepSeekV3>> build(WeightLoader& weights, const ModelConfig& config,
                                                    const WeightLayouts& layouts, const Shard& shard,
-                                                   Communicator* comm);
+                                                   Communicator* comm, Communicator* expert_comm);
 
   struct Layer {
     TensorF32 input_norm, post_norm;  // [hidden]
@@ -110,11 +116,15 @@ class DeepSeekV3 {
                    std::vector<float>& h, ForwardTrace* trace) const;
   // Sums the ranks' partial outputs (a no-op unsharded).
   Status all_reduce(std::vector<float>& partial) const;
+  // y = the MoE block of layer `layer` over x (this rank's partial sum when sharded).
+  Status run_moe(const Layer& layer, int64_t l, const ForwardBatch& batch, const float* x, int64_t rows, float* y,
+                 ForwardTrace* trace) const;
 
   ModelConfig config_;
   WeightLayouts layouts_;
   Shard shard_;
   Communicator* comm_ = nullptr;  // borrowed; null unsharded
+  Communicator* expert_comm_ = nullptr;  // borrowed; null unless the experts span DP ranks
   MlaParams mla_;
   TensorF32 embed_;    // [vocab, hidden]
   std::vector<Layer> layers_;

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "workers/models/deepseek_v3.h"
+#include "workers/models/logit_compare.h"
 #include "workers/parallel/thread_group_communicator.h"
 
 namespace k2 {
@@ -69,16 +70,8 @@ std::vector<std::vector<float>> run_ranks(const Group& g) {
   return out;
 }
 
-double max_diff(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return INFINITY;
-  double d = 0;
-  for (size_t i = 0; i < a.size(); ++i) d = std::max(d, std::fabs(double(a[i]) - b[i]));
-  return d;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
-}
+using logit_compare::max_diff;
+using logit_compare::same_bits;
 
 ModelConfig config_of(const std::string& set) { return ModelConfig::from_dir(kModels / set).value(); }
 

@@ -51,6 +51,9 @@ enum class LogitRows {
 struct ForwardBatch {
   std::vector<SequenceChunk> sequences;
   LogitRows logit_rows = LogitRows::kLastPerSequence;
+  // An idle data-parallel rank's dummy forward (it only keeps the ranks' collectives paired):
+  // its rows count in no expert load and are not dispatched to experts of other ranks.
+  bool dummy = false;
 };
 
 // Router choices of one MoE layer, one entry per token row (k = num_experts_per_tok).

@@ -55,17 +55,19 @@ Result<Moe> Moe::load(WeightLoader& w, const std::string& prefix, const ModelCon
   }
   K2_ASSIGN_OR_RETURN(m.gate_, w.tensor(prefix + "gate.weight", {c.n_routed_experts, c.hidden_size}));
   K2_ASSIGN_OR_RETURN(m.bias_, w.tensor(prefix + "gate.e_score_correction_bias", {c.n_routed_experts}));
-  // Expert parallel: whole experts, a contiguous range per rank. Tensor parallel: a slice of each.
-  const bool whole = shard.expert_parallel && shard.sharded();
-  if (whole && !shard.divides(c.n_routed_experts)) {
+  // Expert parallel: whole experts, a contiguous range per rank of the expert-parallel group
+  // (which may span data-parallel ranks). Tensor parallel: a slice of each.
+  const Shard experts = shard.experts();
+  const bool whole = experts.expert_parallel && experts.sharded();
+  if (whole && !experts.divides(c.n_routed_experts)) {
     return invalid_argument("config n_routed_experts " + std::to_string(c.n_routed_experts) + " does not divide by the " +
                             shard.describe());
   }
-  m.first_expert_ = whole ? shard.first(c.n_routed_experts) : 0;
-  const int64_t local = whole ? shard.count(c.n_routed_experts) : c.n_routed_experts;
+  m.first_expert_ = whole ? experts.first(c.n_routed_experts) : 0;
+  const int64_t local = whole ? experts.count(c.n_routed_experts) : c.n_routed_experts;
   for (int64_t e = m.first_expert_; e < m.first_expert_ + local; ++e) {
     K2_ASSIGN_OR_RETURN(Mlp expert, Mlp::load(w, prefix + "experts." + std::to_string(e) + ".", c.hidden_size,
-                                              c.moe_intermediate_size, layouts.experts, whole ? Shard{} : shard));
+                                              c.moe_intermediate_size, layouts.experts, whole ? Shard{} : experts));
     m.experts_.push_back(std::move(expert));
   }
   m.routed_tokens_ = std::make_unique<std::atomic<uint64_t>[]>(static_cast<size_t>(local));
@@ -89,7 +91,23 @@ size_t Moe::always_read_bytes() const {
   return b;
 }
 
-void Moe::forward(const float* x, int64_t rows, float* out, RouterTrace* trace) const {
+void Moe::forward(const float* x, int64_t rows, float* out, RouterTrace* trace, bool count_load) const {
+  run(x, rows, out, trace, count_load, /*with_shared=*/true);
+}
+
+void Moe::forward_routed(const float* x, int64_t rows, float* out, RouterTrace* trace, bool count_load) const {
+  run(x, rows, out, trace, count_load, /*with_shared=*/false);
+}
+
+void Moe::add_shared(const float* x, int64_t rows, float* out) const {
+  if (shared_.empty()) return;
+  thread_local std::vector<float> y;  // [rows, hidden]
+  y.resize(static_cast<size_t>(rows * hidden_));
+  shared_[0].forward(x, rows, y.data());
+  ref::axpy(1.0f, y.data(), rows * hidden_, out);
+}
+
+void Moe::run(const float* x, int64_t rows, float* out, RouterTrace* trace, bool count_load, bool with_shared) const {
   const int64_t n_exp = router_.num_experts, k = router_.top_k, d = hidden_;
   // Router: sigmoid scores, biased selection, weights [rows, k].
   std::vector<float> logits(static_cast<size_t>(rows * n_exp));  // [rows, E]
@@ -121,8 +139,10 @@ void Moe::forward(const float* x, int64_t rows, float* out, RouterTrace* trace) 
     used.push_back(e);
     offset.push_back(routed);
     routed += m;
-    routed_tokens_[static_cast<size_t>(e - first_expert_)].fetch_add(static_cast<uint64_t>(m),
-                                                                     std::memory_order_relaxed);
+    if (count_load) {
+      routed_tokens_[static_cast<size_t>(e - first_expert_)].fetch_add(static_cast<uint64_t>(m),
+                                                                       std::memory_order_relaxed);
+    }
   }
   offset.push_back(routed);
   // order[offset[t] + i]: the i-th slot (row * k + j) of task t's expert, rows ascending.
@@ -133,9 +153,10 @@ void Moe::forward(const float* x, int64_t rows, float* out, RouterTrace* trace) 
     const int64_t t = task_of[static_cast<size_t>(idx[s])];
     if (t >= 0) order[static_cast<size_t>(next[static_cast<size_t>(t)]++)] = s;
   }
+  const bool shared = with_shared && !shared_.empty();
   thread_local std::vector<float> ys;  // [routed + rows (shared), hidden]; reused across calls
-  ys.resize(static_cast<size_t>((routed + (shared_.empty() ? 0 : rows)) * d));
-  const int64_t n_tasks = static_cast<int64_t>(used.size()) + (shared_.empty() ? 0 : 1);
+  ys.resize(static_cast<size_t>((routed + (shared ? rows : 0)) * d));
+  const int64_t n_tasks = static_cast<int64_t>(used.size()) + (shared ? 1 : 0);
   float* const y_all = ys.data();
   parallel_tasks(n_tasks, [&](int64_t t) {
     if (t == static_cast<int64_t>(used.size())) {  // the shared expert, over every row
@@ -155,7 +176,7 @@ void Moe::forward(const float* x, int64_t rows, float* out, RouterTrace* trace) 
   });
   std::fill(out, out + rows * d, 0.0f);
   for (int64_t i = 0; i < routed; ++i) ref::axpy(1.0f, y_all + i * d, d, out + (order[static_cast<size_t>(i)] / k) * d);
-  if (!shared_.empty()) ref::axpy(1.0f, y_all + routed * d, rows * d, out);
+  if (shared) ref::axpy(1.0f, y_all + routed * d, rows * d, out);
   if (trace != nullptr) {
     trace->idx = std::move(idx);
     trace->weights = std::move(weights);

@@ -10,8 +10,11 @@
 // all-reduce. Tensor parallel: every MLP (dense, each routed expert, the shared expert) keeps
 // rows [r·W/N, (r+1)·W/N) of gate/up and the same columns of down. Expert parallel: rank r
 // keeps routed experts [r·E/N, (r+1)·E/N) whole (the router stays whole and replicated, so
-// every rank makes the same choices) and a tensor-parallel slice of the shared expert. The router stays float32 in every mode: expert choice is where a
-// rounding difference would change the output most.
+// every rank makes the same choices) and a tensor-parallel slice of the shared expert. Expert
+// parallel across data-parallel ranks (Shard::experts_across_dp): the same, over the expert-
+// parallel group of every DP rank's workers; moe_dispatch.h then runs forward_routed() over the
+// rows of all DP ranks and add_shared() over the rank's own. The router stays float32 in every
+// mode: expert choice is where a rounding difference would change the output most.
 #pragma once
 
 #include <atomic>
@@ -52,8 +55,16 @@ class Moe {
  public:
   static Result<Moe> load(WeightLoader& loader, const std::string& prefix, const ModelConfig& config,
                           const WeightLayouts& layouts, const Shard& shard = {});
-  // x: [rows, hidden] -> out: [rows, hidden] (overwritten). Fills `trace` when not null.
-  void forward(const float* x, int64_t rows, float* out, RouterTrace* trace) const;
+  // x: [rows, hidden] -> out: [rows, hidden] (overwritten): this rank's routed experts plus
+  // the shared experts. Fills `trace` when not null. count_load false: the rows are left out
+  // of tokens_per_expert() (an idle data-parallel rank's dummy forward).
+  void forward(const float* x, int64_t rows, float* out, RouterTrace* trace, bool count_load = true) const;
+  // The same without the shared experts (the routed experts of this rank only).
+  void forward_routed(const float* x, int64_t rows, float* out, RouterTrace* trace, bool count_load = true) const;
+  // out[rows, hidden] += the shared experts' output (this rank's slice); nothing without them.
+  void add_shared(const float* x, int64_t rows, float* out) const;
+  int64_t hidden() const { return hidden_; }
+  int64_t top_k() const { return router_.top_k; }
   // Weight bytes every call reads (router, shared experts) and those of one routed expert.
   size_t always_read_bytes() const;
   size_t expert_bytes() const { return experts_.empty() ? 0 : experts_[0].bytes(); }
@@ -66,6 +77,8 @@ class Moe {
   std::vector<uint64_t> tokens_per_expert() const;
 
  private:
+  void run(const float* x, int64_t rows, float* out, RouterTrace* trace, bool count_load, bool with_shared) const;
+
   int64_t hidden_ = 0;
   ref::RouterParams router_;
   TensorF32 gate_;  // router [E, hidden]

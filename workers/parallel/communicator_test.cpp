@@ -4,7 +4,9 @@
 
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -195,6 +197,33 @@ TEST(ShmCommunicatorTest, OpenRejectsBadRanksAndNames) {
   EXPECT_EQ(ShmCommunicator::open((*root)->segment_name(), 2).status().code(), Code::kInvalidArgument);
   EXPECT_FALSE(ShmCommunicator::open("/k2serve-1-nothere-x", 1).ok());
   EXPECT_FALSE(ShmCommunicator::create(make_run_id(), "comm-bad", 0).ok());
+}
+
+// A peer that cannot know rank 0's pid (a worker of another engine) finds the group by run id
+// and name, waiting while rank 0 has not created it yet; without rank 0 it gives up in time.
+TEST(ShmCommunicatorTest, OpenWhenCreatedWaitsForRankZero) {
+  using namespace std::chrono_literals;
+  const std::string run = make_run_id();
+  Result<std::unique_ptr<ShmCommunicator>> peer = not_found("not yet");
+  std::thread opener([&] { peer = ShmCommunicator::open_when_created(run, "ep", 1, 5s); });
+  std::this_thread::sleep_for(200ms);  // the opener is polling by now
+  auto root = ShmCommunicator::create(run, "ep", 2);
+  ASSERT_TRUE(root.ok()) << root.status().to_string();
+  opener.join();
+  ASSERT_TRUE(peer.ok()) << peer.status().to_string();
+  EXPECT_EQ((*peer)->size(), 2);
+  EXPECT_EQ((*peer)->segment_name(), (*root)->segment_name());
+  std::vector<float> a = {1.0f, 2.0f}, b = {10.0f, 20.0f};
+  std::thread other([&] { EXPECT_TRUE((*peer)->all_reduce_sum(b).ok()); });
+  EXPECT_TRUE((*root)->all_reduce_sum(a).ok());
+  other.join();
+  EXPECT_EQ(a, (std::vector<float>{11.0f, 22.0f}));
+  EXPECT_EQ(b, a);
+
+  const auto start = std::chrono::steady_clock::now();
+  auto none = ShmCommunicator::open_when_created(make_run_id(), "ep", 1, 100ms);
+  EXPECT_EQ(none.status().code(), Code::kNotFound) << none.status().to_string();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
 }
 
 }  // namespace

@@ -4,7 +4,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <new>
+#include <thread>
 
 #include "shm/futex.h"
 
@@ -62,7 +64,8 @@ Result<std::unique_ptr<ShmCommunicator>> ShmCommunicator::create(std::string_vie
   Header* h = new (segment.data()) Header{};
   h->size = static_cast<uint32_t>(size);
   h->capacity = options.capacity;
-  h->magic = kMagic;
+  // Last, with release: open() reads it with acquire before anything else of the header.
+  std::atomic_ref<uint64_t>(h->magic).store(kMagic, std::memory_order_release);
   return std::unique_ptr<ShmCommunicator>(new ShmCommunicator(std::move(segment), 0, options));
 }
 
@@ -70,8 +73,10 @@ Result<std::unique_ptr<ShmCommunicator>> ShmCommunicator::open(const std::string
                                                                CommOptions options) {
   K2_ASSIGN_OR_RETURN(Segment segment, Segment::open(segment_name));
   if (segment.size() < header_bytes()) return corrupt("shm communicator " + segment_name + ": segment too small");
-  const Header* h = std::launder(reinterpret_cast<const Header*>(segment.data()));
-  if (h->magic != kMagic || h->size < 1 || h->size > kMaxRanks || h->capacity == 0 ||
+  Header* h = std::launder(reinterpret_cast<Header*>(segment.data()));
+  const uint64_t magic = std::atomic_ref<uint64_t>(h->magic).load(std::memory_order_acquire);
+  if (magic == 0) return unavailable("shm communicator " + segment_name + ": rank 0 is still initializing it");
+  if (magic != kMagic || h->size < 1 || h->size > kMaxRanks || h->capacity == 0 ||
       segment.size() < header_bytes() + h->size * h->capacity * sizeof(float)) {
     return corrupt("shm communicator " + segment_name + ": not a communicator segment");
   }
@@ -80,6 +85,49 @@ Result<std::unique_ptr<ShmCommunicator>> ShmCommunicator::open(const std::string
                             std::to_string(h->size) + " (rank 0 creates it)");
   }
   return std::unique_ptr<ShmCommunicator>(new ShmCommunicator(std::move(segment), rank, options));
+}
+
+namespace {
+
+// The one /dev/shm entry named k2serve-<pid>-<run_id>-<name> with a complete header (a run id
+// is unique to its run, so at most one matches). not_found while there is none yet.
+Result<std::string> find_created_segment(std::string_view run_id, std::string_view name) {
+  // Built with append: g++ 12 mis-warns (-Wrestrict) on `"literal" + std::string` chains.
+  std::string suffix = "-";
+  suffix.append(run_id).append("-").append(name);
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", ec)) {
+    const std::string file = entry.path().filename().string();
+    if (!file.starts_with(kSegmentPrefix) || !file.ends_with(suffix)) continue;
+    std::error_code size_ec;
+    if (entry.file_size(size_ec) < header_bytes() || size_ec) continue;  // not sized yet
+    return "/" + file;
+  }
+  if (ec) return io_error("cannot list /dev/shm: " + ec.message());
+  return not_found("no shm segment " + suffix.substr(1) + " yet");
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ShmCommunicator>> ShmCommunicator::open_when_created(std::string_view run_id,
+                                                                            std::string_view name, int rank,
+                                                                            std::chrono::milliseconds wait,
+                                                                            CommOptions options) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  while (true) {
+    Result<std::string> found = find_created_segment(run_id, name);
+    Result<std::unique_ptr<ShmCommunicator>> comm =
+        found.ok() ? open(*found, rank, options) : Result<std::unique_ptr<ShmCommunicator>>(found.status());
+    if (comm.ok()) return comm;
+    // Rank 0 may still be starting (not_found) or writing the header (unavailable); the
+    // segment may also vanish between listing and opening (not_found).
+    const Code code = comm.status().code();
+    if ((code != Code::kNotFound && code != Code::kUnavailable) || std::chrono::steady_clock::now() > deadline) {
+      return comm.status().with_context("waiting " + std::to_string(wait.count()) + " ms for rank 0 of the " +
+                                        std::string(name) + " group");
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
 }
 
 // Generation-counted barrier over futex words shared by the processes.

@@ -9,13 +9,16 @@
 // same bits); barrier (so no slot is overwritten while someone still reads it).
 //
 // Rank 0 creates the segment and owns its name (unlinked when rank 0's communicator goes
-// away; peers keep their mappings); ranks 1..N-1 open it by name. A wait that exceeds
+// away; peers keep their mappings); ranks 1..N-1 open it by name (or find it by run id and
+// name, open_when_created). The header's magic is written last, so a peer never maps a
+// half-initialized group. A wait that exceeds
 // CommOptions::timeout fails with `unavailable`, raises the shared abort flag so the other
 // ranks fail at once instead of timing out one by one, and leaves the communicator broken.
 //
 // Owns its mapping. One endpoint per process (or per thread); not for concurrent use.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -40,6 +43,12 @@ class ShmCommunicator final : public Communicator {
   // and capacity come from the segment; options.capacity is ignored.
   static Result<std::unique_ptr<ShmCommunicator>> open(const std::string& segment_name, int rank,
                                                        CommOptions options = {});
+  // Rank `rank` >= 1 of a group whose rank 0 is a process the caller knows nothing of but the
+  // run (a worker of another engine): waits, at most `wait`, until rank 0 has created and
+  // initialized `/k2serve-<its pid>-<run_id>-<name>`, then opens it.
+  static Result<std::unique_ptr<ShmCommunicator>> open_when_created(std::string_view run_id, std::string_view name,
+                                                                    int rank, std::chrono::milliseconds wait,
+                                                                    CommOptions options = {});
   ~ShmCommunicator() override;
 
   const std::string& segment_name() const { return segment_.name(); }

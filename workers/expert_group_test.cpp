@@ -1,0 +1,129 @@
+#include "workers/expert_group.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace k2 {
+namespace {
+
+EngineConfig ep_config(int64_t dp_size) {
+  EngineConfig cfg;
+  cfg.enable_expert_parallel = true;
+  cfg.data_parallel_size = dp_size;
+  return cfg;
+}
+
+// A TCP port nobody listens on right now whose +3 is below 65536 (the group's store is P + 3).
+int64_t unused_rpc_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  ::close(fd);
+  return ntohs(addr.sin_port) - 3;
+}
+
+TEST(ExpertGroup, ExternalRanksAreRefusedHeadlessNodesAccepted) {
+  EngineConfig external = ep_config(2);
+  external.data_parallel_rank = 1;
+  Result<Shard> refused = worker_shard(external, 0, 1, 1);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kUnimplemented);
+  EXPECT_NE(refused.status().message().find("--data-parallel-rank"), std::string::npos);
+
+  EngineConfig headless = ep_config(4);
+  headless.headless = true;
+  headless.data_parallel_size_local = 2;
+  headless.data_parallel_start_rank = 2;
+  Result<Shard> shard = worker_shard(headless, 1, 2, 3);
+  ASSERT_TRUE(shard.ok()) << shard.status().to_string();
+  EXPECT_TRUE(shard->experts_across_dp());
+  EXPECT_EQ(shard->dp_rank, 3);
+  EXPECT_EQ(shard->dp_size, 4);
+  EXPECT_EQ(shard->experts().rank, 3 * 2 + 1);
+  EXPECT_EQ(shard->experts().size, 8);
+}
+
+TEST(ExpertGroup, SpansNodesWithHeadlessOrFewerLocalRanks) {
+  EngineConfig cfg = ep_config(2);
+  EXPECT_FALSE(dp_ranks_span_nodes(cfg));
+  cfg.data_parallel_size_local = 2;
+  EXPECT_FALSE(dp_ranks_span_nodes(cfg));
+  cfg.data_parallel_size_local = 1;
+  EXPECT_TRUE(dp_ranks_span_nodes(cfg));
+  EngineConfig headless = ep_config(2);
+  headless.headless = true;
+  EXPECT_TRUE(dp_ranks_span_nodes(headless));
+}
+
+TEST(ExpertGroup, StoreIsThreePortsAboveTheRpcPort) {
+  EngineConfig cfg = ep_config(2);
+  cfg.data_parallel_address = "10.0.0.1";
+  cfg.data_parallel_rpc_port = 13345;
+  Result<std::string> store = expert_store_address(cfg);
+  ASSERT_TRUE(store.ok()) << store.status().to_string();
+  EXPECT_EQ(*store, "tcp://10.0.0.1:13348");
+  cfg.data_parallel_rpc_port = 65533;
+  EXPECT_EQ(expert_store_address(cfg).status().code(), Code::kInvalidArgument);
+  cfg.data_parallel_rpc_port = 0;
+  EXPECT_EQ(expert_store_address(cfg).status().code(), Code::kInvalidArgument);
+}
+
+// Two DP ranks "on two nodes" (size-local 1), here two threads over loopback: they meet at
+// the store and all-reduce over Gloo.
+TEST(ExpertGroup, GroupAcrossNodesAllReducesOverGloo) {
+  EngineConfig cfg = ep_config(2);
+  cfg.data_parallel_size_local = 1;
+  cfg.data_parallel_address = "127.0.0.1";
+  cfg.data_parallel_rpc_port = unused_rpc_port();
+  std::vector<std::vector<float>> sums(2);
+  std::vector<std::string> errors(2);
+  std::vector<std::thread> ranks;
+  for (int dp = 0; dp < 2; ++dp) {
+    ranks.emplace_back([&, dp] {
+      EngineConfig mine = cfg;
+      if (dp == 1) mine.headless = true;
+      Result<Shard> shard = worker_shard(mine, 0, 1, dp);
+      if (!shard.ok()) {
+        errors[dp] = shard.status().to_string();
+        return;
+      }
+      Result<std::unique_ptr<Communicator>> comm = join_expert_group(mine, "unused", *shard);
+      if (!comm.ok() || *comm == nullptr) {
+        errors[dp] = comm.ok() ? "no group" : comm.status().to_string();
+        return;
+      }
+      if ((*comm)->rank() != dp || (*comm)->size() != 2) errors[dp] = "wrong rank or size";
+      std::vector<float> data{static_cast<float>(dp + 1), 10.0f * static_cast<float>(dp)};
+      if (Status s = (*comm)->all_reduce_sum(data); !s.ok()) errors[dp] = s.to_string();
+      sums[dp] = data;
+    });
+  }
+  for (std::thread& t : ranks) t.join();
+  for (int dp = 0; dp < 2; ++dp) {
+    EXPECT_EQ(errors[dp], "") << "rank " << dp;
+    EXPECT_EQ(sums[dp], (std::vector<float>{3.0f, 10.0f})) << "rank " << dp;
+  }
+}
+
+TEST(ExpertGroup, NoGroupWithoutExpertsAcrossDpRanks) {
+  EngineConfig cfg = ep_config(1);
+  Result<Shard> shard = worker_shard(cfg, 0, 1, 0);
+  ASSERT_TRUE(shard.ok());
+  Result<std::unique_ptr<Communicator>> comm = join_expert_group(cfg, "unused", *shard);
+  ASSERT_TRUE(comm.ok());
+  EXPECT_EQ(*comm, nullptr);
+}
+
+}  // namespace
+}  // namespace k2
