@@ -294,6 +294,49 @@ def teardown_after_kill(c, dep, everything, victims):
         f.unlink(missing_ok=True)
 
 
+def kill_node_mid_flight(c, dep, victim, send, send_new):
+    """Runs send(i) for 4 requests, kill -9s `victim`'s process tree (the node of rank 1) once two
+    run, and checks the master's side: rank 1 logged gone and /health 503 within 5 s, every
+    in-flight request ends with an error, send_new() gets 503. Returns the killed pids."""
+    outcomes = {}
+
+    def one(i):
+        outcomes[i] = send(i)
+    openers = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for t in openers:
+        t.start()
+    deadline = time.time() + 20
+    while time.time() < deadline and sum(per_engine(dep.server, "k2:engine_num_requests_running").values()) < 2:
+        time.sleep(0.02)
+    t0 = time.time()
+    victims = process_tree(victim.proc.pid)
+    for p in victims:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    victim.proc.wait()
+    reported = None
+    while time.time() - t0 < 10:
+        if reported is None and re.search(r"dp client: .*rank 1\b.*/health now answers 503", dep.server.log_text()):
+            reported = time.time() - t0
+        if reported is not None and dep.server.health() == 503:
+            break
+        time.sleep(0.05)
+    elapsed = time.time() - t0
+    c.check(reported is not None and reported < 5, f"the master logs rank 1 as gone within 5 s ({reported})")
+    c.check(dep.server.health() == 503 and elapsed < 5, f"/health answers 503 within 5 s ({elapsed:.2f} s)")
+    for t in openers:
+        t.join(timeout=30)
+    c.check(not any(t.is_alive() for t in openers), "no in-flight request hangs")
+    ended = list(outcomes.values())
+    c.check(len(ended) == 4 and all(o[0] not in (200, None) or '"error"' in o[1] for o in ended),
+            f"every in-flight request ends with an error ({[(o[0], o[1][-200:]) for o in ended]})")
+    status, _ = send_new()
+    c.check(status == 503, f"a new request gets 503 ({status})")
+    return victims
+
+
 def case_node_killed(c, k2serve, data):
     cluster = Cluster(2)
     dep = None
@@ -302,42 +345,10 @@ def case_node_killed(c, k2serve, data):
         serves_with_all_ranks(c, dep, 2, 6)
         victim = dep.headless[0]
         everything = dep.all_pids()
-        outcomes = {}
-
-        def stream(i):
-            outcomes[i] = request(dep.server, "/v1/chat/completions", chat(i, 400, stream=i % 2 == 0), timeout=60)
-        openers = [threading.Thread(target=stream, args=(i,)) for i in range(4)]
-        for t in openers:
-            t.start()
-        deadline = time.time() + 20
-        while time.time() < deadline and sum(per_engine(dep.server, "k2:engine_num_requests_running").values()) < 2:
-            time.sleep(0.02)
-        t0 = time.time()
-        victims = process_tree(victim.proc.pid)
-        for p in victims:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        victim.proc.wait()
-        reported = None
-        while time.time() - t0 < 10:
-            if reported is None and re.search(r"dp client: .*rank 1\b.*/health now answers 503", dep.server.log_text()):
-                reported = time.time() - t0
-            if reported is not None and dep.server.health() == 503:
-                break
-            time.sleep(0.05)
-        elapsed = time.time() - t0
-        c.check(reported is not None and reported < 5, f"the master logs rank 1 as gone within 5 s ({reported})")
-        c.check(dep.server.health() == 503 and elapsed < 5, f"/health answers 503 within 5 s ({elapsed:.2f} s)")
-        for t in openers:
-            t.join(timeout=30)
-        c.check(not any(t.is_alive() for t in openers), "no in-flight request hangs")
-        ended = list(outcomes.values())
-        c.check(len(ended) == 4 and all(o[0] not in (200, None) or '"error"' in o[1] for o in ended),
-                f"every in-flight request ends with an error ({[(o[0], o[1][-200:]) for o in ended]})")
-        status, _ = request(dep.server, "/v1/chat/completions", chat(99), timeout=10)
-        c.check(status == 503, f"a new request gets 503 ({status})")
+        victims = kill_node_mid_flight(
+            c, dep, victim, lambda i: request(dep.server, "/v1/chat/completions", chat(i, 400, stream=i % 2 == 0),
+                                              timeout=60),
+            lambda: request(dep.server, "/v1/chat/completions", chat(99), timeout=10))
         c.check(per_engine(dep.server, "k2:engine_healthy").get("1") == 0.0, "/metrics shows rank 1 dead")
         teardown_after_kill(c, dep, everything, victims)
     finally:
@@ -470,23 +481,28 @@ def case_curve_refused(c, k2serve, data):
         shutil.rmtree(keys, ignore_errors=True)
 
 
+def run_case(cases, case, c):
+    """Runs the named case of a test script's `cases` (name -> no-argument callable) and exits
+    with the checks' verdict."""
+    if case not in cases:
+        raise SystemExit(f"unknown case {case}; one of {sorted(cases)}")
+    t0 = time.time()
+    cases[case]()
+    print(f"case {case}: {time.time() - t0:.1f} s", flush=True)
+    sys.exit(c.exit_code())
+
+
 def main():
     k2serve, data, case = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     c = Checks()
-    t0 = time.time()
-    cases = {
+    run_case({
         "two_nodes": lambda: case_nodes(c, k2serve, data, 2),
         "three_nodes": lambda: case_nodes(c, k2serve, data, 3),
         "node_killed": lambda: case_node_killed(c, k2serve, data),
         "node_unplugged": lambda: case_node_unplugged(c, k2serve, data),
         "curve": lambda: case_curve(c, k2serve, data),
         "curve_refused": lambda: case_curve_refused(c, k2serve, data),
-    }
-    if case not in cases:
-        raise SystemExit(f"unknown case {case}; one of {sorted(cases)}")
-    cases[case]()
-    print(f"case {case}: {time.time() - t0:.1f} s", flush=True)
-    sys.exit(c.exit_code())
+    }, case, c)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
 from k2_server import Checks, Server, process_tree  # noqa: E402
-from multinode_test import Cluster, alive, keygen, request, run, teardown_after_kill  # noqa: E402
+from multinode_test import Cluster, alive, keygen, request, run, run_case, teardown_after_kill  # noqa: E402
 
 MASTER_PORT = 29601
 COMMON = ["--max-model-len", "256", "--served-model-name", "tiny", "--dtype", "float32"]
@@ -324,7 +324,6 @@ def case_curve(c, k2serve, data):
 def main():
     k2serve, data, case = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     c = Checks()
-    t0 = time.time()
     cases = {
         "tp2": lambda: case_tp2(c, k2serve, data, vllm_flags),
         "tp2_killed": lambda: case_killed(c, k2serve, data, True),
@@ -337,11 +336,7 @@ def main():
         "tp4": lambda: case_tp2(c, k2serve, data, vllm_flags_tp4),
         "ep2": lambda: case_tp2(c, k2serve, data, vllm_flags_ep2),
     }
-    if case not in cases:
-        raise SystemExit(f"unknown case {case}; one of {sorted(cases)}")
-    cases[case]()
-    print(f"case {case}: {time.time() - t0:.1f} s", flush=True)
-    sys.exit(c.exit_code())
+    run_case(cases, case, c)
 
 
 if __name__ == "__main__":
