@@ -24,7 +24,7 @@ namespace k2::cpu::detail {
 namespace {
 
 using avx512::store_tile;
-constexpr __mmask16 kAll = 0xffff;
+using avx512::kAll;
 
 // Output blocks per tile for MR rows: as many accumulators as the 32 zmm registers allow
 // (MR·NB accumulators + NB weights + 1 broadcast), since vdpbf16ps / vpdpbusd need ~20
@@ -133,9 +133,7 @@ struct Int4Format {
   using Args = avx512::TileArgs<Staged, Weights>;
   static constexpr int kMaxRows = 16;
   static constexpr int64_t kPanelBlocks = 0;
-  // Two accumulator sets (int per group, fp32 across groups) per (row, block): fewer rows
-  // share a weight load than in the other formats before the 32 zmm registers run out.
-  static constexpr int blocks_for_rows(int mr) { return mr <= 2 ? 4 : (mr <= 4 ? 2 : 1); }
+  static constexpr int blocks_for_rows(int mr) { return avx512::int4_blocks_for_rows(mr); }
 
   // Nibbles are vpdpbusd's unsigned operand as they are (q_w + 8); each group's int32 sum
   // starts at -8 * sum q_x so it ends as sum q_x q_w exactly.

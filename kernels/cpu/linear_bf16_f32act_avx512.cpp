@@ -30,7 +30,7 @@ namespace k2::cpu::detail {
 namespace {
 
 using avx512::store_tile;
-constexpr __mmask16 kAll = 0xffff;
+using avx512::kAll;
 
 struct Bf16F32ActFormat {
   using Staged = StagedBf16;
@@ -94,7 +94,7 @@ struct Int4F32ActFormat {
   using Args = avx512::TileArgs<Staged, Weights>;
   static constexpr int kMaxRows = 8;
   static constexpr int64_t kPanelBlocks = 4;
-  static constexpr int blocks_for_rows(int mr) { return mr <= 2 ? 4 : (mr <= 4 ? 2 : 1); }
+  static constexpr int blocks_for_rows(int mr) { return avx512::int4_blocks_for_rows(mr); }
 
   template <int MR, int NB, int J>
   K2_AVX512 static void k_step(const float* x, int64_t re, const __m512i (&v)[NB], const __m512 (&s)[NB],

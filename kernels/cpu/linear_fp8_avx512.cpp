@@ -26,7 +26,7 @@
 namespace k2::cpu::detail {
 namespace {
 
-constexpr __mmask16 kAll = 0xffff;
+using avx512::kAll;
 
 // e4m3 bytes of one k of a block -> e4m3 value · 2^-120 as fp32 (maskz forms: GCC 12's
 // unmasked ones warn about their own _mm512_undefined_* source).

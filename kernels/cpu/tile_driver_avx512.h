@@ -38,6 +38,14 @@ struct TileArgs {
   int64_t y_stride;
 };
 
+// Every lane: the zero-masking intrinsics' mask where nothing is masked.
+inline constexpr __mmask16 kAll = 0xffff;
+
+// Blocks per tile for the int4 formats (int8 and f32 activations alike): they keep two
+// accumulator sets or a scale per block, so fewer rows share a weight load than in the
+// other formats before the 32 zmm registers run out.
+constexpr int int4_blocks_for_rows(int mr) { return mr <= 2 ? 4 : (mr <= 4 ? 2 : 1); }
+
 // Lanes of a 16-output block that hold real outputs (the last block may be partial).
 __attribute__((target("avx512f"))) inline __mmask16 tail_mask(int64_t n_valid) {
   return n_valid >= kBlockN ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << n_valid) - 1u);
