@@ -40,6 +40,7 @@ Result<std::optional<WavePlan>> plan_request_waves(const EngineConfig& cfg, cons
     if (!cfg.enable_expert_parallel) return std::optional<WavePlan>();
     K2_ASSIGN_OR_RETURN(const protocol::DpPorts ports, protocol::dp_ports(cfg.data_parallel_rpc_port));
     plan.address = protocol::tcp_address(cfg.data_parallel_address, ports.coordinator);
+    plan.watch = true;
   }
   plan.serve = plan.rank == 0;
   return std::optional<WavePlan>(std::move(plan));
@@ -53,7 +54,7 @@ Result<RequestWaves> join_request_waves(zmq::context_t& context, const WavePlan&
     if (!started.ok()) return started.status().with_context("starting the data-parallel coordinator");
     waves.coordinator = std::move(started).value();
   }
-  K2_ASSIGN_OR_RETURN(waves.wave, DpWave::connect(context, plan.address, plan.rank, security));
+  K2_ASSIGN_OR_RETURN(waves.wave, DpWave::connect(context, plan.address, plan.rank, security, plan.watch));
   return waves;
 }
 

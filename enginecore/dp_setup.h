@@ -41,6 +41,7 @@ struct WavePlan {
   uint32_t rank = 0;    // this engine's identity there (global_dp_rank)
   uint32_t num_ranks = 0;
   bool serve = false;  // this engine binds the coordinator
+  bool watch = false;  // external ranks: a lost coordinator ends this engine (DpWave::connect)
 };
 
 // `frontend_coordinator`: the address the API server sent (empty for a lone engine). No plan

@@ -42,6 +42,7 @@ TEST(PlanRequestWaves, InternalRanksUseTheFrontendsCoordinator) {
   EXPECT_EQ((*plan)->rank, 1u);
   EXPECT_EQ((*plan)->num_ranks, 2u);
   EXPECT_FALSE((*plan)->serve);
+  EXPECT_FALSE((*plan)->watch);  // the frontend watches every rank
   EXPECT_TRUE((*plan_request_waves(cfg, "ipc:///tmp/x/coordinator", 0, true))->serve);
 }
 
@@ -65,6 +66,7 @@ TEST(PlanRequestWaves, ExternalRanksMeetAtRankZeroOnTwoPortsAboveTheRpcPort) {
   ASSERT_TRUE(plan.ok()) << plan.status().to_string();
   ASSERT_TRUE(plan->has_value());
   EXPECT_EQ((*plan)->address, "tcp://10.0.0.7:13347");
+  EXPECT_TRUE((*plan)->watch);
   EXPECT_EQ((*plan)->rank, 1u);
   EXPECT_EQ((*plan)->num_ranks, 2u);
   EXPECT_FALSE((*plan)->serve);
@@ -86,11 +88,11 @@ TEST(GlobalDpRank, ExternalRankOverridesTheEngineRank) {
 
 // Two external ranks over loopback TCP: rank 1's work starts the wave on rank 0 too, as it
 // does between two `serve --data-parallel-rank` processes.
-TEST(JoinRequestWaves, ExternalRankOneStartsAWaveOnRankZero) {
+TEST(JoinRequestWaves, ExternalRankOneStartsAWaveOnRankZeroAndSeesItGo) {
   zmq::context_t context(1);
   auto security = protocol::ControlPlaneSecurity::load("");
   ASSERT_TRUE(security.ok());
-  WavePlan plan0{"", 0, 2, true}, plan1{"", 1, 2, false};
+  WavePlan plan0{"", 0, 2, true}, plan1{"", 1, 2, false, /*watch=*/true};
   plan0.address = plan1.address = protocol::tcp_address("127.0.0.1", unused_port());
   auto rank0 = join_request_waves(context, plan0, **security);
   ASSERT_TRUE(rank0.ok()) << rank0.status().to_string();
@@ -105,7 +107,18 @@ TEST(JoinRequestWaves, ExternalRankOneStartsAWaveOnRankZero) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_TRUE(rank0->wave->running());
+  EXPECT_TRUE(rank1->wave->check_coordinator().ok());
+  // Rank 0's engine (and the coordinator in it) goes: rank 1 learns it, instead of waiting
+  // for wave messages that never come.
   rank0->wave.reset();
+  rank0->coordinator.reset();
+  Status lost;
+  const auto lost_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (lost.ok() && std::chrono::steady_clock::now() < lost_deadline) {
+    lost = rank1->wave->check_coordinator();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(lost.code(), Code::kUnavailable) << lost.to_string();
   rank1->wave.reset();
 }
 

@@ -367,6 +367,7 @@ Status EngineProcess::dp_after_step() {
     K2_RETURN_IF_ERROR(poll_events(100ms, &dp_->socket(), &readable, &*input_, &input_readable));
     if (readable) K2_RETURN_IF_ERROR(dp_->drain());
     if (input_readable) K2_RETURN_IF_ERROR(drain_input());
+    K2_RETURN_IF_ERROR(dp_->check_coordinator());
     K2_RETURN_IF_ERROR(check_master_alive());
   }
   if (!dp_->running()) {
@@ -681,6 +682,7 @@ int EngineProcess::run() {
     if (wait.count() > 0) marks.start = Clock::now();  // time blocked waiting is not overhead
     if (s.ok() && readable) s = drain_input();
     if (s.ok() && dp_readable) s = dp_->drain();
+    if (s.ok() && dp_) s = dp_->check_coordinator();
     if (s.ok() && dp_ && core_->has_unfinished_requests()) s = dp_->start_if_idle();
     if (s.ok()) s = send_outputs();
     if (s.ok()) s = check_master_alive();
