@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <zmq.hpp>
@@ -25,8 +26,13 @@ class DpWave {
  public:
   static constexpr uint64_t kSyncInterval = 32;  // vLLM's steps between DP all-reduces
 
+  // `watch`: externally launched ranks, whose coordinator lives in rank 0's engine and no
+  // frontend watches every rank: once connected, a dropped connection (rank 0 died, or went
+  // silent past the heartbeat timeout) is reported by check_coordinator().
   static Result<std::unique_ptr<DpWave>> connect(zmq::context_t& context, const std::string& address, uint32_t rank,
-                                                 const protocol::ControlPlaneSecurity& security);
+                                                 const protocol::ControlPlaneSecurity& security, bool watch = false);
+  // kUnavailable once a watched coordinator's connection dropped (non-blocking).
+  Status check_coordinator();
 
   zmq::socket_t& socket() { return socket_; }
   bool running() const { return running_; }
@@ -45,9 +51,13 @@ class DpWave {
   void on_message(const protocol::DpControl& m);
 
  private:
-  DpWave(zmq::socket_t socket, uint32_t rank) : socket_(std::move(socket)), rank_(rank) {}
+  DpWave(zmq::socket_t socket, std::string address, uint32_t rank)
+      : socket_(std::move(socket)), address_(std::move(address)), rank_(rank) {}
 
   zmq::socket_t socket_;
+  std::optional<zmq::socket_t> monitor_;  // socket_'s connect/disconnect events, when watched
+  bool connected_ = false;
+  std::string address_;
   uint32_t rank_;
   uint64_t wave_ = 0;
   bool running_ = false;

@@ -10,13 +10,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <spdlog/spdlog.h>
 #include <thread>
 
 #include "enginecore/coordinator.h"
+#include "enginecore/dp_setup.h"
 #include "enginecore/dp_wave.h"
 #include "enginecore/engine_core.h"
 #include "enginecore/protocol/child_process.h"
@@ -61,17 +61,6 @@ struct EngineArgs {
   bool remote = false;  // on another node than the API server (--headless)
   std::string control_plane_key_file;
 };
-
-// vLLM runs DP ranks in lockstep waves only for MoE models (model_config.is_moe); the
-// others are independent replicas.
-bool model_is_moe(const std::string& model_dir) {
-  std::ifstream in(std::filesystem::path(model_dir) / "config.json");
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) return false;
-  if (j.contains("text_config") && j["text_config"].is_object()) j = j["text_config"];
-  const auto experts = j.find("n_routed_experts");
-  return experts != j.end() && experts->is_number_integer() && experts->get<int64_t>() > 0;
-}
 
 std::string cpu_list_text(const std::vector<int>& cpus) {
   std::string out;
@@ -128,6 +117,7 @@ class EngineProcess {
  private:
   Status connect_frontend();
   Status setup_data_parallel(const protocol::EngineConfigMsg& msg);
+  Status load_deployment_keys();
   Status set_worker_placement(uint32_t num_workers);
   void start_heartbeat(const std::string& output_address);
   void stop_heartbeat();
@@ -278,16 +268,24 @@ Status EngineProcess::connect_extra_clients(const protocol::EngineConfigMsg& msg
 }
 
 Status EngineProcess::setup_data_parallel(const protocol::EngineConfigMsg& msg) {
-  const bool internal_dp = config_.data_parallel_size > 1 && !config_.data_parallel_rank;
-  if (!internal_dp || msg.coordinator_address.empty() || !model_is_moe(config_.model)) return Status::ok_status();
-  if (rank_ == 0) {
-    K2_ASSIGN_OR_RETURN(coordinator_, DpCoordinator::start(context_, msg.coordinator_address,
-                                                            static_cast<uint32_t>(config_.data_parallel_size),
-                                                            *security_));
-  }
-  K2_ASSIGN_OR_RETURN(dp_, DpWave::connect(context_, msg.coordinator_address, rank_, *security_));
-  spdlog::info("enginecore {}: MoE model with {} data-parallel ranks: request waves through {}", rank_,
-               config_.data_parallel_size, msg.coordinator_address);
+  K2_ASSIGN_OR_RETURN(const std::optional<WavePlan> plan,
+                      plan_request_waves(config_, msg.coordinator_address, rank_, model_is_moe(config_.model)));
+  if (!plan) return Status::ok_status();
+  // An external rank's coordinator is on TCP; its API server gave this engine no key file.
+  if (config_.data_parallel_rank) K2_RETURN_IF_ERROR(load_deployment_keys());
+  K2_ASSIGN_OR_RETURN(RequestWaves waves, join_request_waves(context_, *plan, *security_));
+  coordinator_ = std::move(waves.coordinator);
+  dp_ = std::move(waves.wave);
+  spdlog::info("enginecore {}: MoE model, data-parallel rank {} of {}: request waves through {}{}", rank_, plan->rank,
+               plan->num_ranks, plan->address, plan->serve ? " (served here)" : "");
+  return Status::ok_status();
+}
+
+// A single engine's API server is on this node and talks to it without CURVE, so the key
+// file only arrives with the config; until then nothing has been secured with security_.
+Status EngineProcess::load_deployment_keys() {
+  if (security_->curve() || !config_.control_plane_key_file) return Status::ok_status();
+  K2_ASSIGN_OR_RETURN(security_, protocol::ControlPlaneSecurity::load(*config_.control_plane_key_file));
   return Status::ok_status();
 }
 
@@ -356,15 +354,20 @@ Status EngineProcess::run_dummy_step() {
 }
 
 // After every step of a running wave: every kSyncInterval steps, the all-reduce of "has
-// unfinished requests" across ranks (blocking, as vLLM's), which may end the wave.
+// unfinished requests" across ranks (blocking, as vLLM's), which may end the wave. The others
+// are at most a step behind; a rank (or coordinator) that died between two collectives never
+// answers, and nothing else would end the wait (external ranks have no frontend watching all).
 Status EngineProcess::dp_after_step() {
   if (!dp_ || !dp_->count_step()) return Status::ok_status();
   K2_RETURN_IF_ERROR(dp_->begin_sync(core_->has_unfinished_requests()));
+  const auto deadline = Clock::now() + kStepTimeout;
   while (dp_->sync_pending() && !stop_) {
+    if (Clock::now() > deadline) return unavailable("no data-parallel sync result in time: a rank or the coordinator is gone");
     bool readable = false, input_readable = false;
     K2_RETURN_IF_ERROR(poll_events(100ms, &dp_->socket(), &readable, &*input_, &input_readable));
     if (readable) K2_RETURN_IF_ERROR(dp_->drain());
     if (input_readable) K2_RETURN_IF_ERROR(drain_input());
+    K2_RETURN_IF_ERROR(dp_->check_coordinator());
     K2_RETURN_IF_ERROR(check_master_alive());
   }
   if (!dp_->running()) {
@@ -377,11 +380,7 @@ Status EngineProcess::dp_after_step() {
 // a group across nodes also tcp:// for the others (CURVE servers with the key file).
 Status EngineProcess::listen_for_workers(const TpNodes& nodes, zmq::socket_t& router, zmq::socket_t& results) {
   if (nodes.spans_nodes()) {
-    // A single engine's API server is on this node and talks to it without CURVE, so the key
-    // file only arrives with the config; nothing has been secured with security_ yet.
-    if (!security_->curve() && config_.control_plane_key_file) {
-      K2_ASSIGN_OR_RETURN(security_, protocol::ControlPlaneSecurity::load(*config_.control_plane_key_file));
-    }
+    K2_RETURN_IF_ERROR(load_deployment_keys());
     K2_RETURN_IF_ERROR(security_->secure_server(context_, router, "worker handshake"));
     K2_RETURN_IF_ERROR(security_->secure_server(context_, results, "worker results"));
   }
@@ -418,7 +417,7 @@ Status EngineProcess::start_workers() {
   for (uint32_t r = 0; r < num_workers; ++r) {
     std::vector<std::string> args = {"worker", "--handshake", hs_addr, "--rank", std::to_string(r), "--parent-pid",
                                      std::to_string(::getpid()), "--tp-size", std::to_string(nodes.tp),
-                                     "--dp-rank", std::to_string(rank_)};
+                                     "--dp-rank", std::to_string(global_dp_rank(config_, rank_))};
     if (remote_ && security_->curve())
       args.insert(args.end(), {"--control-plane-key-file", config_.control_plane_key_file.value_or(args_.control_plane_key_file)});
     // Rank 0 creates the tensor-parallel group's segment; the others find it by its pid.
@@ -683,6 +682,7 @@ int EngineProcess::run() {
     if (wait.count() > 0) marks.start = Clock::now();  // time blocked waiting is not overhead
     if (s.ok() && readable) s = drain_input();
     if (s.ok() && dp_readable) s = dp_->drain();
+    if (s.ok() && dp_) s = dp_->check_coordinator();
     if (s.ok() && dp_ && core_->has_unfinished_requests()) s = dp_->start_if_idle();
     if (s.ok()) s = send_outputs();
     if (s.ok()) s = check_master_alive();

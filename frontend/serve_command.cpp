@@ -52,15 +52,13 @@ Status check_supported(const EngineConfig& cfg) {
   }
   const int64_t size = cfg.data_parallel_size;
   const int64_t local = cfg.data_parallel_size_local.value_or(size);
-  // Experts across DP ranks need every rank stepping in lockstep (the coordinator's waves),
-  // which externally launched ranks, each with its own API server, do not (workers/expert_group.h).
-  if (cfg.enable_expert_parallel && size > 1 && cfg.data_parallel_rank)
-    return unimplemented("expert parallelism across externally launched data-parallel ranks (--data-parallel-rank) "
-                         "is not implemented: nothing keeps an idle rank stepping with the busy ones; use "
-                         "--headless nodes (--data-parallel-start-rank) instead");
-  // Across nodes their group meets at --data-parallel-rpc-port + 3 (workers/expert_group.h).
-  if (cfg.enable_expert_parallel && size > 1 && (cfg.headless || local != size) && cfg.data_parallel_rpc_port + 3 > 65535)
-    return invalid_argument("--enable-expert-parallel across nodes needs --data-parallel-rpc-port + 3 <= 65535");
+  // Across nodes, or between externally launched ranks (one API server each), the experts'
+  // group meets at --data-parallel-rpc-port + 3 (workers/expert_group.h); the external ranks'
+  // wave coordinator is at P + 2 (enginecore/dp_setup.h).
+  const bool ranks_apart = cfg.headless || local != size || cfg.data_parallel_rank;
+  if (cfg.enable_expert_parallel && size > 1 && ranks_apart && cfg.data_parallel_rpc_port + 3 > 65535)
+    return invalid_argument("--enable-expert-parallel across nodes or external ranks (--data-parallel-rank) needs "
+                            "--data-parallel-rpc-port + 3 <= 65535");
   if (cfg.data_parallel_rank) {
     if (cfg.headless) return invalid_argument("--headless and --data-parallel-rank exclude each other");
     if (cfg.data_parallel_size_local && *cfg.data_parallel_size_local != 1)

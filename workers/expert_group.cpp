@@ -13,8 +13,10 @@ namespace {
 constexpr int64_t kExpertStorePortOffset = 3;
 }  // namespace
 
-bool dp_ranks_span_nodes(const EngineConfig& cfg) {
-  return cfg.headless || cfg.data_parallel_size_local.value_or(cfg.data_parallel_size) != cfg.data_parallel_size;
+bool expert_group_over_gloo(const EngineConfig& cfg) {
+  // Externally launched ranks have a run directory (and run id) each, even on one node.
+  return cfg.headless || cfg.data_parallel_rank.has_value() ||
+         cfg.data_parallel_size_local.value_or(cfg.data_parallel_size) != cfg.data_parallel_size;
 }
 
 Result<std::string> expert_store_address(const EngineConfig& cfg) {
@@ -29,13 +31,6 @@ Result<std::string> expert_store_address(const EngineConfig& cfg) {
 Result<Shard> worker_shard(const EngineConfig& cfg, int tp_rank, int tp_size, int dp_rank) {
   Shard shard{tp_rank, tp_size, cfg.enable_expert_parallel};
   if (cfg.enable_expert_parallel && cfg.data_parallel_size > 1) {
-    // Each externally launched rank has its own API server and no coordinator of waves: an
-    // idle rank would not step with a busy one, whose expert collectives would then hang.
-    if (cfg.data_parallel_rank) {
-      return unimplemented(
-          "expert parallelism across externally launched data-parallel ranks (--data-parallel-rank) is not "
-          "implemented: nothing keeps an idle rank stepping with the busy ones; use --headless nodes instead");
-    }
     shard.dp_rank = dp_rank;
     shard.dp_size = static_cast<int>(cfg.data_parallel_size);
   }
@@ -47,7 +42,7 @@ Result<std::unique_ptr<Communicator>> join_expert_group(const EngineConfig& cfg,
                                                         const Shard& shard, std::chrono::milliseconds wait) {
   if (!shard.experts_across_dp()) return std::unique_ptr<Communicator>();
   const Shard group = shard.experts();
-  if (dp_ranks_span_nodes(cfg)) {
+  if (expert_group_over_gloo(cfg)) {
     K2_ASSIGN_OR_RETURN(std::string store, expert_store_address(cfg));
     Result<std::unique_ptr<Communicator>> comm =
         join_cross_node_group({.name = "ep",

@@ -7,8 +7,9 @@
 // creates `/k2serve-<pid>-<run id>-ep` (the run id is the API server's, shared by all its
 // engines); the others, which cannot know that worker's pid, find it by run id and name,
 // waiting for it to appear. When the DP ranks span nodes (--headless nodes joining a master
-// with --data-parallel-size-local < --data-parallel-size) every rank, the master's too, talks
-// over Gloo (cross_node_group.h), meeting at the store that rank 0 serves on
+// with --data-parallel-size-local < --data-parallel-size), or are launched externally (one
+// `serve --data-parallel-rank R` per rank, each with its own run id, on one node or several),
+// every rank talks over Gloo (cross_node_group.h), meeting at the store that rank 0 serves on
 // --data-parallel-address, port --data-parallel-rpc-port + 3 (P..P+2 are the control
 // plane's, dp_transport.h).
 //
@@ -26,12 +27,13 @@
 
 namespace k2 {
 
-// Worker `tp_rank` of `tp_size` of the engine of data-parallel rank `dp_rank`. Experts across
-// externally launched DP ranks (--data-parallel-rank) are an `unimplemented` error.
+// Worker `tp_rank` of `tp_size` of the engine of data-parallel rank `dp_rank` (with
+// --data-parallel-rank, that rank: the engine passes it).
 Result<Shard> worker_shard(const EngineConfig& cfg, int tp_rank, int tp_size, int dp_rank);
 
-// Whether `cfg`'s data-parallel ranks run on more than one node (the group is then Gloo's).
-bool dp_ranks_span_nodes(const EngineConfig& cfg);
+// Whether the expert group of `cfg`'s data-parallel ranks is Gloo's: ranks on more than one
+// node, or externally launched ones (no shared run id to find a shm group by).
+bool expert_group_over_gloo(const EngineConfig& cfg);
 
 // The rendezvous store of the group across nodes: tcp://<--data-parallel-address>:<P + 3>.
 Result<std::string> expert_store_address(const EngineConfig& cfg);

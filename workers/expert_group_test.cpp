@@ -33,13 +33,15 @@ int64_t unused_rpc_port() {
   return ntohs(addr.sin_port) - 3;
 }
 
-TEST(ExpertGroup, ExternalRanksAreRefusedHeadlessNodesAccepted) {
+TEST(ExpertGroup, ExternalRanksAndHeadlessNodesShareTheExperts) {
   EngineConfig external = ep_config(2);
   external.data_parallel_rank = 1;
-  Result<Shard> refused = worker_shard(external, 0, 1, 1);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status().code(), Code::kUnimplemented);
-  EXPECT_NE(refused.status().message().find("--data-parallel-rank"), std::string::npos);
+  Result<Shard> rank1 = worker_shard(external, 0, 1, 1);
+  ASSERT_TRUE(rank1.ok()) << rank1.status().to_string();
+  EXPECT_TRUE(rank1->experts_across_dp());
+  EXPECT_EQ(rank1->dp_rank, 1);
+  EXPECT_EQ(rank1->experts().rank, 1);
+  EXPECT_EQ(rank1->experts().size, 2);
 
   EngineConfig headless = ep_config(4);
   headless.headless = true;
@@ -54,16 +56,20 @@ TEST(ExpertGroup, ExternalRanksAreRefusedHeadlessNodesAccepted) {
   EXPECT_EQ(shard->experts().size, 8);
 }
 
-TEST(ExpertGroup, SpansNodesWithHeadlessOrFewerLocalRanks) {
+TEST(ExpertGroup, GlooWithHeadlessFewerLocalOrExternalRanks) {
   EngineConfig cfg = ep_config(2);
-  EXPECT_FALSE(dp_ranks_span_nodes(cfg));
+  EXPECT_FALSE(expert_group_over_gloo(cfg));
   cfg.data_parallel_size_local = 2;
-  EXPECT_FALSE(dp_ranks_span_nodes(cfg));
+  EXPECT_FALSE(expert_group_over_gloo(cfg));
   cfg.data_parallel_size_local = 1;
-  EXPECT_TRUE(dp_ranks_span_nodes(cfg));
+  EXPECT_TRUE(expert_group_over_gloo(cfg));
   EngineConfig headless = ep_config(2);
   headless.headless = true;
-  EXPECT_TRUE(dp_ranks_span_nodes(headless));
+  EXPECT_TRUE(expert_group_over_gloo(headless));
+  // Rank 0 of external ranks too: its peers cannot find a shm group of its run id.
+  EngineConfig external = ep_config(2);
+  external.data_parallel_rank = 0;
+  EXPECT_TRUE(expert_group_over_gloo(external));
 }
 
 TEST(ExpertGroup, StoreIsThreePortsAboveTheRpcPort) {

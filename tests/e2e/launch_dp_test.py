@@ -28,20 +28,22 @@ from k2_server import Checks, process_tree  # noqa: E402
 from proxy_test import post, start  # noqa: E402
 
 
-def free_port_pair():
+def free_ports(count):
+    """The first of `count` consecutive TCP ports nobody listens on right now."""
     for _ in range(50):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             base = s.getsockname()[1]
-        if base >= 65535:
+        if base + count - 1 > 65535:
             continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", base + 1))
-                return base
-            except OSError:
-                continue
-    raise AssertionError("no two free consecutive ports")
+        try:
+            for p in range(base + 1, base + count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+    raise AssertionError(f"no {count} free consecutive ports")
 
 
 def healthy(port):
@@ -65,7 +67,7 @@ def successes(port):
 def main():
     k2serve, data = sys.argv[1], Path(sys.argv[2])
     c = Checks()
-    base = free_port_pair()
+    base = free_ports(2)
     log = open(f"/tmp/k2-launch-dp-{os.getpid()}.log", "w+")
     launcher = subprocess.Popen([k2serve, "launch-dp", "--dp-size", "2", "--vllm-start-port", str(base),
                                  str(data / "models" / "demo-trained"), "--kv-cache-memory", str(64 << 20),
