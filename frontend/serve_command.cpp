@@ -164,8 +164,7 @@ Result<std::shared_ptr<ZmqEngineClient>> start_engine(const EngineConfig& cfg, s
   }
   if (cfg.data_parallel_size > 1 && !cfg.data_parallel_rank) {
     engine_opts.control_plane_key_file = cfg.control_plane_key_file.value_or("");
-    if (const char* t = std::getenv("VLLM_ENGINE_READY_TIMEOUT_S"); t != nullptr && std::atoi(t) > 0)
-      engine_opts.hello_timeout = std::chrono::seconds(std::atoi(t));
+    engine_opts.hello_timeout = protocol::engine_ready_timeout();
   }
   K2_ASSIGN_OR_RETURN(auto engine, ZmqEngineClient::start(engine_opts));
   return std::shared_ptr<ZmqEngineClient>(std::move(engine));

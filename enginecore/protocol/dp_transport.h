@@ -57,6 +57,11 @@ inline constexpr std::chrono::milliseconds kDpHeartbeatInterval{1000};
 inline constexpr std::chrono::milliseconds kDpPeerTimeout{3000};
 inline constexpr std::chrono::milliseconds kDpMasterTimeout{15000};
 
+// How long a deployment waits for the ranks and nodes started by hand (data-parallel ranks,
+// a tensor-parallel group's other nodes) before giving up: VLLM_ENGINE_READY_TIMEOUT_S, as
+// vLLM (default 600 s; a value that is not a positive integer is the default).
+std::chrono::seconds engine_ready_timeout();
+
 // A client whose security handshake failed this many times in a row, without one success,
 // is being refused by its server (another key, or none): it gives up instead of retrying
 // until its startup timeout.
