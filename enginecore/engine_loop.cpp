@@ -175,7 +175,8 @@ class EngineProcess {
   int signal_fd_ = -1;
   bool stop_ = false;
   std::optional<StepTimingLog> step_timing_;  // K2_STEP_TIMING set
-  // Request waves (MoE with data parallelism); the coordinator runs in rank 0's process.
+  // Request waves (MoE with data parallelism); the coordinator runs in rank 0's process when
+  // it is on the head node.
   std::unique_ptr<DpCoordinator> coordinator_;
   std::unique_ptr<DpWave> dp_;
   uint64_t dummy_steps_ = 0;
@@ -281,7 +282,9 @@ Status EngineProcess::connect_extra_clients(const protocol::EngineConfigMsg& msg
 Status EngineProcess::setup_data_parallel(const protocol::EngineConfigMsg& msg) {
   const bool internal_dp = config_.data_parallel_size > 1 && !config_.data_parallel_rank;
   if (!internal_dp || msg.coordinator_address.empty() || !model_is_moe(config_.model)) return Status::ok_status();
-  if (rank_ == 0) {
+  // An API-only head (--data-parallel-size-local 0) runs the coordinator itself: rank 0 is
+  // then remote, on a node whose address the other ranks do not know.
+  if (rank_ == 0 && !args_.remote) {
     K2_ASSIGN_OR_RETURN(coordinator_, DpCoordinator::start(context_, msg.coordinator_address,
                                                             static_cast<uint32_t>(config_.data_parallel_size),
                                                             *security_));
