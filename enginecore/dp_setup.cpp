@@ -24,7 +24,7 @@ uint32_t global_dp_rank(const EngineConfig& cfg, uint32_t engine_rank) {
 }
 
 Result<std::optional<WavePlan>> plan_request_waves(const EngineConfig& cfg, const std::string& frontend_coordinator,
-                                                   uint32_t engine_rank, bool moe) {
+                                                   uint32_t engine_rank, bool moe, bool remote) {
   if (cfg.data_parallel_size <= 1 || !moe) return std::optional<WavePlan>();
   WavePlan plan;
   plan.num_ranks = static_cast<uint32_t>(cfg.data_parallel_size);
@@ -35,14 +35,17 @@ Result<std::optional<WavePlan>> plan_request_waves(const EngineConfig& cfg, cons
   if (!cfg.data_parallel_rank) {
     if (frontend_coordinator.empty()) return std::optional<WavePlan>();
     plan.address = frontend_coordinator;
+    // An API-only head (--data-parallel-size-local 0) serves it itself: rank 0 is then on a
+    // headless node whose address the other ranks do not know.
+    plan.serve = plan.rank == 0 && !remote;
   } else {
     // Independent replicas unless their forwards share the experts' collectives.
     if (!cfg.enable_expert_parallel) return std::optional<WavePlan>();
     K2_ASSIGN_OR_RETURN(const protocol::DpPorts ports, protocol::dp_ports(cfg.data_parallel_rpc_port));
     plan.address = protocol::tcp_address(cfg.data_parallel_address, ports.coordinator);
     plan.watch = true;
+    plan.serve = plan.rank == 0;
   }
-  plan.serve = plan.rank == 0;
   return std::optional<WavePlan>(std::move(plan));
 }
 

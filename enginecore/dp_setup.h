@@ -46,9 +46,10 @@ struct WavePlan {
 
 // `frontend_coordinator`: the address the API server sent (empty for a lone engine). No plan
 // when the ranks need no waves (one rank, a dense model, external ranks without
-// --enable-expert-parallel).
+// --enable-expert-parallel). `remote`: the engine runs on a --headless node, away from its
+// API server.
 Result<std::optional<WavePlan>> plan_request_waves(const EngineConfig& cfg, const std::string& frontend_coordinator,
-                                                   uint32_t engine_rank, bool moe);
+                                                   uint32_t engine_rank, bool moe, bool remote);
 
 struct RequestWaves {
   std::unique_ptr<DpCoordinator> coordinator;  // the serving rank's only

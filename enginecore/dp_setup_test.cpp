@@ -35,7 +35,7 @@ EngineConfig dp_config(int64_t size) {
 
 TEST(PlanRequestWaves, InternalRanksUseTheFrontendsCoordinator) {
   const EngineConfig cfg = dp_config(2);
-  auto plan = plan_request_waves(cfg, "ipc:///tmp/x/coordinator", 1, /*moe=*/true);
+  auto plan = plan_request_waves(cfg, "ipc:///tmp/x/coordinator", 1, /*moe=*/true, /*remote=*/false);
   ASSERT_TRUE(plan.ok()) << plan.status().to_string();
   ASSERT_TRUE(plan->has_value());
   EXPECT_EQ((*plan)->address, "ipc:///tmp/x/coordinator");
@@ -43,13 +43,15 @@ TEST(PlanRequestWaves, InternalRanksUseTheFrontendsCoordinator) {
   EXPECT_EQ((*plan)->num_ranks, 2u);
   EXPECT_FALSE((*plan)->serve);
   EXPECT_FALSE((*plan)->watch);  // the frontend watches every rank
-  EXPECT_TRUE((*plan_request_waves(cfg, "ipc:///tmp/x/coordinator", 0, true))->serve);
+  EXPECT_TRUE((*plan_request_waves(cfg, "ipc:///tmp/x/coordinator", 0, true, /*remote=*/false))->serve);
+  // Rank 0 on a headless node behind an API-only head: the head serves the coordinator.
+  EXPECT_FALSE((*plan_request_waves(cfg, "tcp://10.0.0.1:13347", 0, true, /*remote=*/true))->serve);
 }
 
 TEST(PlanRequestWaves, NoWavesForDenseModelsOneRankOrNoCoordinator) {
-  EXPECT_FALSE(plan_request_waves(dp_config(2), "ipc:///c", 0, /*moe=*/false)->has_value());
-  EXPECT_FALSE(plan_request_waves(dp_config(1), "ipc:///c", 0, true)->has_value());
-  EXPECT_FALSE(plan_request_waves(dp_config(2), "", 0, true)->has_value());
+  EXPECT_FALSE(plan_request_waves(dp_config(2), "ipc:///c", 0, /*moe=*/false, /*remote=*/false)->has_value());
+  EXPECT_FALSE(plan_request_waves(dp_config(1), "ipc:///c", 0, true, /*remote=*/false)->has_value());
+  EXPECT_FALSE(plan_request_waves(dp_config(2), "", 0, true, /*remote=*/false)->has_value());
 }
 
 TEST(PlanRequestWaves, ExternalRanksMeetAtRankZeroOnTwoPortsAboveTheRpcPort) {
@@ -58,11 +60,11 @@ TEST(PlanRequestWaves, ExternalRanksMeetAtRankZeroOnTwoPortsAboveTheRpcPort) {
   cfg.data_parallel_address = "10.0.0.7";
   cfg.data_parallel_rpc_port = 13345;
   // Without expert parallelism external ranks are independent replicas.
-  EXPECT_FALSE(plan_request_waves(cfg, "", 0, true)->has_value());
+  EXPECT_FALSE(plan_request_waves(cfg, "", 0, true, /*remote=*/false)->has_value());
   cfg.enable_expert_parallel = true;
-  EXPECT_FALSE(plan_request_waves(cfg, "", 0, /*moe=*/false)->has_value());
+  EXPECT_FALSE(plan_request_waves(cfg, "", 0, /*moe=*/false, /*remote=*/false)->has_value());
   // The engine is rank 0 behind its own API server; its DP rank is --data-parallel-rank.
-  auto plan = plan_request_waves(cfg, "", 0, true);
+  auto plan = plan_request_waves(cfg, "", 0, true, /*remote=*/false);
   ASSERT_TRUE(plan.ok()) << plan.status().to_string();
   ASSERT_TRUE(plan->has_value());
   EXPECT_EQ((*plan)->address, "tcp://10.0.0.7:13347");
@@ -71,12 +73,12 @@ TEST(PlanRequestWaves, ExternalRanksMeetAtRankZeroOnTwoPortsAboveTheRpcPort) {
   EXPECT_EQ((*plan)->num_ranks, 2u);
   EXPECT_FALSE((*plan)->serve);
   cfg.data_parallel_rank = 0;
-  EXPECT_TRUE((*plan_request_waves(cfg, "", 0, true))->serve);
+  EXPECT_TRUE((*plan_request_waves(cfg, "", 0, true, /*remote=*/false))->serve);
   cfg.data_parallel_rank = 2;
-  EXPECT_EQ(plan_request_waves(cfg, "", 0, true).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(plan_request_waves(cfg, "", 0, true, /*remote=*/false).status().code(), Code::kInvalidArgument);
   cfg.data_parallel_rank = 0;
   cfg.data_parallel_rpc_port = 65534;
-  EXPECT_EQ(plan_request_waves(cfg, "", 0, true).status().code(), Code::kInvalidArgument);
+  EXPECT_EQ(plan_request_waves(cfg, "", 0, true, /*remote=*/false).status().code(), Code::kInvalidArgument);
 }
 
 TEST(GlobalDpRank, ExternalRankOverridesTheEngineRank) {

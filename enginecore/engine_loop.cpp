@@ -29,6 +29,7 @@
 #include "enginecore/protocol/zmq_channel.h"
 #include "enginecore/remote_workers.h"
 #include "enginecore/stop_ids.h"
+#include "enginecore/tp_roll_call.h"
 #include "shm/arena.h"
 #include "enginecore/client_router.h"
 #include "shm/numa.h"
@@ -126,7 +127,7 @@ class EngineProcess {
   Status check_master_alive();
   Status start_workers();
   Status listen_for_workers(const TpNodes& nodes, zmq::socket_t& router, zmq::socket_t& results);
-  Result<WorkerFacts> handshake_workers(zmq::socket_t& router);
+  Result<WorkerFacts> handshake_workers(const TpNodes& nodes, zmq::socket_t& router);
   Status build_core(const WorkerFacts& facts, protocol::ReadyMsg& ready);
   Status poll_events(std::chrono::milliseconds timeout, zmq::socket_t* socket, bool* readable,
                      zmq::socket_t* socket2 = nullptr, bool* readable2 = nullptr);
@@ -164,7 +165,8 @@ class EngineProcess {
   int signal_fd_ = -1;
   bool stop_ = false;
   std::optional<StepTimingLog> step_timing_;  // K2_STEP_TIMING set
-  // Request waves (MoE with data parallelism); the coordinator runs in rank 0's process.
+  // Request waves (MoE with data parallelism); the coordinator runs in rank 0's process when
+  // it is on the head node.
   std::unique_ptr<DpCoordinator> coordinator_;
   std::unique_ptr<DpWave> dp_;
   uint64_t dummy_steps_ = 0;
@@ -269,7 +271,8 @@ Status EngineProcess::connect_extra_clients(const protocol::EngineConfigMsg& msg
 
 Status EngineProcess::setup_data_parallel(const protocol::EngineConfigMsg& msg) {
   K2_ASSIGN_OR_RETURN(const std::optional<WavePlan> plan,
-                      plan_request_waves(config_, msg.coordinator_address, rank_, model_is_moe(config_.model)));
+                      plan_request_waves(config_, msg.coordinator_address, rank_, model_is_moe(config_.model),
+                                         args_.remote));
   if (!plan) return Status::ok_status();
   // An external rank's coordinator is on TCP; its API server gave this engine no key file.
   if (config_.data_parallel_rank) K2_RETURN_IF_ERROR(load_deployment_keys());
@@ -426,7 +429,7 @@ Status EngineProcess::start_workers() {
     worker_pids_.push_back(child.pid());
     workers_.push_back(std::move(child));
   }
-  K2_ASSIGN_OR_RETURN(WorkerFacts facts, handshake_workers(router));
+  K2_ASSIGN_OR_RETURN(WorkerFacts facts, handshake_workers(nodes, router));
   protocol::ReadyMsg ready;
   K2_RETURN_IF_ERROR(build_core(facts, ready));
   // The other API servers learn our identity and capacities from this first message.
@@ -434,20 +437,32 @@ Status EngineProcess::start_workers() {
   return protocol::handshake_ready(*input_, ready);
 }
 
-Result<WorkerFacts> EngineProcess::handshake_workers(zmq::socket_t& router) {
+Result<WorkerFacts> EngineProcess::handshake_workers(const TpNodes& nodes, zmq::socket_t& router) {
   K2_ASSIGN_OR_RETURN(std::string results_addr, run_dir_->ipc_address("results"));
   protocol::HandshakeOptions options;
   options.expected_peers = static_cast<uint32_t>(config_.tensor_parallel_size);  // other nodes' too
   options.expected_kind = protocol::ProcessKind::kWorker;
-  options.peers_alive = [this]() -> Status {
-    for (auto& w : workers_)
-      if (auto st = w.try_wait()) return unavailable("worker pid " + std::to_string(w.pid()) + " exited during startup (" + describe_wait_status(*st) + ")");
-    return Status::ok_status();
+  // Other nodes' workers are started by hand: the roll call names those that never come.
+  TpRollCall roll_call(nodes, protocol::engine_ready_timeout(), Clock::now());
+  if (remote_) options.hello_timeout = roll_call.timeout() + 2 * kIdlePoll;  // the roll call's error comes first
+  options.peers_alive = [&]() -> Status {
+    for (auto& w : workers_) {
+      const auto st = w.try_wait();
+      if (!st) continue;
+      const std::string missing = remote_ ? roll_call.missing() : "";
+      return unavailable("worker pid " + std::to_string(w.pid()) + " exited during startup (" +
+                         describe_wait_status(*st) + ")" + (missing.empty() ? "" : "; still missing: " + missing));
+    }
+    if (!remote_) return Status::ok_status();
+    const auto now = Clock::now();
+    if (auto line = roll_call.progress(now)) spdlog::info("enginecore {}: {}", rank_, *line);
+    return roll_call.check(now);
   };
   auto config_for = [&](const protocol::Hello& hello) -> Result<protocol::EngineConfigMsg> {
     protocol::EngineConfigMsg msg{engine_config_table().to_json(config_).dump(), run_id_, {ring_->name()},
                                   {results_addr}, hello.rank, "", {}, "", ""};
     if (remote_) remote_->address(hello.rank, msg);
+    roll_call.joined(hello.rank);
     return msg;
   };
   K2_ASSIGN_OR_RETURN(std::vector<protocol::HandshakePeer> peers, protocol::handshake_serve(router, options, config_for));

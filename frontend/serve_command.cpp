@@ -69,16 +69,22 @@ Status check_supported(const EngineConfig& cfg) {
   if (cfg.headless) {
     if (cfg.api_server_count > 1) return invalid_argument("--headless runs no API server: drop --api-server-count");
     if (size < 2) return invalid_argument("--headless joins a data-parallel master: give --data-parallel-size > 1");
+    // S = 0 only behind an API-only head (--data-parallel-size-local 0); a head with ranks of
+    // its own refuses a remote rank 0 in the handshake, naming it.
     const int64_t start = cfg.data_parallel_start_rank.value_or(0);
-    if (start < 1 || start + local > size)
-      return invalid_argument("--headless needs --data-parallel-start-rank S with 1 <= S and S + "
-                              "--data-parallel-size-local <= --data-parallel-size (ranks 0.. are the master's)");
+    if (start < 0 || start + local > size)
+      return invalid_argument("--headless needs --data-parallel-start-rank S with 0 <= S and S + "
+                              "--data-parallel-size-local <= --data-parallel-size (ranks 0..L-1 are the head's "
+                              "when it runs L of them)");
   } else if (cfg.data_parallel_start_rank && !cfg.data_parallel_rank && size > 1) {
     return unimplemented("--data-parallel-start-rank on a node with an API server (hybrid load balancing) is not "
                          "implemented yet; run the other nodes with --headless");
   }
-  if (!cfg.headless && !cfg.data_parallel_rank && size > 1 && local == 0)
-    return unimplemented("--data-parallel-size-local 0 (an API-only head node) is not implemented yet");
+  // An API-only head: DP rank 0's first worker would serve the expert group's store at the
+  // head's address (workers/expert_group.h), where it does not run.
+  if (!cfg.headless && cfg.enable_expert_parallel && size > 1 && local == 0)
+    return unimplemented("--enable-expert-parallel with an API-only head (--data-parallel-size-local 0) is not "
+                         "implemented: give the head rank 0");
   if (cfg.api_server_count < 1) return invalid_argument("--api-server-count must be >= 1");
   if (cfg.api_server_count > 1 && cfg.data_parallel_rank)
     return invalid_argument("--data-parallel-rank (external load balancing) runs one API server per rank: drop "
@@ -162,8 +168,7 @@ Result<std::shared_ptr<ZmqEngineClient>> start_engine(const EngineConfig& cfg, s
   }
   if (cfg.data_parallel_size > 1 && !cfg.data_parallel_rank) {
     engine_opts.control_plane_key_file = cfg.control_plane_key_file.value_or("");
-    if (const char* t = std::getenv("VLLM_ENGINE_READY_TIMEOUT_S"); t != nullptr && std::atoi(t) > 0)
-      engine_opts.hello_timeout = std::chrono::seconds(std::atoi(t));
+    engine_opts.hello_timeout = protocol::engine_ready_timeout();
   }
   K2_ASSIGN_OR_RETURN(auto engine, ZmqEngineClient::start(engine_opts));
   return std::shared_ptr<ZmqEngineClient>(std::move(engine));

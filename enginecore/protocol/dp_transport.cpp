@@ -5,6 +5,7 @@
 #include <zmq_addon.hpp>
 
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 #include "enginecore/protocol/zmq_channel.h"
@@ -38,6 +39,15 @@ Result<DpPorts> dp_ports(int64_t rpc_port) {
     return invalid_argument("--data-parallel-rpc-port must leave room for two more ports (P+1, P+2) below 65536");
   const int p = static_cast<int>(rpc_port);
   return DpPorts{p, p + 1, p + 2};
+}
+
+std::chrono::seconds engine_ready_timeout() {
+  constexpr std::chrono::seconds kDefault{600};
+  const char* text = std::getenv("VLLM_ENGINE_READY_TIMEOUT_S");
+  if (text == nullptr) return kDefault;
+  char* end = nullptr;
+  const long long value = std::strtoll(text, &end, 10);
+  return end != text && *end == '\0' && value > 0 ? std::chrono::seconds(value) : kDefault;
 }
 
 Result<std::unique_ptr<ControlPlaneSecurity>> ControlPlaneSecurity::load(const std::string& key_file) {

@@ -6,7 +6,8 @@
 //   P      the master's request ROUTER, which is also where engines handshake (HELLO ->
 //          EngineConfigMsg -> READY) and then receive AddRequest / AbortRequests;
 //   P + 1  the master's output PULL (EngineOutputs, EngineDead, heartbeats);
-//   P + 2  the DP coordinator's ROUTER (request waves; bound by the engine of rank 0), also
+//   P + 2  the DP coordinator's ROUTER (request waves; bound by the engine of rank 0, or by
+//          the master's API server when it runs no rank: --data-parallel-size-local 0), also
 //          for externally launched ranks with --enable-expert-parallel (dp_setup.h).
 // With --enable-expert-parallel across nodes, P + 3 is the expert-parallel group's Gloo
 // rendezvous store (workers/expert_group.h), served by DP rank 0's first worker.
@@ -57,6 +58,11 @@ Result<DpPorts> dp_ports(int64_t rpc_port);
 inline constexpr std::chrono::milliseconds kDpHeartbeatInterval{1000};
 inline constexpr std::chrono::milliseconds kDpPeerTimeout{3000};
 inline constexpr std::chrono::milliseconds kDpMasterTimeout{15000};
+
+// How long a deployment waits for the ranks and nodes started by hand (data-parallel ranks,
+// a tensor-parallel group's other nodes) before giving up: VLLM_ENGINE_READY_TIMEOUT_S, as
+// vLLM (default 600 s; a value that is not a positive integer is the default).
+std::chrono::seconds engine_ready_timeout();
 
 // A client whose security handshake failed this many times in a row, without one success,
 // is being refused by its server (another key, or none): it gives up instead of retrying

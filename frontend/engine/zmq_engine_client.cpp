@@ -426,6 +426,7 @@ void ZmqEngineClient::shutdown() {
   fail(std::move(left), reason);
   router_.reset();
   pull_.reset();
+  coordinator_.reset();
   security_.reset();  // its authenticator before the context it serves
   context_.reset();
   if (wake_fd_ >= 0) ::close(wake_fd_);

@@ -12,7 +12,8 @@
 //   shm arenas, remote ones everything inline) and returns once all ranks are READY; a rank
 //   that has not said hello within hello_timeout (or went silent, or died, during startup)
 //   fails start() with an error naming the missing ranks. For MoE models with N > 1 the
-//   rank-0 enginecore runs the wave coordinator (enginecore/coordinator.h). With a
+//   rank-0 enginecore runs the wave coordinator (enginecore/coordinator.h; with no rank on
+//   this node, --data-parallel-size-local 0, this client runs it). With a
 //   control-plane key file both sockets are CURVE servers (protocol/dp_transport.h).
 // - attach(): API servers 1..N-1 of `serve --api-server-count N` (vLLM: every API server
 //   has its own input ROUTER and output PULL; every engine connects a DEALER and a PUSH to
@@ -59,6 +60,7 @@
 #include <utility>
 #include <vector>
 
+#include "enginecore/coordinator.h"
 #include "enginecore/protocol/child_process.h"
 #include "enginecore/protocol/dp_transport.h"
 #include "enginecore/protocol/engine_config.h"
@@ -228,6 +230,7 @@ class ZmqEngineClient final : public openai::EngineClient {
   std::unique_ptr<zmq::context_t> context_;
   std::unique_ptr<protocol::ControlPlaneSecurity> security_;  // CURVE (or none); reset before context_
   std::optional<zmq::socket_t> router_, pull_;
+  std::unique_ptr<engine::DpCoordinator> coordinator_;  // API-only head only; reset before context_
   // Large prompt arrays go here; the enginecore frees each block once read. Created before
   // the engines, removed with this client (its name carries our pid for stale cleanup).
   std::optional<Arena> prompt_arena_;

@@ -79,7 +79,6 @@ Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
   log_name_ = size_ == 1 ? "engine client" : "dp client";
   if (multi_node_ && !options.extra_inputs.empty())
     return unimplemented("--api-server-count > 1 with ranks on other nodes is not implemented yet");
-  if (num_local_ == 0) return unimplemented("--data-parallel-size-local 0 (an API-only head node) is not supported yet");
   extra_inputs_ = options.extra_inputs;
   extra_outputs_ = options.extra_outputs;
   if (auto removed = cleanup_stale_segments(); removed.ok() && *removed > 0)
@@ -102,6 +101,15 @@ Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
     ranks_[r].local = r < num_local_;
   }
   K2_RETURN_IF_ERROR(bind_sockets(cfg, options.control_plane_key_file));
+  // Where the wave coordinator lives: rank 0's enginecore when it is on this node; with an
+  // API-only head (--data-parallel-size-local 0) this process, as vLLM's head runs its
+  // DPCoordinator. Rank 0's engine is then on a headless node, whose address the other ranks
+  // do not know, while --data-parallel-address (P + 2) is the one address they all reach.
+  // Engines of a model without waves never connect: it then idles.
+  if (num_local_ == 0) {
+    K2_ASSIGN_OR_RETURN(coordinator_, engine::DpCoordinator::start(*context_, addresses_.tcp_coordinator, size_,
+                                                                   *security_));
+  }
   K2_RETURN_IF_ERROR(spawn_local(options));
   if (multi_node_)
     spdlog::info("waiting for {} remote ranks at {} ({} local{})", size_ - num_local_, addresses_.tcp_input, num_local_,
@@ -176,8 +184,8 @@ Result<protocol::EngineConfigMsg> ZmqEngineClient::config_for(const protocol::He
                             (hello.local ? "local" : "remote") + " engine but is expected " +
                             (local ? "on this node" : "on another node (--headless)"));
   if (size_ > 1) spdlog::info("rank {} said hello ({}, pid {})", hello.rank, local ? "local" : "remote", hello.pid);
-  // Rank 0's engine binds it when the model needs waves (MoE); the others connect. A lone
-  // engine has no coordinator.
+  // Rank 0's engine (or, with no local rank, launch()) binds it; the engines connect when the
+  // model needs waves (MoE). A lone engine has no coordinator.
   const std::string coordinator = size_ == 1 ? "" : multi_node_ ? addresses_.tcp_coordinator : addresses_.ipc_coordinator;
   if (local) {
     std::vector<std::string> inputs{addresses_.ipc_input}, outputs{addresses_.ipc_output};

@@ -16,6 +16,9 @@ everything between them goes over tcp://. Cases (one per run, each its own ctest
                 master reports it within 5 s from the missing heartbeats, and the node, cut off
                 from the master, exits by itself
   curve         all nodes with one `k2serve keygen` key file serve over CURVE
+  api_only      an API-only head (--data-parallel-size-local 0) and one headless node with both
+                ranks (--data-parallel-start-rank 0): requests succeed on both ranks; kill -9 of
+                the node is reported within 5 s and the head answers 503
   curve_refused headless nodes with another key file, or none, are refused and logged by the
                 master, never become ranks, the master names the missing ranks and exits; the
                 nodes give up by themselves
@@ -137,12 +140,12 @@ class Cluster:
 class Headless:
     """A `k2serve serve --headless` node in namespace `node` of `cluster`."""
 
-    def __init__(self, k2serve, model, cluster, node, size, start_rank, extra=(), env=None):
+    def __init__(self, k2serve, model, cluster, node, size, start_rank, extra=(), env=None, local=1):
         self.log_path = f"/tmp/k2serve-headless-{os.getpid()}-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "w+")
         cmd = cluster.prefix(node) + [
             str(k2serve), "serve", str(model), *COMMON_FLAGS, "--data-parallel-size", str(size),
-            "--data-parallel-size-local", "1", "--data-parallel-address", cluster.address(0),
+            "--data-parallel-size-local", str(local), "--data-parallel-address", cluster.address(0),
             "--data-parallel-rpc-port", str(RPC_PORT), "--headless", "--data-parallel-start-rank", str(start_rank),
             *extra]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
@@ -199,18 +202,22 @@ def concurrent(server, bodies, path="/v1/chat/completions", timeout=120):
 
 
 class Deployment:
-    """A master in node 0 and headless nodes 1..n-1 (one rank each)."""
+    """A master in node 0 with rank 0 and headless nodes 1..n-1 (one rank each); or, with
+    `master_local` 0, an API-only head and one headless node with every rank (start rank 0)."""
 
-    def __init__(self, k2serve, data, cluster, size, extra=(), master_env=None):
+    def __init__(self, k2serve, data, cluster, size, extra=(), master_env=None, master_local=1):
         self.model = data / "models" / "tiny-bf16"
         self.headless = []
         self.server = None
-        dp = ["--data-parallel-size", str(size), "--data-parallel-size-local", "1",
+        self.master_local = master_local
+        dp = ["--data-parallel-size", str(size), "--data-parallel-size-local", str(master_local),
               "--data-parallel-address", cluster.address(0), "--data-parallel-rpc-port", str(RPC_PORT)]
+        node_args = ["--tokenizer", str(data / "text" / "tok-1024"), *extra]
         try:
-            for node in range(1, size):
-                self.headless.append(Headless(k2serve, self.model, cluster, node, size, node,
-                                              ["--tokenizer", str(data / "text" / "tok-1024"), *extra]))
+            if master_local == 0:
+                self.headless.append(Headless(k2serve, self.model, cluster, 1, size, 0, node_args, local=size))
+            for node in range(1, size if master_local else 1):
+                self.headless.append(Headless(k2serve, self.model, cluster, node, size, node, node_args))
             self.server = Server(k2serve, self.model,
                                  ["--tokenizer", str(data / "text" / "tok-1024"), *COMMON_FLAGS, *dp, *extra],
                                  kv_cache_memory=32 << 20, host=cluster.address(0), prefix=cluster.prefix(0),
@@ -247,7 +254,8 @@ class Deployment:
 
 def serves_with_all_ranks(c, dep, size, n_requests):
     log = dep.server.log_text()
-    c.check(f"{size} data-parallel ranks ready ({1} on this node" in log, f"the master reports {size} ranks ready")
+    c.check(f"{size} data-parallel ranks ready ({dep.master_local} on this node" in log,
+            f"the master reports {size} ranks ready")
     c.check("request waves" in log, "the MoE model runs request waves across the nodes")
     results = concurrent(dep.server, [chat(i) for i in range(n_requests)])
     codes = [r[0] for r in results]
@@ -350,6 +358,30 @@ def case_node_killed(c, k2serve, data):
                                               timeout=60),
             lambda: request(dep.server, "/v1/chat/completions", chat(99), timeout=10))
         c.check(per_engine(dep.server, "k2:engine_healthy").get("1") == 0.0, "/metrics shows rank 1 dead")
+        teardown_after_kill(c, dep, everything, victims)
+    finally:
+        if dep:
+            dep.finish(c)
+        cluster.remove()
+
+
+def case_api_only(c, k2serve, data):
+    """An API-only head (--data-parallel-size-local 0; it runs the wave coordinator) and one
+    headless node with both ranks (--data-parallel-start-rank 0): requests through the head
+    reach both ranks; kill -9 of the node is reported within 5 s and the head answers 503."""
+    cluster = Cluster(2)
+    dep = None
+    try:
+        dep = Deployment(k2serve, data, cluster, 2, master_local=0)
+        serves_with_all_ranks(c, dep, 2, 8)
+        log = dep.server.log_text()
+        c.check("dp coordinator" in log, "the head runs the wave coordinator")
+        c.check(not dep.server.descendants(), f"the head runs no process of its own ({dep.server.descendants()})")
+        victim = dep.headless[0]
+        everything = dep.all_pids()
+        victims = kill_node_mid_flight(
+            c, dep, victim, lambda i: request(dep.server, "/v1/chat/completions", chat(i, 400), timeout=60),
+            lambda: request(dep.server, "/v1/chat/completions", chat(99), timeout=10))
         teardown_after_kill(c, dep, everything, victims)
     finally:
         if dep:
@@ -502,6 +534,7 @@ def main():
         "node_unplugged": lambda: case_node_unplugged(c, k2serve, data),
         "curve": lambda: case_curve(c, k2serve, data),
         "curve_refused": lambda: case_curve_refused(c, k2serve, data),
+        "api_only": lambda: case_api_only(c, k2serve, data),
     }, case, c)
 
 

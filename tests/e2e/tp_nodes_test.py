@@ -16,6 +16,9 @@ all-reduce over Gloo. Cases (one per run, each its own ctest entry):
   tp2_unplugged node 1's link goes down: reported within 5 s from the missing heartbeats; the
                 cut-off node exits by itself
   tp2_curve_refused  node 1 with another key file: refused and logged, it gives up
+  tp2_never     node 1 never starts: the master logs every 10 s that it waits for node 1 (worker
+                rank 1), never answers /health 200, and after VLLM_ENGINE_READY_TIMEOUT_S fails
+                naming node 1 and exits non-zero, leaving no process or shm segment behind
   tp2_curve     the same deployment with a `k2serve keygen` key file (CURVE on the control
                 sockets; the log says Gloo's TCP is not authenticated): tokens as TP=1
   tp4           --tensor-parallel-size 4, two ranks a node (ring and fan-out readers together)
@@ -36,6 +39,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -312,6 +317,69 @@ def case_curve_refused(c, k2serve, data):
         shutil.rmtree(keys, ignore_errors=True)
 
 
+NEVER_TIMEOUT_S = 22  # two "still waiting" lines, then the error
+NEVER_PORT = 8461
+
+
+def health_code(url):
+    """/health's status code, or None when nothing answers (yet)."""
+    try:
+        with urllib.request.urlopen(url, timeout=1) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+    except OSError:
+        return None
+
+
+def case_never(c, k2serve, data):
+    """Node 1 never starts: the master waits VLLM_ENGINE_READY_TIMEOUT_S for it, saying so every
+    10 s, then fails naming it; nothing hangs and nothing is left."""
+    cluster = Cluster(2)
+    log_path = Path(tempfile.mkstemp(prefix="k2tpn-never-", suffix=".log")[1])
+    master = None
+    try:
+        model, tok = data / "models" / "tiny-bf16", ["--tokenizer", str(data / "text" / "tok-1024")]
+        t0 = time.time()
+        with open(log_path, "w") as log:
+            master = subprocess.Popen(
+                cluster.prefix(0) + [str(k2serve), "serve", str(model), *tok, *COMMON, "--port", str(NEVER_PORT),
+                                     "--host", cluster.address(0), "--kv-cache-memory", str(32 << 20),
+                                     *vllm_flags(cluster, 0)],
+                stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, "VLLM_ENGINE_READY_TIMEOUT_S": str(NEVER_TIMEOUT_S)})
+        pids, healths = set(), set()
+        while master.poll() is None and time.time() - t0 < NEVER_TIMEOUT_S + 30:
+            pids.update(process_tree(master.pid))
+            healths.add(health_code(f"http://{cluster.address(0)}:{NEVER_PORT}/health"))
+            time.sleep(0.2)
+        code = exit_code(master, 1)
+        took = time.time() - t0
+        text = log_path.read_text()
+        print("master:", "\n".join(l for l in text.splitlines() if re.search(r"waiting|never|error|failed", l)))
+        c.check(code not in (None, 0) and NEVER_TIMEOUT_S <= took < NEVER_TIMEOUT_S + 15,
+                f"the master exits non-zero once the timeout passed ({code} after {took:.1f} s)")
+        c.check(200 not in healths, f"/health never answers 200 ({healths})")
+        waits = re.findall(r"still waiting for node 1 \(worker rank 1\) after (\d+) s", text)
+        c.check(waits[:2] == ["10", "20"], f"the master says every 10 s that it waits for node 1's worker rank 1 ({waits})")
+        c.check(re.search(r"node 1 \(worker rank 1\) never joined the tensor-parallel group", text) is not None,
+                "the master's error names the missing node and worker rank")
+        c.check(len(pids) >= 3, f"the engine and rank 0's worker had started ({sorted(pids)})")
+        time.sleep(0.5)
+        left = [p for p in pids if alive(p)]
+        c.check(not left, f"no process is left ({left})")
+        segments = [f.name for p in pids for f in Path("/dev/shm").glob(f"k2serve-{p}-*")]
+        c.check(not segments, f"no shm segment is left ({segments})")
+        if c.failures:
+            print(f"--- master log {log_path}:\n" + text[-6000:])
+    finally:
+        if master is not None and master.poll() is None:
+            master.kill()
+            master.wait()
+        cluster.remove()
+        log_path.unlink(missing_ok=True)
+
+
 def case_curve(c, k2serve, data):
     keys = Path(tempfile.mkdtemp(prefix="k2tpn-keys-"))
     try:
@@ -332,6 +400,7 @@ def main():
         "tp2_unplugged": lambda: case_unplugged(c, k2serve, data),
         "tp2_curve": lambda: case_curve(c, k2serve, data),
         "tp2_curve_refused": lambda: case_curve_refused(c, k2serve, data),
+        "tp2_never": lambda: case_never(c, k2serve, data),
         "sglang": lambda: case_tp2(c, k2serve, data, sglang_flags),
         "tp4": lambda: case_tp2(c, k2serve, data, vllm_flags_tp4),
         "ep2": lambda: case_tp2(c, k2serve, data, vllm_flags_ep2),
