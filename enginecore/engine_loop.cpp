@@ -628,7 +628,7 @@ Status EngineProcess::write_plan(const protocol::StepPlan& plan) {
   std::memcpy(slot.data(), frames[0].data(), frames[0].size());
   std::memcpy(slot.data() + frames[0].size(), frames[1].data(), frames[1].size());
   K2_RETURN_IF_ERROR(ring_->commit(bytes));
-  return remote_ ? remote_->publish(frames) : Status::ok_status();
+  return remote_ ? remote_->publish(frames, plan) : Status::ok_status();
 }
 
 Result<protocol::StepResult> EngineProcess::wait_results(uint64_t step_id) {

@@ -1,5 +1,7 @@
 #include "enginecore/remote_workers.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "enginecore/protocol/zmq_channel.h"
@@ -46,10 +48,41 @@ Status RemoteWorkers::await_subscriptions(std::chrono::milliseconds timeout) {
   return Status::ok_status();
 }
 
-Status RemoteWorkers::publish(const protocol::Frames& frames) {
+Status RemoteWorkers::publish(const protocol::Frames& frames, const protocol::StepPlan& plan) {
   std::vector<std::span<const std::byte>> parts;
   for (const auto& f : frames) parts.emplace_back(reinterpret_cast<const std::byte*>(f.data()), f.size());
-  return fanout_.publish(parts);
+  const std::vector<protocol::FanoutMedia> media = media_to_ship(plan);
+  return fanout_.publish(parts, media);
+}
+
+std::vector<protocol::FanoutMedia> RemoteWorkers::media_to_ship(const protocol::StepPlan& plan) {
+  std::vector<protocol::FanoutMedia> media;
+  for (const protocol::ScheduledRequest& r : plan.requests) {
+    for (uint32_t i : r.encode_media) {
+      if (i >= r.media.size()) continue;  // the workers refuse the plan themselves
+      const protocol::MediaItem& item = r.media[i];
+      auto same = [&](const protocol::FanoutMedia& m) { return m.hash_low == item.hash_low && m.hash_high == item.hash_high; };
+      if (std::any_of(media.begin(), media.end(), same)) continue;
+      Result<std::span<const std::byte>> bytes = pixels_of(item);
+      if (!bytes.ok() || bytes->empty() || bytes->size() % sizeof(float) != 0) {
+        spdlog::warn("request {}: media item {} not shipped to the other nodes: {}", r.request_id, i,
+                     bytes.ok() ? "its block is not whole float32s" : bytes.status().to_string());
+        continue;
+      }
+      media.push_back(protocol::FanoutMedia{item.hash_low, item.hash_high, *bytes});
+    }
+  }
+  return media;
+}
+
+Result<std::span<const std::byte>> RemoteWorkers::pixels_of(const protocol::MediaItem& item) {
+  auto it = media_arenas_.find(item.arena);
+  if (it == media_arenas_.end()) {
+    K2_ASSIGN_OR_RETURN(Arena arena, Arena::open(item.arena));
+    it = media_arenas_.emplace(item.arena, std::move(arena)).first;
+  }
+  K2_ASSIGN_OR_RETURN(std::span<std::byte> bytes, it->second.view(item.pixels));
+  return std::span<const std::byte>(bytes);
 }
 
 Status RemoteWorkers::tick() {

@@ -3,7 +3,9 @@
 // `k2serve serve --headless --nnodes N --node-rank K` on their nodes and reach the engine
 // over tcp://master_addr:
 //   * the handshake ROUTER (the engine's own, which gets a second endpoint on master_port),
-//   * the plans: every plan written to the shm ring is also published on a PlanFanout,
+//   * the plans: every plan written to the shm ring is also published on a PlanFanout, with
+//     the pixels of the media items its step encodes (read from the frontend's media arena
+//     here, where the remote workers cannot),
 //   * the results PULL (the engine's own, with a second, tcp:// endpoint),
 //   * a heartbeat PULL: each remote worker sends a heartbeat (DpControl kHeartbeat, its rank)
 //     every kDpHeartbeatInterval from a thread of its own; one silent for kDpPeerTimeout is
@@ -19,6 +21,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <zmq.hpp>
@@ -28,6 +31,7 @@
 #include "enginecore/protocol/messages.h"
 #include "enginecore/protocol/plan_fanout.h"
 #include "enginecore/protocol/tp_nodes.h"
+#include "shm/arena.h"
 #include "shm/status.h"
 
 namespace k2::engine {
@@ -48,7 +52,10 @@ class RemoteWorkers {
   // After the handshake: waits for every remote worker's plan subscription, then starts
   // watching their heartbeats.
   Status await_subscriptions(std::chrono::milliseconds timeout);
-  Status publish(const protocol::Frames& frames);
+  // `frames` encode `plan`. An item whose pixels cannot be read is not shipped (logged): the
+  // remote workers fail that step unless all ranks find it in their encoder caches, as the
+  // local workers would on the same stale handle.
+  Status publish(const protocol::Frames& frames, const protocol::StepPlan& plan);
   // Sends the fan-out heartbeat when due, reads the workers' and fails (kUnavailable) when
   // one has been silent too long.
   Status tick();
@@ -60,12 +67,17 @@ class RemoteWorkers {
   RemoteWorkers(const TpNodes& nodes, protocol::PlanFanout fanout, zmq::socket_t heartbeats)
       : nodes_(nodes), fanout_(std::move(fanout)), heartbeats_(std::move(heartbeats)) {}
 
+  // The pixels of the items `plan` encodes, each content once: views of the arena blocks.
+  std::vector<protocol::FanoutMedia> media_to_ship(const protocol::StepPlan& plan);
+  Result<std::span<const std::byte>> pixels_of(const protocol::MediaItem& item);
+
   TpNodes nodes_;
   protocol::PlanFanout fanout_;
   zmq::socket_t heartbeats_;
   std::string results_endpoint_, heartbeat_endpoint_;
   bool watching_ = false;
   std::vector<std::chrono::steady_clock::time_point> last_heard_;  // by rank
+  std::unordered_map<std::string, Arena> media_arenas_;  // the frontends' media arenas, by segment name
 };
 
 }  // namespace k2::engine

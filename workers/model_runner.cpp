@@ -69,7 +69,13 @@ Status ModelRunner::apply(const protocol::StepPlan& plan, const protocol::Schedu
   return Status::ok_status();
 }
 
-Result<std::span<const float>> ModelRunner::pixels_of(const protocol::MediaItem& item) {
+Result<std::span<const float>> ModelRunner::pixels_of(const protocol::MediaItem& item,
+                                                      const std::vector<protocol::MediaPixels>* shipped) {
+  if (shipped != nullptr) {
+    const protocol::MediaPixels* p = protocol::find_pixels(*shipped, item.hash_low, item.hash_high);
+    if (p == nullptr) return invalid_argument("the pixels of a media item to encode did not come with the plan");
+    return std::span<const float>(p->values);
+  }
   auto it = media_arenas_.find(item.arena);
   if (it == media_arenas_.end()) {
     K2_ASSIGN_OR_RETURN(Arena arena, Arena::open(item.arena));
@@ -81,7 +87,8 @@ Result<std::span<const float>> ModelRunner::pixels_of(const protocol::MediaItem&
 
 // An item is served from the encoder cache only where every rank of the group has it, so the
 // ranks always run the same encoder collectives (their caches could differ after an error).
-Status ModelRunner::encode_items(RequestState& state, const std::vector<size_t>& items) {
+Status ModelRunner::encode_items(RequestState& state, const std::vector<size_t>& items,
+                                 const std::vector<protocol::MediaPixels>* shipped) {
   const int64_t width = model_.config().hidden_size;
   auto rows_of = [&](size_t i) { return state.media_rows.data() + state.media_first_row[i] * width; };
   auto floats_of = [&](size_t i) { return static_cast<size_t>(state.media[i].num_tokens) * static_cast<size_t>(width); };
@@ -107,7 +114,7 @@ Status ModelRunner::encode_items(RequestState& state, const std::vector<size_t>&
       return invalid_argument("a media item of grid [" + std::to_string(grid.t) + "," + std::to_string(grid.h) + "," +
                               std::to_string(grid.w) + "] has " + std::to_string(tokens) + " tokens, not " +
                               std::to_string(item.num_tokens));
-    K2_ASSIGN_OR_RETURN(std::span<const float> pixels, pixels_of(item));
+    K2_ASSIGN_OR_RETURN(std::span<const float> pixels, pixels_of(item, shipped));
     if (pixels.size() != static_cast<size_t>(grid.patches() * vision_->config().patch_values()))
       return invalid_argument("a media item's pixel_values do not match its grid");
     misses.push_back(items[k]);
@@ -152,8 +159,8 @@ Status ModelRunner::copy_twin_rows(RequestState& state, size_t i) {
   return not_found("no held item with the same content");
 }
 
-Result<std::optional<std::span<const float>>> ModelRunner::media_for_chunk(const protocol::ScheduledRequest& r,
-                                                                            RequestState& state) {
+Result<std::optional<std::span<const float>>> ModelRunner::media_for_chunk(
+    const protocol::ScheduledRequest& r, RequestState& state, const std::vector<protocol::MediaPixels>* shipped) {
   using Out = std::optional<std::span<const float>>;
   const std::string& id = r.request_id;
   const int64_t begin = r.start_position, end = begin + r.num_tokens;
@@ -176,7 +183,7 @@ Result<std::optional<std::span<const float>>> ModelRunner::media_for_chunk(const
     K2_RETURN_IF_ERROR(check_placeholders(id, state, i, placeholder));
     to_encode.push_back(i);
   }
-  K2_RETURN_IF_ERROR(encode_items(state, to_encode));
+  K2_RETURN_IF_ERROR(encode_items(state, to_encode, shipped));
   for (size_t i : to_encode) state.media_ready[i] = true;
   for (size_t i = 0; i < state.media.size(); ++i) {
     const protocol::MediaItem& m = state.media[i];
@@ -261,7 +268,8 @@ protocol::SampledRequest ModelRunner::sample(const protocol::ScheduledRequest& r
   return out;
 }
 
-Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan) {
+Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan,
+                                                 const std::vector<protocol::MediaPixels>* shipped) {
   protocol::StepResult result;
   result.step_id = plan.step_id;
   result.worker_rank = rank_;
@@ -294,7 +302,7 @@ Result<protocol::StepResult> ModelRunner::execute(const protocol::StepPlan& plan
     SequenceChunk seq{std::span<const int32_t>(r.token_ids.ids), r.start_position,
                       std::span<const int32_t>(states[i]->block_table)};
     seq.all_logits = states[i]->prompt_logprobs >= 0;
-    K2_ASSIGN_OR_RETURN(seq.media_rows, media_for_chunk(r, *states[i]));
+    K2_ASSIGN_OR_RETURN(seq.media_rows, media_for_chunk(r, *states[i], shipped));
     batch.sequences.push_back(seq);
   }
   // The model leaves a dummy forward's rows out of the expert load (with experts spread over

@@ -15,7 +15,8 @@
 // after it has produced output (recompute preemption) is not scored again.
 //
 // Multimodal prompts: a new or resumed request brings its media items (pixel_values in the
-// frontend's media arena, the content hash, the placeholder span). A step encodes (or finds
+// frontend's media arena, or shipped with the plan to a worker on another node; the content
+// hash, the placeholder span). A step encodes (or finds
 // in the encoder cache) exactly the items its plan lists in encode_media, whole, and keeps
 // their rows in the request's state, so a chunk that cuts through an image gets exactly its
 // part of the rows; the text model splices them at the placeholder positions. The scheduler's
@@ -41,6 +42,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "enginecore/protocol/media_pixels.h"
 #include "enginecore/protocol/messages.h"
 #include "shm/status.h"
 #include "workers/kv_cache.h"
@@ -76,7 +78,10 @@ class ModelRunner {
   // Runs one plan. An inconsistent plan (unknown request, block table too short, token
   // history that does not line up) or a failed forward is an error value; the per-request
   // state may then be partly updated, so the engine treats it as fatal.
-  Result<protocol::StepResult> execute(const protocol::StepPlan& plan);
+  // `shipped`: the pixels that came with the plan, for a worker on another node than the
+  // frontend (it reads media only from these); null: read them in the frontend's media arena.
+  Result<protocol::StepResult> execute(const protocol::StepPlan& plan,
+                                       const std::vector<protocol::MediaPixels>* shipped = nullptr);
 
   size_t num_requests() const { return requests_.size(); }
 
@@ -106,14 +111,17 @@ class ModelRunner {
   // are held, and returns the chunk's media rows; nullopt for a request without media or a
   // chunk past its prompt.
   Result<std::optional<std::span<const float>>> media_for_chunk(const protocol::ScheduledRequest& r,
-                                                                 RequestState& state);
+                                                                 RequestState& state,
+                                                                 const std::vector<protocol::MediaPixels>* shipped);
   // Encodes (or copies from the cache) the listed items of the request, none of them held yet,
   // as one batch through the encoder.
-  Status encode_items(RequestState& state, const std::vector<size_t>& items);
+  Status encode_items(RequestState& state, const std::vector<size_t>& items,
+                      const std::vector<protocol::MediaPixels>* shipped);
   Status check_placeholders(const std::string& id, const RequestState& state, size_t item, int32_t placeholder) const;
   // Fills item i's rows from a held item with the same content; an error when there is none.
   Status copy_twin_rows(RequestState& state, size_t item);
-  Result<std::span<const float>> pixels_of(const protocol::MediaItem& item);
+  Result<std::span<const float>> pixels_of(const protocol::MediaItem& item,
+                                           const std::vector<protocol::MediaPixels>* shipped);
   // The tokens routed per (MoE layer, global expert) since the previous call, summed over the
   // group when it is expert parallel (every rank of the group must call it for the same
   // plan); nullopt on ranks other than 0 and for models without MoE layers.

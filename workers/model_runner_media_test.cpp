@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -221,16 +222,13 @@ TEST(ModelRunnerMedia, MediaWithoutAVisionTowerIsAnError) {
 
 // The scheduler lists what each step encodes: a chunk that reaches an item no plan listed
 // (and that has no held twin) is refused, not encoded behind the encoder budget's back.
-TEST(ModelRunnerMedia, AnUnlistedItemIsRefused) {
-  Fixture& f = fixture();
-  ModelRunner runner(*f.model, *f.cache, 0);
-  runner.set_vision(f.vision.get(), nullptr);
-  const nlohmann::json& p = golden_prompt("image_a");
+// One step that prefills all of `ids` with `media` and samples.
+protocol::StepPlan whole_prompt_plan(const std::string& id, const std::vector<int32_t>& ids,
+                                     std::vector<protocol::MediaItem> media, std::vector<uint32_t> encode) {
   protocol::StepPlan plan;
   plan.step_id = 1;
   protocol::ScheduledRequest r;
-  r.request_id = "x";
-  const auto ids = p["input_ids"].get<std::vector<int32_t>>();
+  r.request_id = id;
   r.token_ids = protocol::inline_tokens(ids);
   r.num_tokens = static_cast<uint32_t>(ids.size());
   r.num_prompt_tokens = r.num_tokens;
@@ -238,12 +236,55 @@ TEST(ModelRunnerMedia, AnUnlistedItemIsRefused) {
   r.sample = true;
   r.params_index = 0;
   plan.sampling_params.push_back({});
-  r.media = media_items(p);
+  r.media = std::move(media);
+  r.encode_media = std::move(encode);
   plan.requests.push_back(r);
-  auto res = runner.execute(plan);
+  return plan;
+}
+
+TEST(ModelRunnerMedia, AnUnlistedItemIsRefused) {
+  Fixture& f = fixture();
+  ModelRunner runner(*f.model, *f.cache, 0);
+  runner.set_vision(f.vision.get(), nullptr);
+  const nlohmann::json& p = golden_prompt("image_a");
+  auto res = runner.execute(whole_prompt_plan("x", p["input_ids"].get<std::vector<int32_t>>(), media_items(p), {}));
   ASSERT_FALSE(res.ok());
   EXPECT_NE(res.status().to_string().find("does not list"), std::string::npos) << res.status().to_string();
   EXPECT_EQ(runner.num_encoded(), 0u);
+}
+
+// A worker on another node than the frontend gets the pixels with the plan and reads them
+// nowhere else: the same first token as from the arena, an error when they did not come.
+TEST(ModelRunnerMedia, ShippedPixelsAreReadInsteadOfTheArena) {
+  Fixture& f = fixture();
+  const nlohmann::json& p = golden_prompt("image_a");
+  const auto ids = p["input_ids"].get<std::vector<int32_t>>();
+  std::vector<protocol::MediaItem> media = media_items(p);
+  ASSERT_EQ(media.size(), 1u);
+  auto first_token = [&](const std::vector<protocol::MediaItem>& items,
+                         const std::vector<protocol::MediaPixels>* shipped) -> Result<int32_t> {
+    ModelRunner runner(*f.model, *f.cache, 0);
+    runner.set_vision(f.vision.get(), nullptr);
+    K2_ASSIGN_OR_RETURN(protocol::StepResult res, runner.execute(whole_prompt_plan("s", ids, items, {0}), shipped));
+    return res.samples.at(0).token_ids.at(0);
+  };
+  auto from_arena = first_token(media, nullptr);
+  ASSERT_TRUE(from_arena.ok()) << from_arena.status().to_string();
+  auto bytes = f.pixels->view(media[0].pixels);
+  ASSERT_TRUE(bytes.ok());
+  protocol::MediaPixels pixels{media[0].hash_low, media[0].hash_high, std::vector<float>(bytes->size() / sizeof(float))};
+  std::memcpy(pixels.values.data(), bytes->data(), bytes->size());
+  const std::vector<protocol::MediaPixels> shipped = {pixels};
+  std::vector<protocol::MediaItem> elsewhere = media;
+  elsewhere[0].arena = "k2-no-such-arena";  // the frontend's arena is on another node
+  auto from_plan = first_token(elsewhere, &shipped);
+  ASSERT_TRUE(from_plan.ok()) << from_plan.status().to_string();
+  EXPECT_EQ(*from_plan, *from_arena);
+  const std::vector<protocol::MediaPixels> none;
+  auto missing = first_token(media, &none);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("did not come with the plan"), std::string::npos)
+      << missing.status().to_string();
 }
 
 // Two items with the same content in one prompt: the plan lists the first only, the worker
@@ -262,21 +303,7 @@ TEST(ModelRunnerMedia, ASameContentItemIsCopiedNotEncoded) {
   media.push_back(second);
   const size_t n = ids.size();
   ids.insert(ids.end(), ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n));
-  protocol::StepPlan plan;
-  plan.step_id = 1;
-  protocol::ScheduledRequest r;
-  r.request_id = "twice";
-  r.token_ids = protocol::inline_tokens(ids);
-  r.num_tokens = static_cast<uint32_t>(ids.size());
-  r.num_prompt_tokens = r.num_tokens;
-  for (uint32_t b = 0; b < (r.num_tokens + kBlockSize - 1) / kBlockSize; ++b) r.blocks.block_ids.push_back(1 + b);
-  r.sample = true;
-  r.params_index = 0;
-  plan.sampling_params.push_back({});
-  r.media = media;
-  r.encode_media = {0};
-  plan.requests.push_back(r);
-  auto res = runner.execute(plan);
+  auto res = runner.execute(whole_prompt_plan("twice", ids, media, {0}));
   ASSERT_TRUE(res.ok()) << res.status().to_string();
   EXPECT_EQ(runner.num_encoded(), 1u);
 }

@@ -45,14 +45,20 @@ class FanoutSource final : public PlanSource {
         return std::optional<std::span<const std::byte>>();
       return got.status();
     }
-    plan_ = std::move(*got);
+    plan_ = std::move(got->plan);
+    media_ = std::move(got->media);
     return std::optional<std::span<const std::byte>>(plan_);
   }
-  void release() override { plan_.clear(); }
+  void release() override {
+    plan_.clear();
+    media_.clear();
+  }
+  std::optional<std::vector<protocol::MediaPixels>> take_media() override { return std::move(media_); }
 
  private:
   protocol::PlanSubscriber subscriber_;
   std::vector<std::byte> plan_;
+  std::vector<protocol::MediaPixels> media_;
   protocol::HeartbeatThread heartbeat_;
 };
 

@@ -13,10 +13,12 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include <zmq.hpp>
 
 #include "enginecore/protocol/dp_transport.h"
+#include "enginecore/protocol/media_pixels.h"
 #include "enginecore/protocol/messages.h"
 #include "shm/status.h"
 
@@ -30,6 +32,10 @@ class PlanSource {
   // any other error is fatal (the engine died or is silent, a plan was lost).
   virtual Result<std::optional<std::span<const std::byte>>> acquire(std::chrono::milliseconds timeout) = 0;
   virtual void release() = 0;
+  // The pixels shipped with the plan acquired last, moved out (call before release()), for a
+  // source on another node than the frontend: its worker reads media only from these.
+  // nullopt for a source whose worker reads the frontend's media arena itself.
+  virtual std::optional<std::vector<protocol::MediaPixels>> take_media() { return std::nullopt; }
 };
 
 bool is_closed(const Status& status);

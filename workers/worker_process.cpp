@@ -254,6 +254,7 @@ int serve_plans(PlanSource& plans, zmq::socket_t& results, ModelRunner& runner, 
       continue;  // idle
     }
     Result<protocol::StepPlan> plan = decode_plan(**got);
+    const std::optional<std::vector<protocol::MediaPixels>> shipped = plans.take_media();  // this step's only
     plans.release();
     protocol::StepResult result;
     result.worker_rank = rank;
@@ -261,7 +262,7 @@ int serve_plans(PlanSource& plans, zmq::socket_t& results, ModelRunner& runner, 
       result.error = plan.status().to_string();
     } else {
       result.step_id = plan->step_id;
-      Result<protocol::StepResult> r = runner.execute(*plan);
+      Result<protocol::StepResult> r = runner.execute(*plan, shipped ? &*shipped : nullptr);
       if (r.ok()) result = std::move(*r);
       else result.error = r.status().to_string();
     }

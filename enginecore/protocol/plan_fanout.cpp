@@ -1,6 +1,8 @@
 #include "enginecore/protocol/plan_fanout.h"
 
+#include <algorithm>
 #include <cstring>
+#include <utility>
 
 #include "enginecore/protocol/zmq_channel.h"
 
@@ -10,7 +12,105 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr char kMagic[4] = {'K', '2', 'P', 'F'};
 
+constexpr size_t kMediaCountBytes = 8;  // u32 count, u32 zero
+constexpr size_t kMediaItemHeadBytes = 24;
+
 Status zmq_error(const char* what, const std::exception& e) { return io_error(std::string(what) + ": " + e.what()); }
+
+void put_u64(std::byte* out, uint64_t v) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>((v >> (8 * i)) & 0xff);
+}
+
+uint64_t get_u64(std::span<const std::byte> in) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(in[static_cast<size_t>(i)]) << (8 * i);
+  return v;
+}
+
+size_t plan_frame_bytes(std::span<const std::span<const std::byte>> parts, std::span<const FanoutMedia> media) {
+  size_t bytes = kFanoutHeaderBytes;
+  for (const auto& p : parts) bytes += p.size();
+  if (media.empty()) return bytes;
+  bytes += 8 + kMediaCountBytes;
+  for (const auto& m : media) bytes += kMediaItemHeadBytes + m.bytes.size();
+  return bytes;
+}
+
+// Writes the frame plan_frame_bytes() sized into `out`.
+void write_plan_frame(std::byte* out, uint64_t sequence, std::span<const std::span<const std::byte>> parts,
+                      std::span<const FanoutMedia> media) {
+  const FanoutKind kind = media.empty() ? FanoutKind::kPlan : FanoutKind::kPlanWithMedia;
+  const std::vector<std::byte> header = encode_fanout_header(kind, sequence);
+  std::memcpy(out, header.data(), header.size());
+  size_t at = header.size();
+  if (!media.empty()) {
+    size_t plan_bytes = 0;
+    for (const auto& p : parts) plan_bytes += p.size();
+    put_u64(out + at, plan_bytes);
+    at += 8;
+  }
+  for (const auto& p : parts) {
+    if (!p.empty()) std::memcpy(out + at, p.data(), p.size());
+    at += p.size();
+  }
+  if (media.empty()) return;
+  put_u64(out + at, media.size());  // u32 count, u32 zero
+  at += kMediaCountBytes;
+  for (const auto& m : media) {
+    K2_CHECK(!m.bytes.empty() && m.bytes.size() % sizeof(float) == 0);
+    put_u64(out + at, m.hash_low);
+    put_u64(out + at + 8, m.hash_high);
+    put_u64(out + at + 16, m.bytes.size());
+    std::memcpy(out + at + kMediaItemHeadBytes, m.bytes.data(), m.bytes.size());
+    at += kMediaItemHeadBytes + m.bytes.size();
+  }
+}
+
+// The media section of a kind-4 frame's payload: the plan's bytes and the items, all views.
+Status decode_media_section(std::span<const std::byte> body, FanoutFrame& frame) {
+  if (body.size() < 8) return corrupt("plan fan-out plan with media without its plan length");
+  const uint64_t plan_bytes = get_u64(body);
+  body = body.subspan(8);
+  if (plan_bytes > body.size() || body.size() - plan_bytes < kMediaCountBytes)
+    return corrupt("plan fan-out plan with media: the plan length " + std::to_string(plan_bytes) +
+                   " overruns the frame");
+  frame.payload = body.first(plan_bytes);
+  body = body.subspan(plan_bytes);
+  const uint64_t count_word = get_u64(body);
+  body = body.subspan(kMediaCountBytes);
+  if ((count_word >> 32) != 0) return corrupt("plan fan-out media count with non-zero reserved bytes");
+  if (count_word == 0 || count_word > body.size() / kMediaItemHeadBytes)
+    return corrupt("plan fan-out media count " + std::to_string(count_word) + " does not fit the frame");
+  for (uint64_t i = 0; i < count_word; ++i) {
+    if (body.size() < kMediaItemHeadBytes) return corrupt("plan fan-out media item truncated");
+    FanoutMedia m{get_u64(body), get_u64(body.subspan(8)), {}};
+    const uint64_t bytes = get_u64(body.subspan(16));
+    body = body.subspan(kMediaItemHeadBytes);
+    if (bytes == 0 || bytes % sizeof(float) != 0 || bytes > body.size())
+      return corrupt("plan fan-out media item of " + std::to_string(bytes) + " bytes (" +
+                     std::to_string(body.size()) + " left in the frame)");
+    m.bytes = body.first(bytes);
+    body = body.subspan(bytes);
+    frame.media.push_back(m);
+  }
+  if (!body.empty()) return corrupt("plan fan-out frame with " + std::to_string(body.size()) + " trailing bytes");
+  std::vector<std::pair<uint64_t, uint64_t>> keys;  // sorted, not pairwise: a frame may hold many items
+  for (const auto& m : frame.media) keys.emplace_back(m.hash_low, m.hash_high);
+  std::sort(keys.begin(), keys.end());
+  if (std::adjacent_find(keys.begin(), keys.end()) != keys.end()) return corrupt("plan fan-out media item shipped twice");
+  return Status::ok_status();
+}
+
+std::vector<MediaPixels> copy_pixels(std::span<const FanoutMedia> media) {
+  std::vector<MediaPixels> out;
+  out.reserve(media.size());
+  for (const auto& m : media) {
+    MediaPixels& p = out.emplace_back(MediaPixels{m.hash_low, m.hash_high, {}});
+    p.values.resize(m.bytes.size() / sizeof(float));  // a copy: the frame's bytes need not be aligned
+    std::memcpy(p.values.data(), m.bytes.data(), m.bytes.size());
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -18,7 +118,14 @@ std::vector<std::byte> encode_fanout_header(FanoutKind kind, uint64_t sequence) 
   std::vector<std::byte> out(kFanoutHeaderBytes, std::byte{0});
   std::memcpy(out.data(), kMagic, sizeof(kMagic));
   out[4] = static_cast<std::byte>(kind);
-  for (int i = 0; i < 8; ++i) out[8 + static_cast<size_t>(i)] = static_cast<std::byte>((sequence >> (8 * i)) & 0xff);
+  put_u64(out.data() + 8, sequence);
+  return out;
+}
+
+std::vector<std::byte> encode_fanout_plan(uint64_t sequence, std::span<const std::span<const std::byte>> parts,
+                                          std::span<const FanoutMedia> media) {
+  std::vector<std::byte> out(plan_frame_bytes(parts, media));
+  write_plan_frame(out.data(), sequence, parts, media);
   return out;
 }
 
@@ -27,14 +134,15 @@ Result<FanoutFrame> decode_fanout(std::span<const std::byte> bytes) {
     return corrupt("plan fan-out frame of " + std::to_string(bytes.size()) + " bytes is shorter than its header");
   if (std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) return corrupt("plan fan-out frame without its magic");
   const auto kind = static_cast<uint8_t>(bytes[4]);
-  if (kind < 1 || kind > 3) return corrupt("plan fan-out frame of unknown kind " + std::to_string(kind));
+  if (kind < 1 || kind > 4) return corrupt("plan fan-out frame of unknown kind " + std::to_string(kind));
   if (bytes[5] != std::byte{0} || bytes[6] != std::byte{0} || bytes[7] != std::byte{0})
     return corrupt("plan fan-out frame with non-zero reserved bytes");
   FanoutFrame frame;
   frame.kind = static_cast<FanoutKind>(kind);
-  for (int i = 0; i < 8; ++i) frame.sequence |= static_cast<uint64_t>(bytes[8 + static_cast<size_t>(i)]) << (8 * i);
+  frame.sequence = get_u64(bytes.subspan(8));
   frame.payload = bytes.subspan(kFanoutHeaderBytes);
-  if (frame.kind != FanoutKind::kPlan && !frame.payload.empty())
+  if (frame.kind == FanoutKind::kPlanWithMedia) K2_RETURN_IF_ERROR(decode_media_section(frame.payload, frame));
+  else if (frame.kind != FanoutKind::kPlan && !frame.payload.empty())
     return corrupt("plan fan-out heartbeat or close with a payload");
   return frame;
 }
@@ -75,18 +183,9 @@ Status PlanFanout::wait_for_readers(uint32_t readers, std::chrono::milliseconds 
   return Status::ok_status();
 }
 
-Status PlanFanout::publish(std::span<const std::span<const std::byte>> parts) {
-  size_t bytes = kFanoutHeaderBytes;
-  for (const auto& p : parts) bytes += p.size();
-  zmq::message_t msg(bytes);
-  auto* out = static_cast<std::byte*>(msg.data());
-  const std::vector<std::byte> header = encode_fanout_header(FanoutKind::kPlan, sequence_);
-  std::memcpy(out, header.data(), header.size());
-  size_t at = header.size();
-  for (const auto& p : parts) {
-    if (!p.empty()) std::memcpy(out + at, p.data(), p.size());
-    at += p.size();
-  }
+Status PlanFanout::publish(std::span<const std::span<const std::byte>> parts, std::span<const FanoutMedia> media) {
+  zmq::message_t msg(plan_frame_bytes(parts, media));
+  write_plan_frame(static_cast<std::byte*>(msg.data()), sequence_, parts, media);
   try {
     socket_.send(msg, zmq::send_flags::none);
   } catch (const std::exception& e) {
@@ -128,7 +227,7 @@ Result<PlanSubscriber> PlanSubscriber::connect(zmq::context_t& context, const Co
   return PlanSubscriber(std::move(socket));
 }
 
-Result<std::vector<std::byte>> PlanSubscriber::next(std::chrono::milliseconds timeout) {
+Result<FanoutPlan> PlanSubscriber::next(std::chrono::milliseconds timeout) {
   const auto deadline = Clock::now() + timeout;
   while (true) {
     zmq::message_t msg;
@@ -157,7 +256,7 @@ Result<std::vector<std::byte>> PlanSubscriber::next(std::chrono::milliseconds ti
     if (frame.kind == FanoutKind::kClose) return unavailable("plan fan-out: closed");
     if (frame.kind == FanoutKind::kHeartbeat) continue;
     ++expected_;
-    return std::vector<std::byte>(frame.payload.begin(), frame.payload.end());
+    return FanoutPlan{std::vector<std::byte>(frame.payload.begin(), frame.payload.end()), copy_pixels(frame.media)};
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <thread>
 
@@ -16,7 +17,21 @@ std::vector<std::byte> bytes_of(const std::string& s) {
   return out;
 }
 
-std::string text_of(const std::vector<std::byte>& b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+std::string text_of(std::span<const std::byte> b) { return std::string(reinterpret_cast<const char*>(b.data()), b.size()); }
+std::string text_of(const FanoutPlan& p) { return text_of(p.plan); }
+
+std::vector<std::byte> float_bytes(const std::vector<float>& v) {
+  const auto b = std::as_bytes(std::span<const float>(v));
+  return std::vector<std::byte>(b.begin(), b.end());
+}
+
+// A kind-4 frame: plan "head"+"tail", two items.
+std::vector<std::byte> media_frame(const std::vector<std::byte>& a, const std::vector<std::byte>& b) {
+  const std::vector<std::byte> head = bytes_of("head"), tail = bytes_of("tail");
+  const std::span<const std::byte> parts[2] = {head, tail};
+  const FanoutMedia media[2] = {{1, 2, a}, {3, 4, b}};
+  return encode_fanout_plan(7, parts, media);
+}
 
 Status publish_text(PlanFanout& fanout, const std::string& head, const std::string& tail) {
   const std::vector<std::byte> a = bytes_of(head), b = bytes_of(tail);
@@ -69,6 +84,83 @@ TEST(PlanFanoutWire, HeaderRoundTripsAndBadFramesAreErrors) {
   EXPECT_TRUE(decode_fanout(beat).ok());
   beat.push_back(std::byte{0});
   EXPECT_EQ(decode_fanout(beat).status().code(), Code::kCorrupt);
+}
+
+TEST(PlanFanoutWire, MediaSectionRoundTrips) {
+  const std::vector<std::byte> a = float_bytes({0.5f, -1.0f, 2.0f}), b = float_bytes({3.25f});
+  const std::vector<std::byte> frame = media_frame(a, b);
+  ASSERT_EQ(frame.size(), kFanoutHeaderBytes + 8 + 8 + 8 + 2 * 24 + a.size() + b.size());
+  auto decoded = decode_fanout(frame);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().to_string();
+  EXPECT_EQ(decoded->kind, FanoutKind::kPlanWithMedia);
+  EXPECT_EQ(decoded->sequence, 7u);
+  EXPECT_EQ(text_of(decoded->payload), "headtail");
+  ASSERT_EQ(decoded->media.size(), 2u);
+  EXPECT_EQ(decoded->media[0].hash_low, 1u);
+  EXPECT_EQ(decoded->media[0].hash_high, 2u);
+  EXPECT_TRUE(std::ranges::equal(decoded->media[0].bytes, a));
+  EXPECT_EQ(decoded->media[1].hash_low, 3u);
+  EXPECT_TRUE(std::ranges::equal(decoded->media[1].bytes, b));
+  // Without media the frame stays kind 1, the plan right after the header.
+  const std::vector<std::byte> plan = bytes_of("p");
+  const std::span<const std::byte> parts[1] = {plan};
+  auto plain = decode_fanout(encode_fanout_plan(0, parts, {}));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->kind, FanoutKind::kPlan);
+  EXPECT_TRUE(plain->media.empty());
+}
+
+TEST(PlanFanoutWire, TruncatedOrCorruptMediaSectionsAreErrors) {
+  const std::vector<std::byte> a = float_bytes({0.5f, -1.0f}), b = float_bytes({3.25f});
+  const std::vector<std::byte> frame = media_frame(a, b);
+  for (size_t n = kFanoutHeaderBytes; n < frame.size(); ++n)
+    EXPECT_EQ(decode_fanout(std::span<const std::byte>(frame.data(), n)).status().code(), Code::kCorrupt) << n;
+  auto trailing = frame;
+  trailing.push_back(std::byte{0});
+  EXPECT_EQ(decode_fanout(trailing).status().code(), Code::kCorrupt);
+  auto with = [&](size_t at, std::byte v) {
+    auto f = frame;
+    f[at] = v;
+    return decode_fanout(f).status();
+  };
+  const size_t plan_len = kFanoutHeaderBytes, count = plan_len + 8 + 8, item0 = count + 8;
+  EXPECT_EQ(with(plan_len + 7, std::byte{0x80}).code(), Code::kCorrupt);  // plan length past the frame
+  EXPECT_EQ(with(count, std::byte{0}).code(), Code::kCorrupt);            // no items
+  EXPECT_EQ(with(count, std::byte{0xff}).code(), Code::kCorrupt);         // more items than fit
+  EXPECT_EQ(with(count + 5, std::byte{1}).code(), Code::kCorrupt);        // reserved bytes
+  EXPECT_EQ(with(item0 + 16, std::byte{7}).code(), Code::kCorrupt);       // not whole floats
+  EXPECT_EQ(with(item0 + 23, std::byte{0x10}).code(), Code::kCorrupt);    // bytes past the frame
+  const std::vector<std::byte> same = media_frame(a, b);
+  auto twice = same;
+  twice[item0 + 24 + a.size()] = std::byte{1};  // item 1's hash = item 0's
+  twice[item0 + 24 + a.size() + 8] = std::byte{2};
+  EXPECT_EQ(decode_fanout(twice).status().code(), Code::kCorrupt);
+  auto media_on_beat = encode_fanout_header(FanoutKind::kHeartbeat, 1);
+  media_on_beat.insert(media_on_beat.end(), frame.begin() + kFanoutHeaderBytes, frame.end());
+  EXPECT_EQ(decode_fanout(media_on_beat).status().code(), Code::kCorrupt);
+}
+
+TEST_F(PlanFanoutTest, ShippedPixelsReachTheReaderWithTheirPlan) {
+  PlanSubscriber sub = subscribe();
+  ASSERT_TRUE(fanout_->wait_for_readers(1, 5s).ok());
+  const std::vector<float> pixels = {1.5f, -2.0f, 0.25f, 8.0f};
+  const std::vector<std::byte> bytes = float_bytes(pixels), plan = bytes_of("plan");
+  const std::span<const std::byte> parts[1] = {plan};
+  const FanoutMedia media[1] = {{11, 22, bytes}};
+  ASSERT_TRUE(fanout_->publish(parts, media).ok());
+  ASSERT_TRUE(publish_text(*fanout_, "next", "").ok());
+  auto got = sub.next(5s);
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_EQ(text_of(*got), "plan");
+  ASSERT_EQ(got->media.size(), 1u);
+  const MediaPixels* p = find_pixels(got->media, 11, 22);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->values, pixels);
+  EXPECT_EQ(find_pixels(got->media, 22, 11), nullptr);
+  auto next = sub.next(5s);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(text_of(*next), "next");
+  EXPECT_TRUE(next->media.empty()) << "a plan's pixels do not outlive it";
 }
 
 TEST_F(PlanFanoutTest, EveryReaderGetsEveryPlanInOrder) {

@@ -90,9 +90,6 @@ Result<std::optional<MultimodalConfig>> make_multimodal_config(const EngineConfi
   if (flags.limit_mm_per_prompt) {
     K2_ASSIGN_OR_RETURN(m.limit_per_prompt, parse_limit_mm_per_prompt(*flags.limit_mm_per_prompt));
   }
-  if (flags.nnodes.value_or(1) > 1 && flags.tensor_parallel_size > 1)
-    m.refusal = "image and video inputs are not supported yet with tensor parallelism across nodes (--nnodes " +
-                std::to_string(*flags.nnodes) + "): the workers on the other nodes cannot read this node's media";
   return std::optional<MultimodalConfig>(std::move(m));
 }
 

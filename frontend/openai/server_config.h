@@ -25,9 +25,6 @@ struct MultimodalConfig {
   // --limit-mm-per-prompt: items per prompt by modality ("image", "video"); absent: no limit.
   std::map<std::string, int64_t> limit_per_prompt;
   size_t pool_threads = 4;  // media fetch/decode/preprocess threads
-  // Non-empty: every request with media is refused with this message. The media's pixels sit
-  // in this node's shm arena, which tensor-parallel workers on other nodes cannot read.
-  std::string refusal;
 };
 
 // Parses --limit-mm-per-prompt's JSON ({"image": 2, "video": 0}).

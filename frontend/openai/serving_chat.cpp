@@ -126,7 +126,6 @@ void OpenAiServer::with_media(const std::shared_ptr<http::Exchange>& ex, const o
   if (!parts.ok()) return fail(ex, parts.status());
   if (parts->empty()) return then({});
   if (!config_.multimodal) return fail(ex, invalid_argument("this model does not take image or video inputs"));
-  if (!config_.multimodal->refusal.empty()) return fail(ex, unimplemented(config_.multimodal->refusal));
   if (Status st = check_media_limits(*parts, config_.multimodal->limit_per_prompt); !st.ok()) return fail(ex, st);
   media_pool_->post([this, ex, parts = std::move(parts).value(), then = std::move(then)] {
     if (ex->cancelled()) return;

@@ -25,9 +25,14 @@ all-reduce over Gloo. Cases (one per run, each its own ctest entry):
   ep2           --enable-expert-parallel over the two nodes: tokens as TP=1
   sglang        SGLang's flags (--tp 2 --nnodes 2 --node-rank R --dist-init-addr A0:P) map onto
                 the same deployment: tokens as TP=1
+  tp2_media     tiny-k25-vision: image and video chats through the master (the pixels travel with
+                the plans to node 1, whose worker reads them nowhere else) give the greedy tokens of
+                a TP=1 server; the same chats again under another cache_salt are encoder-cache hits
+                and give them too
 
 Usage: tp_nodes_test.py K2SERVE DATA_DIR CASE
 """
+import base64
 import contextlib
 import json
 import os
@@ -46,6 +51,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
 from k2_server import Checks, Server, process_tree  # noqa: E402
+from mm_serve_test import VIDEO_PROMPT, chat, data_url, messages_for, video_messages  # noqa: E402
 from multinode_test import Cluster, alive, keygen, request, run, run_case, teardown_after_kill  # noqa: E402
 
 MASTER_PORT = 29601
@@ -71,13 +77,24 @@ def tokens_of(server):
     return out
 
 
-def reference_tokens(k2serve, data, cluster):
-    """The same prompts on a TP=1 server (in node 0, before the deployment starts)."""
-    server = Server(k2serve, data / "models" / "tiny-bf16",
-                    ["--tokenizer", str(data / "text" / "tok-1024"), *COMMON], kv_cache_memory=32 << 20,
+def text_model(data):
+    """The model directory and its flags of the text-only cases."""
+    return data / "models" / "tiny-bf16", ["--tokenizer", str(data / "text" / "tok-1024")]
+
+
+def vision_model(data):
+    """mm_serve_test.py's tiny vision model, with its test chat template."""
+    template = Path(__file__).resolve().parent / "k25_vision_test.jinja"
+    return data / "models" / "tiny-k25-vision", ["--chat-template", str(template)]
+
+
+def reference_tokens(k2serve, data, cluster, model=None, tokens=tokens_of):
+    """`tokens` (the prompts' tokens) on a TP=1 server (in node 0, before the deployment starts)."""
+    model_dir, args = model or text_model(data)
+    server = Server(k2serve, model_dir, [*args, *COMMON], kv_cache_memory=32 << 20,
                     host=cluster.address(0), prefix=cluster.prefix(0))
     try:
-        return tokens_of(server)
+        return tokens(server)
     finally:
         server.stop()
 
@@ -85,10 +102,9 @@ def reference_tokens(k2serve, data, cluster):
 class TpDeployment:
     """Node 0: API server + engine + TP rank 0; node 1: --headless, TP rank 1."""
 
-    def __init__(self, k2serve, data, cluster, flags0, flags1, extra=()):
+    def __init__(self, k2serve, data, cluster, flags0, flags1, extra=(), model=None):
         self.cluster = cluster
-        model = data / "models" / "tiny-bf16"
-        tok = ["--tokenizer", str(data / "text" / "tok-1024")]
+        model, tok = model or text_model(data)
         self.log_path = f"/tmp/k2serve-tpnode1-{os.getpid()}-{time.monotonic_ns()}.log"
         self.log = open(self.log_path, "w+")
         self.server = None
@@ -178,14 +194,14 @@ def exit_code(proc, timeout):
 
 
 @contextlib.contextmanager
-def deployment(c, k2serve, data, flags_of=vllm_flags, extra=(), reference=False):
-    """Yields (the deployment, the TP=1 tokens when `reference`); tears everything down after,
-    with the logs when a check failed."""
+def deployment(c, k2serve, data, flags_of=vllm_flags, extra=(), reference=False, model=None, tokens=tokens_of):
+    """Yields (the deployment, `tokens` of a TP=1 server when `reference`); tears everything
+    down after, with the logs when a check failed."""
     cluster = Cluster(2)
     dep = None
     try:
-        expected = reference_tokens(k2serve, data, cluster) if reference else None
-        dep = TpDeployment(k2serve, data, cluster, flags_of(cluster, 0), flags_of(cluster, 1), extra)
+        expected = reference_tokens(k2serve, data, cluster, model, tokens) if reference else None
+        dep = TpDeployment(k2serve, data, cluster, flags_of(cluster, 0), flags_of(cluster, 1), extra, model)
         status, _ = request(dep.server, "/v1/completions", completion(PROMPTS[0]), timeout=60)
         c.check(status == 200, f"the deployment serves a request ({status})")
         yield dep, expected
@@ -209,6 +225,52 @@ def case_tp2(c, k2serve, data, flags_of, extra=()):
         if extra:
             c.check("not authenticated" in log, "the master says Gloo's connections are not authenticated")
             c.check("refused peer" not in log, "nobody was refused")
+        stops_cleanly(c, dep)
+
+
+def media_chats(data):
+    """(label, messages) of mm_serve_test.py's golden image prompts and its video prompt."""
+    model = data / "models" / "tiny-k25-vision"
+    golden = json.loads((model / "golden.json").read_text())
+    files = {m["name"]: m["files"][0] for m in golden["media"]}
+    prompts = {p["name"]: p for p in golden["prompts"]}
+    chats = [(name, messages_for(prompts[name], [data_url(model / files[m]) for m in prompts[name]["media"]]))
+             for name in ("image_a", "two_images")]
+    video = "data:video/x-matroska;base64," + base64.b64encode((data / "video" / "k25_frames.mkv").read_bytes()).decode()
+    return chats + [("video", video_messages(prompts[VIDEO_PROMPT], video))]
+
+
+def media_tokens(data, salt=None):
+    """The greedy tokens of media_chats() on a server (an error text for a failed chat)."""
+    def tokens(server):
+        out = []
+        for label, messages in media_chats(data):
+            ids, _, err = chat(server, messages, salt)
+            out.append((label, ids if ids is not None else err))
+        return out
+    return tokens
+
+
+def case_media(c, k2serve, data):
+    """Media through a TP group over two nodes: node 0's frontend holds the pixels in its shm
+    arena; node 1's worker gets them with the plans (and reads them nowhere else), then the
+    second round, under another cache_salt (the prefix cache cannot serve it), hits every
+    rank's encoder cache."""
+    model = vision_model(data)
+    with deployment(c, k2serve, data, model=model, reference=True, tokens=media_tokens(data)) as (dep, expected):
+        print("TP=1 media tokens:", expected, flush=True)
+        c.check(all(isinstance(e[1], list) and len(e[1]) == 8 for e in expected), f"the TP=1 reference chats ({expected})")
+        got = media_tokens(data)(dep.server)
+        c.check(got == expected, f"TP=2 over two nodes gives the TP=1 media tokens\n  got      {got}\n  expected {expected}")
+        before = dep.server.metrics()
+        again = media_tokens(data, salt="again")(dep.server)
+        after = dep.server.metrics()
+        c.check(again == expected, f"the encoder-cache round gives them too\n  got      {again}\n  expected {expected}")
+        hits = after.get("vllm:mm_cache_hits_total", 0) - before.get("vllm:mm_cache_hits_total", 0)
+        items = after.get("vllm:mm_cache_queries_total", 0) - before.get("vllm:mm_cache_queries_total", 0)
+        c.check(items > 0 and hits == items, f"the second round is all encoder-cache hits ({hits} of {items})")
+        c.check("not shipped" not in dep.server.log_text(), "the engine shipped every item's pixels")
+        c.check("did not come with the plan" not in dep.node_log(), "node 1's worker found every item's pixels")
         stops_cleanly(c, dep)
 
 
@@ -404,6 +466,7 @@ def main():
         "sglang": lambda: case_tp2(c, k2serve, data, sglang_flags),
         "tp4": lambda: case_tp2(c, k2serve, data, vllm_flags_tp4),
         "ep2": lambda: case_tp2(c, k2serve, data, vllm_flags_ep2),
+        "tp2_media": lambda: case_media(c, k2serve, data),
     }
     run_case(cases, case, c)
 
