@@ -1,6 +1,8 @@
 #include "workers/models/moe.h"
 
 #include <algorithm>
+#include <mutex>
+#include <optional>
 
 #include "kernels/cpu/linear_f32.h"
 #include "kernels/ref/dense.h"
@@ -107,6 +109,63 @@ void Moe::add_shared(const float* x, int64_t rows, float* out) const {
   ref::axpy(1.0f, y.data(), rows * hidden_, out);
 }
 
+namespace {
+
+// The routed experts' outputs summed into `out` in task (= expert) order as the tasks finish:
+// task t's rows are added once tasks 0..t-1 have been, so every row's sum has the same order
+// whatever the schedule (results do not depend on the thread count), while only the outputs
+// of tasks that finished ahead of an earlier one are held (a few, not every routed row: a
+// 1024-token prefill at top-8 would otherwise hold 8192 rows of hidden floats).
+class ExpertSum {
+ public:
+  // order[first + i]: the slot (row * k + j) of row i of the task whose rows start at `first`.
+  ExpertSum(float* out, int64_t d, int64_t k, const int64_t* order, int64_t tasks)
+      : out_(out), d_(d), k_(k), order_(order), pending_(static_cast<size_t>(tasks)) {}
+
+  // An output buffer for `rows` rows (a finished task's, reused).
+  std::vector<float> buffer(int64_t rows) {
+    std::vector<float> b;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!spare_.empty()) {
+        b = std::move(spare_.back());
+        spare_.pop_back();
+      }
+    }
+    b.resize(static_cast<size_t>(rows * d_));
+    return b;
+  }
+
+  // Task t's output y ([rows, d], its rows starting at `first` in the order).
+  void add(int64_t t, int64_t first, std::vector<float> y) {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_[static_cast<size_t>(t)] = Finished{first, std::move(y)};
+    for (; next_ < static_cast<int64_t>(pending_.size()) && pending_[static_cast<size_t>(next_)]; ++next_) {
+      Finished& f = *pending_[static_cast<size_t>(next_)];
+      const int64_t n = static_cast<int64_t>(f.y.size()) / d_;
+      for (int64_t i = 0; i < n; ++i)
+        ref::axpy(1.0f, f.y.data() + i * d_, d_, out_ + (order_[f.first + i] / k_) * d_);
+      spare_.push_back(std::move(f.y));
+      pending_[static_cast<size_t>(next_)].reset();
+    }
+  }
+
+ private:
+  struct Finished {
+    int64_t first;
+    std::vector<float> y;
+  };
+  float* out_;
+  int64_t d_, k_;
+  const int64_t* order_;
+  std::mutex mu_;
+  std::vector<std::optional<Finished>> pending_;
+  std::vector<std::vector<float>> spare_;
+  int64_t next_ = 0;
+};
+
+}  // namespace
+
 void Moe::run(const float* x, int64_t rows, float* out, RouterTrace* trace, bool count_load, bool with_shared) const {
   const int64_t n_exp = router_.num_experts, k = router_.top_k, d = hidden_;
   // Router: sigmoid scores, biased selection, weights [rows, k].
@@ -154,13 +213,14 @@ void Moe::run(const float* x, int64_t rows, float* out, RouterTrace* trace, bool
     if (t >= 0) order[static_cast<size_t>(next[static_cast<size_t>(t)]++)] = s;
   }
   const bool shared = with_shared && !shared_.empty();
-  thread_local std::vector<float> ys;  // [routed + rows (shared), hidden]; reused across calls
-  ys.resize(static_cast<size_t>((routed + (shared ? rows : 0)) * d));
-  const int64_t n_tasks = static_cast<int64_t>(used.size()) + (shared ? 1 : 0);
-  float* const y_all = ys.data();
-  parallel_tasks(n_tasks, [&](int64_t t) {
+  thread_local std::vector<float> shared_buffer;  // [rows, hidden]; reused across calls
+  if (shared) shared_buffer.resize(static_cast<size_t>(rows * d));
+  float* const y_shared = shared_buffer.data();  // (the tasks' threads have their own thread_locals)
+  std::fill(out, out + rows * d, 0.0f);
+  ExpertSum sum(out, d, k, order.data(), static_cast<int64_t>(used.size()));
+  parallel_tasks(static_cast<int64_t>(used.size()) + (shared ? 1 : 0), [&](int64_t t) {
     if (t == static_cast<int64_t>(used.size())) {  // the shared expert, over every row
-      shared_[0].forward(x, rows, y_all + routed * d);
+      shared_[0].forward(x, rows, y_shared);
       return;
     }
     const int64_t first = offset[static_cast<size_t>(t)], m = offset[static_cast<size_t>(t) + 1] - first;
@@ -172,11 +232,11 @@ void Moe::run(const float* x, int64_t rows, float* out, RouterTrace* trace, bool
       std::copy_n(x + (slot / k) * d, d, xe.data() + i * d);
       we[static_cast<size_t>(i)] = weights[static_cast<size_t>(slot)];
     }
-    experts_[static_cast<size_t>(used[t] - first_expert_)].forward(xe.data(), m, y_all + first * d, we.data());
+    std::vector<float> y = sum.buffer(m);
+    experts_[static_cast<size_t>(used[t] - first_expert_)].forward(xe.data(), m, y.data(), we.data());
+    sum.add(t, first, std::move(y));
   });
-  std::fill(out, out + rows * d, 0.0f);
-  for (int64_t i = 0; i < routed; ++i) ref::axpy(1.0f, y_all + i * d, d, out + (order[static_cast<size_t>(i)] / k) * d);
-  if (shared) ref::axpy(1.0f, y_all + routed * d, rows * d, out);
+  if (shared) ref::axpy(1.0f, y_shared, rows * d, out);
   if (trace != nullptr) {
     trace->idx = std::move(idx);
     trace->weights = std::move(weights);

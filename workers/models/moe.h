@@ -55,7 +55,7 @@ class Moe {
  public:
   static Result<Moe> load(WeightLoader& loader, const std::string& prefix, const ModelConfig& config,
                           const WeightLayouts& layouts, const Shard& shard = {});
-  // x: [rows, hidden] -> out: [rows, hidden] (overwritten): this rank's routed experts plus
+  // x: [rows, hidden] -> out: [rows, hidden] (overwritten, not x): this rank's routed experts plus
   // the shared experts. Fills `trace` when not null. count_load false: the rows are left out
   // of tokens_per_expert() (an idle data-parallel rank's dummy forward).
   void forward(const float* x, int64_t rows, float* out, RouterTrace* trace, bool count_load = true) const;
