@@ -1,31 +1,16 @@
 #include "enginecore/dp_setup.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <thread>
 
 #include "enginecore/protocol/zmq_channel.h"
+#include "tests/support/net.h"
 
 namespace k2::engine {
 namespace {
 
-// A TCP port nobody listens on right now (a zmq probe socket would hold it a while after close).
-int unused_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 EngineConfig dp_config(int64_t size) {
   EngineConfig cfg;
@@ -95,7 +80,7 @@ TEST(JoinRequestWaves, ExternalRankOneStartsAWaveOnRankZeroAndSeesItGo) {
   auto security = protocol::ControlPlaneSecurity::load("");
   ASSERT_TRUE(security.ok());
   WavePlan plan0{"", 0, 2, true}, plan1{"", 1, 2, false, /*watch=*/true};
-  plan0.address = plan1.address = protocol::tcp_address("127.0.0.1", unused_port());
+  plan0.address = plan1.address = protocol::tcp_address("127.0.0.1", testnet::unused_loopback_port());
   auto rank0 = join_request_waves(context, plan0, **security);
   ASSERT_TRUE(rank0.ok()) << rank0.status().to_string();
   ASSERT_NE(rank0->coordinator, nullptr);

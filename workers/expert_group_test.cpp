@@ -1,14 +1,12 @@
 #include "workers/expert_group.h"
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <gtest/gtest.h>
 
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/support/net.h"
 
 namespace k2 {
 namespace {
@@ -21,17 +19,7 @@ EngineConfig ep_config(int64_t dp_size) {
 }
 
 // A TCP port nobody listens on right now whose +3 is below 65536 (the group's store is P + 3).
-int64_t unused_rpc_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  EXPECT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
-  ::close(fd);
-  return ntohs(addr.sin_port) - 3;
-}
+int64_t unused_rpc_port() { return testnet::unused_loopback_port() - 3; }
 
 TEST(ExpertGroup, ExternalRanksAndHeadlessNodesShareTheExperts) {
   EngineConfig external = ep_config(2);

@@ -12,8 +12,6 @@ enginecores (each with its worker) behind one API server.
 Usage: dp_serve_test.py K2SERVE DATA_DIR [SERVE_FLAGS...]   (e.g. --enable-expert-parallel: the
 same with the routed experts spread over both ranks, whose collectives a killed rank must not hang)
 """
-import json
-import os
 import re
 import signal
 import subprocess
@@ -23,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
-from k2_server import Checks, Server, process_tree  # noqa: E402
+from k2_server import Checks, Server, kill_tree, process_tree  # noqa: E402
 from proxy_test import post  # noqa: E402
 
 
@@ -97,13 +95,8 @@ def main():
         while time.time() < deadline and sum(per_engine(server, "k2:engine_num_requests_running").values()) < 1:
             time.sleep(0.02)
         victim = engines[1]
-        victims = process_tree(victim)
         t0 = time.time()
-        for p in victims:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        victims = kill_tree(victim)
         while time.time() - t0 < 10 and server.health() != 503:
             time.sleep(0.05)
         elapsed = time.time() - t0

@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from k2_server import Checks, process_tree  # noqa: E402
+from k2_server import Checks, kill_tree, process_tree  # noqa: E402
 from proxy_test import post, start  # noqa: E402
 from launch_dp_test import free_ports, healthy, metric, successes  # noqa: E402
 from ep_dp_serve_test import KV_CACHE_MEMORY, PROMPTS, complete_all, serve_flags  # noqa: E402
@@ -130,13 +130,8 @@ def kill_rank0_mid_flight(c, ranks):
     deadline = time.time() + 30
     while time.time() < deadline and metric(ranks.api + 1, "vllm:num_requests_running") < IN_FLIGHT:
         time.sleep(0.02)
-    victims = process_tree(ranks.rank_pid(0))
     t0 = time.time()
-    for p in victims:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    victims = kill_tree(ranks.rank_pid(0))
     for t in openers:
         t.join(timeout=60)
     c.check(not any(t.is_alive() for t in openers), "no in-flight request hangs")

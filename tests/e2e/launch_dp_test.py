@@ -10,7 +10,6 @@ ranks of the demo model, each with its own API server (the real engine and worke
 
 Usage: launch_dp_test.py K2SERVE DATA_DIR
 """
-import json
 import os
 import re
 import signal
@@ -24,7 +23,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
-from k2_server import Checks, process_tree  # noqa: E402
+from k2_server import Checks, kill_tree, process_tree  # noqa: E402
 from proxy_test import post, start  # noqa: E402
 
 
@@ -114,12 +113,7 @@ def main():
                 metric(p, "vllm:num_requests_running") == 1 for p in (base, base + 1)):
             time.sleep(0.05)
         ranks = [int(p) for p in Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()]
-        victims = process_tree(ranks[0])
-        for p in victims:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        victims = kill_tree(ranks[0])
         for t in openers:
             t.join()
         bodies = [streams[k][1] for k in range(2)]

@@ -46,7 +46,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
-from k2_server import Checks, Server, process_tree  # noqa: E402
+from k2_server import Checks, Server, kill9, kill_tree, process_tree  # noqa: E402
 
 RPC_PORT = 29550
 PREFIX = "k2mn"  # namespaces, veths and bridges of this test: k2mn<pid>...
@@ -115,11 +115,7 @@ class Cluster:
         if self.removed:
             return
         self.removed = True
-        for pid in self.pids():
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill9(self.pids())
         for ns in self.namespaces:
             run("ip", "netns", "del", ns, check=False)  # takes its veth (and the peer) along
         run("ip", "link", "del", self.bridge, check=False)
@@ -317,12 +313,7 @@ def kill_node_mid_flight(c, dep, victim, send, send_new):
     while time.time() < deadline and sum(per_engine(dep.server, "k2:engine_num_requests_running").values()) < 2:
         time.sleep(0.02)
     t0 = time.time()
-    victims = process_tree(victim.proc.pid)
-    for p in victims:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    victims = kill_tree(victim.proc.pid)
     victim.proc.wait()
     reported = None
     while time.time() - t0 < 10:

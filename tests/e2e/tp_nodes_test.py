@@ -50,7 +50,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
-from k2_server import Checks, Server, process_tree  # noqa: E402
+from k2_server import Checks, Server, kill9, process_tree  # noqa: E402
 from mm_serve_test import VIDEO_PROMPT, chat, data_url, messages_for, video_messages  # noqa: E402
 from multinode_test import Cluster, alive, keygen, request, run, run_case, teardown_after_kill  # noqa: E402
 
@@ -176,14 +176,6 @@ def stops_cleanly(c, dep):
     time.sleep(0.5)
     left = [p for p in everything if alive(p)]
     c.check(not left, f"SIGTERM stops every process on both nodes ({left})")
-
-
-def kill9(pids):
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def exit_code(proc, timeout):

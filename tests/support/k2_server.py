@@ -130,6 +130,22 @@ def process_tree(pid):
     return out
 
 
+def kill9(pids):
+    """SIGKILL each of pids (those already gone are skipped)."""
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def kill_tree(pid):
+    """SIGKILL pid and all its descendants; returns their pids."""
+    victims = process_tree(pid)
+    kill9(victims)
+    return victims
+
+
 def load_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
