@@ -9,6 +9,7 @@
 #include <cstring>
 #include <spdlog/spdlog.h>
 
+#include "enginecore/protocol/dp_lb_mode.h"
 #include "enginecore/protocol/token_payload.h"
 #include "frontend/engine/zmq_engine_client.h"
 #include "shm/segment.h"
@@ -25,13 +26,6 @@ constexpr size_t kMediaArenaBytes = size_t{1} << 30;
 constexpr auto kStartupProgressInterval = std::chrono::seconds(10);  // "still waiting for ranks" lines
 
 int pidfd_of(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
-// As the enginecore decides (EngineProcess::setup_data_parallel): ranks behind this API
-// server only with internal load balancing; with --data-parallel-rank each rank has its own.
-uint32_t ranks_behind(const EngineConfig& cfg) {
-  const bool internal_dp = cfg.data_parallel_size > 1 && !cfg.data_parallel_rank;
-  return internal_dp ? static_cast<uint32_t>(cfg.data_parallel_size) : 1;
-}
 
 }  // namespace
 
@@ -73,8 +67,13 @@ Status ZmqEngineClient::create_arena(const std::string& name, bool prompts) {
 Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
   const EngineConfig& cfg = options.config;
   owns_engines_ = true;
-  size_ = ranks_behind(cfg);
-  num_local_ = size_ == 1 ? 1 : static_cast<uint32_t>(cfg.data_parallel_size_local.value_or(cfg.data_parallel_size));
+  // As the enginecores decide (dp_lb_mode.h): every rank with internal load balancing (some
+  // of them maybe on --headless nodes), this node's L with hybrid, its one with external.
+  K2_ASSIGN_OR_RETURN(const DpLayout layout, dp_layout(cfg));
+  size_ = static_cast<uint32_t>(layout.ranks_behind);
+  num_local_ = layout.mode == DpLbMode::kInternal
+                   ? static_cast<uint32_t>(cfg.data_parallel_size_local.value_or(cfg.data_parallel_size))
+                   : size_;
   multi_node_ = num_local_ < size_;
   log_name_ = size_ == 1 ? "engine client" : "dp client";
   if (multi_node_ && !options.extra_inputs.empty())
