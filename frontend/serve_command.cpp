@@ -84,10 +84,9 @@ StopCause wait_for_stop(const ZmqEngineClient& engine, ApiServerGroup* group, co
 }
 
 // Per-rank series (vLLM labels its metrics by engine): what each data-parallel rank
-// published and what this API server sent it. The label is the deployment-wide rank (with
-// hybrid load balancing this API server's ranks start at `first_rank`).
+// published and what this API server sent it, labelled by deployment-wide rank.
 void add_rank_metrics(http::MetricsRegistry& registry, const std::string& model,
-                      std::shared_ptr<ZmqEngineClient> client, int64_t first_rank) {
+                      std::shared_ptr<ZmqEngineClient> client) {
   const std::vector<std::string> labels{"model_name", "engine"};
   auto& routed = registry.counter("k2:engine_requests_routed_total", "Requests the API server sent to the engine.", labels);
   auto& finished = registry.counter("k2:engine_requests_finished_total", "Requests the engine finished.", labels);
@@ -96,7 +95,7 @@ void add_rank_metrics(http::MetricsRegistry& registry, const std::string& model,
   auto& alive = registry.gauge("k2:engine_healthy", "1 while the data-parallel rank is alive.", labels);
   registry.add_collector([=, &routed, &finished, &running, &waiting, &alive] {
     for (const frontend::DpRankStatus& r : client->rank_status()) {
-      const http::LabelValues l{model, std::to_string(first_rank + r.rank)};
+      const http::LabelValues l{model, std::to_string(r.rank)};
       routed.set_total(l, static_cast<double>(r.requests_routed));
       finished.set_total(l, static_cast<double>(r.requests_finished));
       running.set(l, static_cast<double>(r.stats.num_running));
@@ -146,10 +145,7 @@ Result<std::unique_ptr<openai::OpenAiServer>> start_http(const EngineConfig& cfg
   auto server = openai::OpenAiServer::create(server_cfg, http_opts, tokenizer, client);
   if (!server.ok()) return server.status();
   if (!(*server)->start().ok()) return io_error("cannot listen on " + cfg.host + ":" + std::to_string(cfg.port));
-  if (num_ranks(*client) > 1) {
-    K2_ASSIGN_OR_RETURN(const DpLayout layout, dp_layout(cfg));
-    add_rank_metrics((*server)->metrics(), server_cfg.served_model_names[0], client, layout.first_rank);
-  }
+  if (num_ranks(*client) > 1) add_rank_metrics((*server)->metrics(), server_cfg.served_model_names[0], client);
   openai::add_expert_load_metrics((*server)->metrics(), server_cfg.served_model_names[0], client);
   return std::move(*server);
 }

@@ -101,7 +101,7 @@ struct EngineAttachOptions {
 
 // One rank as the API server sees it (for /metrics and tests).
 struct DpRankStatus {
-  uint32_t rank = 0;
+  uint32_t rank = 0;  // deployment-wide (hybrid load balancing: this node's start rank + index)
   bool local = true;
   bool alive = true;
   openai::EngineStats stats;  // as last published by the engine
@@ -224,6 +224,9 @@ class ZmqEngineClient final : public openai::EngineClient {
   Addresses addresses_;
   std::vector<std::string> extra_inputs_, extra_outputs_;
   uint32_t num_local_ = 0, size_ = 0;  // this node holds ranks [0, num_local_)
+  // Deployment-wide rank of ranks_[0] (hybrid load balancing: --data-parallel-start-rank), for
+  // what logs, errors and /metrics call a rank; the engines and ranks_ count from 0.
+  uint32_t first_rank_ = 0;
   bool multi_node_ = false;
   std::unique_ptr<zmq::context_t> context_;
   std::unique_ptr<protocol::ControlPlaneSecurity> security_;  // CURVE (or none); reset before context_

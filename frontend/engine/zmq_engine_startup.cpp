@@ -71,6 +71,7 @@ Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
   // of them maybe on --headless nodes), this node's L with hybrid, its one with external.
   K2_ASSIGN_OR_RETURN(const DpLayout layout, dp_layout(cfg));
   size_ = static_cast<uint32_t>(layout.ranks_behind);
+  first_rank_ = static_cast<uint32_t>(layout.first_rank);
   num_local_ = layout.mode == DpLbMode::kInternal
                    ? static_cast<uint32_t>(cfg.data_parallel_size_local.value_or(cfg.data_parallel_size))
                    : size_;
@@ -174,7 +175,8 @@ Result<protocol::EngineConfigMsg> ZmqEngineClient::config_for(const protocol::He
     return invalid_argument("rank " + std::to_string(hello.rank) + " joined as a " +
                             (hello.local ? "local" : "remote") + " engine but is expected " +
                             (local ? "on this node" : "on another node (--headless)"));
-  if (size_ > 1) spdlog::info("rank {} said hello ({}, pid {})", hello.rank, local ? "local" : "remote", hello.pid);
+  if (size_ > 1)
+    spdlog::info("rank {} said hello ({}, pid {})", first_rank_ + hello.rank, local ? "local" : "remote", hello.pid);
   // Rank 0's engine binds it when the model needs waves (MoE); the others connect. A lone
   // engine has no coordinator.
   const std::string coordinator = size_ == 1 ? "" : multi_node_ ? addresses_.tcp_coordinator : addresses_.ipc_coordinator;
@@ -274,7 +276,7 @@ std::string ZmqEngineClient::rank_list(bool joined) const {
   for (const Rank& r : ranks_) {
     if (r.joined != joined) continue;
     if (out.size() > 1) out += ", ";
-    out += std::to_string(r.rank);
+    out += std::to_string(first_rank_ + r.rank);
   }
   return out + "]";
 }
@@ -355,11 +357,11 @@ void ZmqEngineClient::run_io_thread() {
 
 // How logs and errors name a rank's engine ("the enginecore" when it is the only one).
 std::string ZmqEngineClient::engine_name(uint32_t rank) const {
-  return size_ == 1 ? "the enginecore" : "the enginecore of rank " + std::to_string(rank);
+  return size_ == 1 ? "the enginecore" : "the enginecore of rank " + std::to_string(first_rank_ + rank);
 }
 
 std::string ZmqEngineClient::rank_name(uint32_t rank) const {
-  return size_ == 1 ? "the enginecore" : "rank " + std::to_string(rank);
+  return size_ == 1 ? "the enginecore" : "rank " + std::to_string(first_rank_ + rank);
 }
 
 }  // namespace k2::frontend

@@ -132,6 +132,8 @@ def kill_node_a_mid_flight(c, nodes):
     while time.time() - t0 < 15 and nodes.b.health() != 503:
         time.sleep(0.2)
     c.check(nodes.b.health() == 503, f"node B answers 503 once node A is gone ({nodes.b.health()})")
+    c.check(re.search(r"dp client: rank [23] died", nodes.b.log_text()) is not None,
+            "node B names its dead ranks by their deployment-wide rank (2, 3)")
     return victims
 
 
