@@ -12,8 +12,9 @@ the coordinator rank 0's engine (node A) serves at P + 2.
    those ranks did all of its work.
 3. Requests sent only to node B (node A idle) complete with the same text: A's ranks step
    dummy batches in B's waves.
-4. kill -9 of node A's process tree while B runs requests: B's in-flight requests end with an
-   error within 10 s, B answers 503, and after B's SIGTERM no process is left.
+4. kill -9 of node A's process tree (rank 0, the coordinator) while B runs requests: B's
+   in-flight requests end with an error within 10 s, B answers 503 naming its ranks 2/3 dead,
+   and after B's SIGTERM no process is left. The same on a fresh pair with node B killed.
 
 Usage: hybrid_dp_test.py K2SERVE DATA_DIR
 """
@@ -126,15 +127,35 @@ def node_b_alone(c, nodes, want):
     c.check(successes(nodes.a.port) == before, "node A's API server got none of them")
 
 
-def kill_node_a_mid_flight(c, nodes):
-    """Returns the killed pids."""
-    victims, t0 = kill_mid_flight(c, nodes.b.port, nodes.a.proc.pid, "node B")
-    while time.time() - t0 < 15 and nodes.b.health() != 503:
+def kill_mid_flight_on(c, nodes, victim):
+    """kill -9 of node `victim` (0: A, rank 0 and the coordinator; 1: B) while the other node
+    runs requests. Returns the killed pids."""
+    killed, survivor = nodes.nodes[victim], nodes.nodes[1 - victim]
+    name = "AB"[1 - victim]
+    victims, t0 = kill_mid_flight(c, survivor.port, killed.proc.pid, f"node {name}")
+    while time.time() - t0 < 15 and survivor.health() != 503:
         time.sleep(0.2)
-    c.check(nodes.b.health() == 503, f"node B answers 503 once node A is gone ({nodes.b.health()})")
-    c.check(re.search(r"dp client: rank [23] died", nodes.b.log_text()) is not None,
-            "node B names its dead ranks by their deployment-wide rank (2, 3)")
+    c.check(survivor.health() == 503, f"node {name} answers 503 once the other node is gone ({survivor.health()})")
+    own = "23" if victim == 0 else "01"
+    c.check(re.search(rf"dp client: rank [{own}] died", survivor.log_text()) is not None,
+            f"node {name} names its dead ranks by their deployment-wide rank ({own})")
     return victims
+
+
+def run_pair(c, k2serve, data, victim, checks=()):
+    """Starts nodes A and B, runs `checks` (each called with c and the nodes), then kills node
+    `victim` mid-flight and tears down."""
+    nodes = Nodes(k2serve, data)
+    everything = nodes.pids()
+    try:
+        for check in checks:
+            check(c, nodes)
+        victims = kill_mid_flight_on(c, nodes, victim)
+        teardown_after_kill(c, nodes, everything, victims)
+    finally:
+        nodes.stop()
+        if c.failures:
+            print(nodes.log_text()[-8000:], flush=True)
 
 
 def main():
@@ -145,18 +166,9 @@ def main():
         want = [b[1] for b in complete_all(reference.port)]
     finally:
         reference.stop()
-    nodes = Nodes(k2serve, data)
-    everything = nodes.pids()
-    try:
-        serves_like_dp1(c, nodes, want)
-        own_ranks_did_the_work(c, nodes)
-        node_b_alone(c, nodes, want)
-        victims = kill_node_a_mid_flight(c, nodes)
-        teardown_after_kill(c, nodes, everything, victims)
-    finally:
-        nodes.stop()
-        if c.failures:
-            print(nodes.log_text()[-8000:], flush=True)
+    run_pair(c, k2serve, data, 0, [lambda c, n: serves_like_dp1(c, n, want), own_ranks_did_the_work,
+                                   lambda c, n: node_b_alone(c, n, want)])
+    run_pair(c, k2serve, data, 1)
     sys.exit(c.exit_code())
 
 
