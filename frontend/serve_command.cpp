@@ -14,8 +14,6 @@
 #include "enginecore/protocol/log.h"
 #include "enginecore/protocol/child_process.h"
 #include "enginecore/protocol/dp_lb_mode.h"
-#include "enginecore/protocol/dp_transport.h"
-#include "enginecore/protocol/tp_nodes.h"
 #include "frontend/api_server_group.h"
 #include "frontend/headless.h"
 #include "frontend/serve_checks.h"

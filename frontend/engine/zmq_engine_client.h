@@ -72,8 +72,9 @@
 namespace k2::frontend {
 
 // start(): how to launch the engines. The rank count follows the config as the enginecore
-// reads it: --data-parallel-size N without --data-parallel-rank is N ranks behind this API
-// server ([0, --data-parallel-size-local) on this node), anything else one engine.
+// reads it (protocol/dp_lb_mode.h): internal load balancing is N ranks behind this API server
+// ([0, --data-parallel-size-local) on this node), hybrid this node's L (deployment-wide ranks
+// S..S+L-1, all local), external or none one engine.
 struct ZmqEngineClientOptions {
   EngineConfig config;
   // Default: k2serve-enginecore next to this process's executable.
