@@ -19,20 +19,22 @@ bool model_is_moe(const std::string& model_dir) {
   return experts != j.end() && experts->is_number_integer() && experts->get<int64_t>() > 0;
 }
 
-uint32_t global_dp_rank(const EngineConfig& cfg, uint32_t engine_rank) {
-  return cfg.data_parallel_rank ? static_cast<uint32_t>(*cfg.data_parallel_rank) : engine_rank;
+Result<uint32_t> global_dp_rank(const EngineConfig& cfg, uint32_t engine_rank) {
+  K2_ASSIGN_OR_RETURN(const DpLayout layout, dp_layout(cfg));
+  return layout.global_rank(engine_rank);
 }
 
 Result<std::optional<WavePlan>> plan_request_waves(const EngineConfig& cfg, const std::string& frontend_coordinator,
                                                    uint32_t engine_rank, bool moe, bool remote) {
   if (cfg.data_parallel_size <= 1 || !moe) return std::optional<WavePlan>();
+  K2_ASSIGN_OR_RETURN(const DpLayout layout, dp_layout(cfg));
   WavePlan plan;
-  plan.num_ranks = static_cast<uint32_t>(cfg.data_parallel_size);
-  plan.rank = global_dp_rank(cfg, engine_rank);
+  plan.num_ranks = static_cast<uint32_t>(layout.size);
+  plan.rank = layout.global_rank(engine_rank);
   if (plan.rank >= plan.num_ranks)
     return invalid_argument("data-parallel rank " + std::to_string(plan.rank) + " of " +
                             std::to_string(plan.num_ranks));
-  if (!cfg.data_parallel_rank) {
+  if (!layout.api_server_per_node()) {
     if (frontend_coordinator.empty()) return std::optional<WavePlan>();
     plan.address = frontend_coordinator;
     // An API-only head (--data-parallel-size-local 0) serves it itself: rank 0 is then on a

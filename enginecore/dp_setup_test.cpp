@@ -68,9 +68,42 @@ TEST(PlanRequestWaves, ExternalRanksMeetAtRankZeroOnTwoPortsAboveTheRpcPort) {
 
 TEST(GlobalDpRank, ExternalRankOverridesTheEngineRank) {
   EngineConfig cfg = dp_config(4);
-  EXPECT_EQ(global_dp_rank(cfg, 2), 2u);
+  EXPECT_EQ(*global_dp_rank(cfg, 2), 2u);
   cfg.data_parallel_rank = 3;
-  EXPECT_EQ(global_dp_rank(cfg, 0), 3u);
+  EXPECT_EQ(*global_dp_rank(cfg, 0), 3u);
+}
+
+TEST(GlobalDpRank, HybridRanksStartAtTheNodesStartRank) {
+  EngineConfig cfg = dp_config(4);
+  cfg.data_parallel_size_local = 2;
+  cfg.data_parallel_start_rank = 2;
+  EXPECT_EQ(*global_dp_rank(cfg, 0), 2u);
+  EXPECT_EQ(*global_dp_rank(cfg, 1), 3u);
+  cfg.data_parallel_start_rank = 3;  // 3 + 2 > 4
+  EXPECT_EQ(global_dp_rank(cfg, 0).status().code(), Code::kInvalidArgument);
+}
+
+// Hybrid: both nodes' engines follow rank 0's coordinator at P + 2, whatever their API server
+// said; only global rank 0 (node A's first engine) serves it.
+TEST(PlanRequestWaves, HybridRanksMeetAtRankZeroLikeExternalOnes) {
+  EngineConfig cfg = dp_config(4);
+  cfg.data_parallel_size_local = 2;
+  cfg.data_parallel_start_rank = 2;
+  cfg.data_parallel_rpc_port = 13345;
+  cfg.enable_expert_parallel = true;
+  auto plan = plan_request_waves(cfg, "ipc:///tmp/x/coordinator", 1, true, /*remote=*/false);
+  ASSERT_TRUE(plan.ok()) << plan.status().to_string();
+  ASSERT_TRUE(plan->has_value());
+  EXPECT_EQ((*plan)->address, "tcp://127.0.0.1:13347");
+  EXPECT_EQ((*plan)->rank, 3u);
+  EXPECT_EQ((*plan)->num_ranks, 4u);
+  EXPECT_TRUE((*plan)->watch);
+  EXPECT_FALSE((*plan)->serve);
+  cfg.data_parallel_start_rank = 0;
+  EXPECT_TRUE((*plan_request_waves(cfg, "ipc:///tmp/x/coordinator", 0, true, /*remote=*/false))->serve);
+  EXPECT_FALSE((*plan_request_waves(cfg, "ipc:///tmp/x/coordinator", 1, true, /*remote=*/false))->serve);
+  cfg.enable_expert_parallel = false;  // independent replicas per node
+  EXPECT_FALSE(plan_request_waves(cfg, "ipc:///tmp/x/coordinator", 0, true, /*remote=*/false)->has_value());
 }
 
 // Two external ranks over loopback TCP: rank 1's work starts the wave on rank 0 too, as it

@@ -274,8 +274,8 @@ Status EngineProcess::setup_data_parallel(const protocol::EngineConfigMsg& msg) 
                       plan_request_waves(config_, msg.coordinator_address, rank_, model_is_moe(config_.model),
                                          args_.remote));
   if (!plan) return Status::ok_status();
-  // An external rank's coordinator is on TCP; its API server gave this engine no key file.
-  if (config_.data_parallel_rank) K2_RETURN_IF_ERROR(load_deployment_keys());
+  // A hybrid or external rank's coordinator is on TCP; its API server gave this engine no key file.
+  if (plan->watch) K2_RETURN_IF_ERROR(load_deployment_keys());
   K2_ASSIGN_OR_RETURN(RequestWaves waves, join_request_waves(context_, *plan, *security_));
   coordinator_ = std::move(waves.coordinator);
   dp_ = std::move(waves.wave);
@@ -417,10 +417,11 @@ Status EngineProcess::start_workers() {
   K2_RETURN_IF_ERROR(set_worker_placement(num_workers));
   const std::filesystem::path binary =
       args_.worker_binary.empty() ? self_exe_dir() / "k2serve-worker" : std::filesystem::path(args_.worker_binary);
+  K2_ASSIGN_OR_RETURN(const uint32_t dp_rank, global_dp_rank(config_, rank_));
   for (uint32_t r = 0; r < num_workers; ++r) {
     std::vector<std::string> args = {"worker", "--handshake", hs_addr, "--rank", std::to_string(r), "--parent-pid",
                                      std::to_string(::getpid()), "--tp-size", std::to_string(nodes.tp),
-                                     "--dp-rank", std::to_string(global_dp_rank(config_, rank_))};
+                                     "--dp-rank", std::to_string(dp_rank)};
     if (remote_ && security_->curve())
       args.insert(args.end(), {"--control-plane-key-file", config_.control_plane_key_file.value_or(args_.control_plane_key_file)});
     // Rank 0 creates the tensor-parallel group's segment; the others find it by its pid.

@@ -13,10 +13,10 @@
 #include "enginecore/protocol/engine_config.h"
 #include "enginecore/protocol/log.h"
 #include "enginecore/protocol/child_process.h"
-#include "enginecore/protocol/dp_transport.h"
-#include "enginecore/protocol/tp_nodes.h"
+#include "enginecore/protocol/dp_lb_mode.h"
 #include "frontend/api_server_group.h"
 #include "frontend/headless.h"
+#include "frontend/serve_checks.h"
 #include "frontend/engine/zmq_engine_client.h"
 #include "frontend/openai/api_server.h"
 #include "frontend/openai/expert_metrics.h"
@@ -40,58 +40,6 @@ std::vector<std::string> grammar_vocabulary(const Tokenizer& tokenizer) {
     if (!tokenizer.is_special(id)) out[static_cast<size_t>(id)] = std::string(tokenizer.token_bytes(id));
   }
   return out;
-}
-
-// vLLM's data-parallel flag rules (reference/vllm-v1.md 2.1) and what this build cannot
-// honour yet: a clear error, never a silent single engine.
-Status check_supported(const EngineConfig& cfg) {
-  K2_ASSIGN_OR_RETURN(const TpNodes nodes, tp_nodes_of(cfg));
-  if (nodes.spans_nodes() && cfg.headless) {  // workers only (headless.h)
-    if (cfg.api_server_count > 1) return invalid_argument("--headless runs no API server: drop --api-server-count");
-    return Status::ok_status();
-  }
-  const int64_t size = cfg.data_parallel_size;
-  const int64_t local = cfg.data_parallel_size_local.value_or(size);
-  // Across nodes, or between externally launched ranks (one API server each), the experts'
-  // group meets at --data-parallel-rpc-port + 3 (workers/expert_group.h); the external ranks'
-  // wave coordinator is at P + 2 (enginecore/dp_setup.h).
-  const bool ranks_apart = cfg.headless || local != size || cfg.data_parallel_rank;
-  if (cfg.enable_expert_parallel && size > 1 && ranks_apart && cfg.data_parallel_rpc_port + 3 > 65535)
-    return invalid_argument("--enable-expert-parallel across nodes or external ranks (--data-parallel-rank) needs "
-                            "--data-parallel-rpc-port + 3 <= 65535");
-  if (cfg.data_parallel_rank) {
-    if (cfg.headless) return invalid_argument("--headless and --data-parallel-rank exclude each other");
-    if (cfg.data_parallel_size_local && *cfg.data_parallel_size_local != 1)
-      return invalid_argument("--data-parallel-rank (external load balancing) needs --data-parallel-size-local 1");
-  }
-  if (local < 0 || local > size)
-    return invalid_argument("--data-parallel-size-local must be in [0, --data-parallel-size]");
-  if (cfg.headless) {
-    if (cfg.api_server_count > 1) return invalid_argument("--headless runs no API server: drop --api-server-count");
-    if (size < 2) return invalid_argument("--headless joins a data-parallel master: give --data-parallel-size > 1");
-    // S = 0 only behind an API-only head (--data-parallel-size-local 0); a head with ranks of
-    // its own refuses a remote rank 0 in the handshake, naming it.
-    const int64_t start = cfg.data_parallel_start_rank.value_or(0);
-    if (start < 0 || start + local > size)
-      return invalid_argument("--headless needs --data-parallel-start-rank S with 0 <= S and S + "
-                              "--data-parallel-size-local <= --data-parallel-size (ranks 0..L-1 are the head's "
-                              "when it runs L of them)");
-  } else if (cfg.data_parallel_start_rank && !cfg.data_parallel_rank && size > 1) {
-    return unimplemented("--data-parallel-start-rank on a node with an API server (hybrid load balancing) is not "
-                         "implemented yet; run the other nodes with --headless");
-  }
-  // An API-only head: DP rank 0's first worker would serve the expert group's store at the
-  // head's address (workers/expert_group.h), where it does not run.
-  if (!cfg.headless && cfg.enable_expert_parallel && size > 1 && local == 0)
-    return unimplemented("--enable-expert-parallel with an API-only head (--data-parallel-size-local 0) is not "
-                         "implemented: give the head rank 0");
-  if (cfg.api_server_count < 1) return invalid_argument("--api-server-count must be >= 1");
-  if (cfg.api_server_count > 1 && cfg.data_parallel_rank)
-    return invalid_argument("--data-parallel-rank (external load balancing) runs one API server per rank: drop "
-                            "--api-server-count");
-  if (cfg.api_server_count > 1 && local < size)
-    return unimplemented("--api-server-count > 1 with ranks on other nodes (--headless) is not implemented yet");
-  return Status::ok_status();
 }
 
 sigset_t shutdown_signals() {
@@ -134,7 +82,7 @@ StopCause wait_for_stop(const ZmqEngineClient& engine, ApiServerGroup* group, co
 }
 
 // Per-rank series (vLLM labels its metrics by engine): what each data-parallel rank
-// published and what this API server sent it.
+// published and what this API server sent it, labelled by deployment-wide rank.
 void add_rank_metrics(http::MetricsRegistry& registry, const std::string& model,
                       std::shared_ptr<ZmqEngineClient> client) {
   const std::vector<std::string> labels{"model_name", "engine"};
@@ -155,8 +103,8 @@ void add_rank_metrics(http::MetricsRegistry& registry, const std::string& model,
   });
 }
 
-// API server 0's engines: one, or with internal data parallelism every rank (the client
-// counts them from the config).
+// API server 0's engines: one, every rank (internal load balancing) or this node's (hybrid); the
+// client counts them from the config (dp_lb_mode.h).
 Result<std::shared_ptr<ZmqEngineClient>> start_engine(const EngineConfig& cfg, std::vector<std::string> vocab,
                                                                 const ApiServerAddresses* others) {
   frontend::ZmqEngineClientOptions engine_opts;
@@ -166,7 +114,7 @@ Result<std::shared_ptr<ZmqEngineClient>> start_engine(const EngineConfig& cfg, s
     engine_opts.extra_inputs = others->inputs();
     engine_opts.extra_outputs = others->outputs();
   }
-  if (cfg.data_parallel_size > 1 && !cfg.data_parallel_rank) {
+  if (auto layout = dp_layout(cfg); layout.ok() && layout->mode == DpLbMode::kInternal) {
     engine_opts.control_plane_key_file = cfg.control_plane_key_file.value_or("");
     engine_opts.hello_timeout = protocol::engine_ready_timeout();
   }
@@ -366,10 +314,9 @@ int serve_command(const std::vector<std::string>& args) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   if (cfg->headless) return run_headless(*cfg);
   if (internal->index > 0) return run_attached(*cfg, *internal);
-  if (cfg->data_parallel_size > 1 && !cfg->data_parallel_rank) {
-    spdlog::info("data parallelism: {} ranks behind this API server, {} on this node (internal load balancing)",
-                 cfg->data_parallel_size, cfg->data_parallel_size_local.value_or(cfg->data_parallel_size));
-  }
+  if (auto layout = dp_layout(*cfg); layout->mode != DpLbMode::kNone)  // check_supported() accepted it
+    spdlog::info("data parallelism: {}, {} on this node", describe(*layout),
+                 cfg->data_parallel_size_local.value_or(layout->ranks_behind));
   return run_server(*cfg, serve_args);
 }
 

@@ -4,6 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "enginecore/protocol/dp_lb_mode.h"
 #include "workers/cross_node_group.h"
 
 namespace k2 {
@@ -14,8 +15,10 @@ constexpr int64_t kExpertStorePortOffset = 3;
 }  // namespace
 
 bool expert_group_over_gloo(const EngineConfig& cfg) {
-  // Externally launched ranks have a run directory (and run id) each, even on one node.
-  return cfg.headless || cfg.data_parallel_rank.has_value() ||
+  // Each API server of hybrid or external ranks has a run directory (and run id) of its own,
+  // even on one node.
+  const Result<DpLayout> layout = dp_layout(cfg);
+  return cfg.headless || (layout.ok() && layout->api_server_per_node()) ||
          cfg.data_parallel_size_local.value_or(cfg.data_parallel_size) != cfg.data_parallel_size;
 }
 

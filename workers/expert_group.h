@@ -7,8 +7,9 @@
 // creates `/k2serve-<pid>-<run id>-ep` (the run id is the API server's, shared by all its
 // engines); the others, which cannot know that worker's pid, find it by run id and name,
 // waiting for it to appear. When the DP ranks span nodes (--headless nodes joining a master
-// with --data-parallel-size-local < --data-parallel-size), or are launched externally (one
-// `serve --data-parallel-rank R` per rank, each with its own run id, on one node or several),
+// with --data-parallel-size-local < --data-parallel-size), or sit behind API servers of their
+// own (hybrid load balancing: `serve --data-parallel-start-rank S` per node; external: one
+// `serve --data-parallel-rank R` per rank; each with its own run id, on one node or several),
 // every rank talks over Gloo (cross_node_group.h), meeting at the store that rank 0 serves on
 // --data-parallel-address, port --data-parallel-rpc-port + 3 (P..P+2 are the control
 // plane's, dp_transport.h).
@@ -32,7 +33,7 @@ namespace k2 {
 Result<Shard> worker_shard(const EngineConfig& cfg, int tp_rank, int tp_size, int dp_rank);
 
 // Whether the expert group of `cfg`'s data-parallel ranks is Gloo's: ranks on more than one
-// node, or externally launched ones (no shared run id to find a shm group by).
+// node, or behind several API servers (no shared run id to find a shm group by).
 bool expert_group_over_gloo(const EngineConfig& cfg);
 
 // The rendezvous store of the group across nodes: tcp://<--data-parallel-address>:<P + 3>.

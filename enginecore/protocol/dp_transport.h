@@ -8,7 +8,7 @@
 //   P + 1  the master's output PULL (EngineOutputs, EngineDead, heartbeats);
 //   P + 2  the DP coordinator's ROUTER (request waves; bound by the engine of rank 0, or by
 //          the master's API server when it runs no rank: --data-parallel-size-local 0), also
-//          for externally launched ranks with --enable-expert-parallel (dp_setup.h).
+//          for hybrid and external ranks with --enable-expert-parallel (dp_setup.h).
 // With --enable-expert-parallel across nodes, P + 3 is the expert-parallel group's Gloo
 // rendezvous store (workers/expert_group.h), served by DP rank 0's first worker.
 // Engines on the master's node use ipc:// endpoints of the same sockets, in the frontend's

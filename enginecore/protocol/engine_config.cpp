@@ -36,6 +36,9 @@ OptionTable<EngineConfig> build_table() {
       .add("--data-parallel-size-local,-dpl", &C::data_parallel_size_local, "data-parallel ranks on this node", "parallel")
       .add("--data-parallel-rank,-dpn", &C::data_parallel_rank, "run one externally load-balanced rank", "parallel")
       .add("--data-parallel-start-rank,-dpr", &C::data_parallel_start_rank, "first rank on this node", "parallel")
+      .add("--data-parallel-hybrid-lb,-dph", &C::data_parallel_hybrid_lb, "hybrid load balancing: this node's API "
+           "server balances over its own ranks only (implied by --data-parallel-start-rank without --headless)",
+           "parallel")
       .add("--data-parallel-address,-dpa", &C::data_parallel_address, "address of the data-parallel master", "parallel")
       .add("--data-parallel-rpc-port,-dpp", &C::data_parallel_rpc_port, "handshake port of the data-parallel master", "parallel")
       .add("--enable-expert-parallel", &C::enable_expert_parallel, "partition routed experts over ranks", "parallel")

@@ -43,6 +43,7 @@ struct EngineConfig {
   std::optional<int64_t> data_parallel_size_local;
   std::optional<int64_t> data_parallel_rank;
   std::optional<int64_t> data_parallel_start_rank;
+  bool data_parallel_hybrid_lb = false;  // dp_lb_mode.h
   std::string data_parallel_address = "127.0.0.1";
   int64_t data_parallel_rpc_port = 29550;
   bool enable_expert_parallel = false;

@@ -146,7 +146,7 @@ std::vector<DpRankStatus> ZmqEngineClient::rank_status() const {
   std::lock_guard lock(mu_);
   std::vector<DpRankStatus> out;
   for (const Rank& r : ranks_)
-    out.push_back(DpRankStatus{r.rank, r.local, r.alive, r.stats, r.routed, r.finished, r.in_flight, r.pid});
+    out.push_back(DpRankStatus{first_rank_ + r.rank, r.local, r.alive, r.stats, r.routed, r.finished, r.in_flight, r.pid});
   return out;
 }
 

@@ -74,8 +74,9 @@
 namespace k2::frontend {
 
 // start(): how to launch the engines. The rank count follows the config as the enginecore
-// reads it: --data-parallel-size N without --data-parallel-rank is N ranks behind this API
-// server ([0, --data-parallel-size-local) on this node), anything else one engine.
+// reads it (protocol/dp_lb_mode.h): internal load balancing is N ranks behind this API server
+// ([0, --data-parallel-size-local) on this node), hybrid this node's L (deployment-wide ranks
+// S..S+L-1, all local), external or none one engine.
 struct ZmqEngineClientOptions {
   EngineConfig config;
   // Default: k2serve-enginecore next to this process's executable.
@@ -103,7 +104,7 @@ struct EngineAttachOptions {
 
 // One rank as the API server sees it (for /metrics and tests).
 struct DpRankStatus {
-  uint32_t rank = 0;
+  uint32_t rank = 0;  // deployment-wide (hybrid load balancing: this node's start rank + index)
   bool local = true;
   bool alive = true;
   openai::EngineStats stats;  // as last published by the engine
@@ -226,6 +227,9 @@ class ZmqEngineClient final : public openai::EngineClient {
   Addresses addresses_;
   std::vector<std::string> extra_inputs_, extra_outputs_;
   uint32_t num_local_ = 0, size_ = 0;  // this node holds ranks [0, num_local_)
+  // Deployment-wide rank of ranks_[0] (hybrid load balancing: --data-parallel-start-rank), for
+  // what logs, errors and /metrics call a rank; the engines and ranks_ count from 0.
+  uint32_t first_rank_ = 0;
   bool multi_node_ = false;
   std::unique_ptr<zmq::context_t> context_;
   std::unique_ptr<protocol::ControlPlaneSecurity> security_;  // CURVE (or none); reset before context_

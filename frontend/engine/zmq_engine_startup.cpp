@@ -9,6 +9,7 @@
 #include <cstring>
 #include <spdlog/spdlog.h>
 
+#include "enginecore/protocol/dp_lb_mode.h"
 #include "enginecore/protocol/token_payload.h"
 #include "frontend/engine/zmq_engine_client.h"
 #include "shm/segment.h"
@@ -25,13 +26,6 @@ constexpr size_t kMediaArenaBytes = size_t{1} << 30;
 constexpr auto kStartupProgressInterval = std::chrono::seconds(10);  // "still waiting for ranks" lines
 
 int pidfd_of(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
-
-// As the enginecore decides (EngineProcess::setup_data_parallel): ranks behind this API
-// server only with internal load balancing; with --data-parallel-rank each rank has its own.
-uint32_t ranks_behind(const EngineConfig& cfg) {
-  const bool internal_dp = cfg.data_parallel_size > 1 && !cfg.data_parallel_rank;
-  return internal_dp ? static_cast<uint32_t>(cfg.data_parallel_size) : 1;
-}
 
 }  // namespace
 
@@ -73,8 +67,14 @@ Status ZmqEngineClient::create_arena(const std::string& name, bool prompts) {
 Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
   const EngineConfig& cfg = options.config;
   owns_engines_ = true;
-  size_ = ranks_behind(cfg);
-  num_local_ = size_ == 1 ? 1 : static_cast<uint32_t>(cfg.data_parallel_size_local.value_or(cfg.data_parallel_size));
+  // As the enginecores decide (dp_lb_mode.h): every rank with internal load balancing (some
+  // of them maybe on --headless nodes), this node's L with hybrid, its one with external.
+  K2_ASSIGN_OR_RETURN(const DpLayout layout, dp_layout(cfg));
+  size_ = static_cast<uint32_t>(layout.ranks_behind);
+  first_rank_ = static_cast<uint32_t>(layout.first_rank);
+  num_local_ = layout.mode == DpLbMode::kInternal
+                   ? static_cast<uint32_t>(cfg.data_parallel_size_local.value_or(cfg.data_parallel_size))
+                   : size_;
   multi_node_ = num_local_ < size_;
   log_name_ = size_ == 1 ? "engine client" : "dp client";
   if (multi_node_ && !options.extra_inputs.empty())
@@ -183,7 +183,8 @@ Result<protocol::EngineConfigMsg> ZmqEngineClient::config_for(const protocol::He
     return invalid_argument("rank " + std::to_string(hello.rank) + " joined as a " +
                             (hello.local ? "local" : "remote") + " engine but is expected " +
                             (local ? "on this node" : "on another node (--headless)"));
-  if (size_ > 1) spdlog::info("rank {} said hello ({}, pid {})", hello.rank, local ? "local" : "remote", hello.pid);
+  if (size_ > 1)
+    spdlog::info("rank {} said hello ({}, pid {})", first_rank_ + hello.rank, local ? "local" : "remote", hello.pid);
   // Rank 0's engine (or, with no local rank, launch()) binds it; the engines connect when the
   // model needs waves (MoE). A lone engine has no coordinator.
   const std::string coordinator = size_ == 1 ? "" : multi_node_ ? addresses_.tcp_coordinator : addresses_.ipc_coordinator;
@@ -283,7 +284,7 @@ std::string ZmqEngineClient::rank_list(bool joined) const {
   for (const Rank& r : ranks_) {
     if (r.joined != joined) continue;
     if (out.size() > 1) out += ", ";
-    out += std::to_string(r.rank);
+    out += std::to_string(first_rank_ + r.rank);
   }
   return out + "]";
 }
@@ -364,11 +365,11 @@ void ZmqEngineClient::run_io_thread() {
 
 // How logs and errors name a rank's engine ("the enginecore" when it is the only one).
 std::string ZmqEngineClient::engine_name(uint32_t rank) const {
-  return size_ == 1 ? "the enginecore" : "the enginecore of rank " + std::to_string(rank);
+  return size_ == 1 ? "the enginecore" : "the enginecore of rank " + std::to_string(first_rank_ + rank);
 }
 
 std::string ZmqEngineClient::rank_name(uint32_t rank) const {
-  return size_ == 1 ? "the enginecore" : "rank " + std::to_string(rank);
+  return size_ == 1 ? "the enginecore" : "rank " + std::to_string(first_rank_ + rank);
 }
 
 }  // namespace k2::frontend

@@ -9,6 +9,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <chrono>
 #include <thread>
 
 #include "frontend/openai/fake_engine_client.h"
@@ -279,7 +280,14 @@ TEST_F(ApiServerTest, TokenizeDetokenizeRoundTrip) {
 TEST_F(ApiServerTest, MetricsCarryVllmNames) {
   start();
   ASSERT_EQ(call("POST", "/v1/completions", R"({"prompt":"hello","max_tokens":4})").status, 200);
+  // The HTTP series counts a response when the server's write of it completes, which may
+  // come after the client has read it: wait for it a little (failing if it never comes).
+  const std::string http_series = "http_requests_total{handler=\"/v1/completions\"";
   auto m = call("GET", "/metrics");
+  for (int i = 0; i < 100 && m.body.find(http_series) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    m = call("GET", "/metrics");
+  }
   ASSERT_EQ(m.status, 200);
   for (const char* name : {"vllm:num_requests_running{model_name=\"demo\",engine=\"0\"}",
                            "vllm:generation_tokens_total{model_name=\"demo\",engine=\"0\"} 4.0",

@@ -117,29 +117,37 @@ def one_long(port, i):
         return None, repr(e)
 
 
-def kill_rank0_mid_flight(c, ranks):
-    """Returns the killed pids."""
+def kill_mid_flight(c, port, victim_pid, who):
+    """Runs IN_FLIGHT long requests on the API server at `port`, kill -9s `victim_pid`'s process
+    tree once they all run, and checks they all end with an error within 10 s, none hanging.
+    Returns (the killed pids, the time of the kill)."""
     outcomes, ended = {}, {}
 
     def one(i):
-        outcomes[i] = one_long(ranks.api + 1, i)
+        outcomes[i] = one_long(port, i)
         ended[i] = time.time()
     openers = [threading.Thread(target=one, args=(i,)) for i in range(IN_FLIGHT)]
     for t in openers:
         t.start()
     deadline = time.time() + 30
-    while time.time() < deadline and metric(ranks.api + 1, "vllm:num_requests_running") < IN_FLIGHT:
+    while time.time() < deadline and metric(port, "vllm:num_requests_running") < IN_FLIGHT:
         time.sleep(0.02)
     t0 = time.time()
-    victims = kill_tree(ranks.rank_pid(0))
+    victims = kill_tree(victim_pid)
     for t in openers:
         t.join(timeout=60)
     c.check(not any(t.is_alive() for t in openers), "no in-flight request hangs")
     took = max(ended.values(), default=t0) - t0
-    c.check(len(ended) == IN_FLIGHT and took < 10, f"rank 1's in-flight requests end within 10 s ({took:.1f} s)")
+    c.check(len(ended) == IN_FLIGHT and took < 10, f"{who}'s in-flight requests end within 10 s ({took:.1f} s)")
     results = list(outcomes.values())
     c.check(len(results) == IN_FLIGHT and all(o[0] != 200 or '"error"' in o[1] for o in results),
             f"each ends with an error ({[(o[0], o[1][-160:]) for o in results]})")
+    return victims, t0
+
+
+def kill_rank0_mid_flight(c, ranks):
+    """Returns the killed pids."""
+    victims, t0 = kill_mid_flight(c, ranks.api + 1, ranks.rank_pid(0), "rank 1")
     status = None
     while time.time() - t0 < 15:
         status, _ = post(ranks.proxy_port, "/v1/completions", {"model": "tiny", "prompt": "x", "max_tokens": 2})
