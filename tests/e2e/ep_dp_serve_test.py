@@ -80,6 +80,15 @@ def complete_all(port):
     return out
 
 
+def reference_completions(k2serve, data):
+    """complete_all on a DP=1 server started for it and stopped after."""
+    reference = start(k2serve, data, [])
+    try:
+        return complete_all(reference.port)
+    finally:
+        reference.stop()
+
+
 def check_deployment(c, k2serve, data, cfg, want_texts, extra, label, ep_size):
     moe_layers = cfg["num_hidden_layers"] - cfg["first_k_dense_replace"]
     server = start(k2serve, data, extra)
@@ -114,11 +123,7 @@ def main():
     k2serve, data = sys.argv[1], Path(sys.argv[2])
     cfg = json.loads((data / "models" / "tiny-bf16" / "config.json").read_text())
     c = Checks()
-    reference = start(k2serve, data, [])
-    try:
-        base = complete_all(reference.port)
-    finally:
-        reference.stop()
+    base = reference_completions(k2serve, data)
     c.check([b[0] for b in base] == [200] * len(PROMPTS), "DP=1 reference completes")
     want_texts = [b[1] for b in base]
     check_deployment(c, k2serve, data, cfg, want_texts,

@@ -32,8 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from k2_server import Checks, kill_tree, process_tree  # noqa: E402
 from proxy_test import post, start  # noqa: E402
 from launch_dp_test import free_ports, healthy, metric, successes  # noqa: E402
-from ep_dp_serve_test import KV_CACHE_MEMORY, PROMPTS, complete_all, serve_flags  # noqa: E402
-from ep_dp_serve_test import start as start_server  # noqa: E402
+from ep_dp_serve_test import KV_CACHE_MEMORY, PROMPTS, complete_all, reference_completions, serve_flags  # noqa: E402
 from multinode_test import teardown_after_kill  # noqa: E402
 
 IN_FLIGHT = 4
@@ -166,11 +165,7 @@ def kill_rank0_mid_flight(c, ranks):
 def main():
     k2serve, data = sys.argv[1], Path(sys.argv[2])
     c = Checks()
-    reference = start_server(k2serve, data, [])
-    try:
-        want = [b[1] for b in complete_all(reference.port)]
-    finally:
-        reference.stop()
+    want = [b[1] for b in reference_completions(k2serve, data)]
     ranks = ExternalRanks(k2serve, data)
     everything = ranks.pids()
     try:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "support"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from k2_server import Checks  # noqa: E402
 from launch_dp_test import free_ports, successes  # noqa: E402
-from ep_dp_serve_test import PROMPTS, complete_all, per_engine  # noqa: E402
+from ep_dp_serve_test import PROMPTS, complete_all, per_engine, reference_completions  # noqa: E402
 from ep_dp_serve_test import start as start_server  # noqa: E402
 from ep_external_dp_test import kill_mid_flight  # noqa: E402
 from multinode_test import teardown_after_kill  # noqa: E402
@@ -161,11 +161,7 @@ def run_pair(c, k2serve, data, victim, checks=()):
 def main():
     k2serve, data = sys.argv[1], Path(sys.argv[2])
     c = Checks()
-    reference = start_server(k2serve, data, [])
-    try:
-        want = [b[1] for b in complete_all(reference.port)]
-    finally:
-        reference.stop()
+    want = [b[1] for b in reference_completions(k2serve, data)]
     run_pair(c, k2serve, data, 0, [lambda c, n: serves_like_dp1(c, n, want), own_ranks_did_the_work,
                                    lambda c, n: node_b_alone(c, n, want)])
     run_pair(c, k2serve, data, 1)
