@@ -107,7 +107,7 @@ class EngineProcess {
     if (timing != nullptr && *timing != '\0' && std::strcmp(timing, "0") != 0) step_timing_.emplace();
   }
   ~EngineProcess() {
-    stop_heartbeat();
+    stop_heartbeats();
     shutdown_workers();
     if (signal_fd_ >= 0) ::close(signal_fd_);
   }
@@ -120,8 +120,8 @@ class EngineProcess {
   Status setup_data_parallel(const protocol::EngineConfigMsg& msg);
   Status load_deployment_keys();
   Status set_worker_placement(uint32_t num_workers);
-  void start_heartbeat(const std::string& output_address);
-  void stop_heartbeat();
+  void start_heartbeats(const std::vector<std::string>& output_addresses);
+  void stop_heartbeats();
   Status run_dummy_step();
   Status dp_after_step();
   Status check_master_alive();
@@ -171,9 +171,9 @@ class EngineProcess {
   std::unique_ptr<DpWave> dp_;
   uint64_t dummy_steps_ = 0;
   uint64_t next_dummy_id_ = 0;
-  // Remote engines: heartbeats to the API server on their own socket and thread (a long
+  // Remote engines: heartbeats to every API server on their own sockets and threads (a long
   // step must not look like a dead node), and the last time the API server was heard from.
-  std::unique_ptr<protocol::HeartbeatThread> heartbeat_;
+  std::vector<std::unique_ptr<protocol::HeartbeatThread>> heartbeats_;
   Clock::time_point master_seen_ = Clock::now();
 };
 
@@ -233,7 +233,7 @@ Status EngineProcess::connect_frontend() {
   K2_RETURN_IF_ERROR(security_->secure_client(push));
   K2_RETURN_IF_ERROR(protocol::connect_endpoint(push, msg.output_addresses[0]));
   output_.emplace(std::move(push));
-  if (args_.remote) start_heartbeat(msg.output_addresses[0]);
+  if (args_.remote) start_heartbeats(msg.output_addresses);
   K2_RETURN_IF_ERROR(connect_extra_clients(msg));
   K2_RETURN_IF_ERROR(setup_data_parallel(msg));
   if (config_.tensor_parallel_size < 1 || config_.tensor_parallel_size > kMaxTensorParallel) {
@@ -314,13 +314,16 @@ Status EngineProcess::set_worker_placement(uint32_t num_workers) {
   return Status::ok_status();
 }
 
-void EngineProcess::start_heartbeat(const std::string& output_address) {
-  heartbeat_ = std::make_unique<protocol::HeartbeatThread>(
-      context_, *security_, output_address, protocol::DpControl{protocol::DpControlKind::kHeartbeat, rank_, 0, 0, false, -1},
-      "enginecore " + std::to_string(rank_));
+// Every API server watches the remote ranks itself (a kill -9 of their node must turn each
+// to 503); this engine itself only listens for API server 0's.
+void EngineProcess::start_heartbeats(const std::vector<std::string>& output_addresses) {
+  for (const std::string& address : output_addresses)
+    heartbeats_.push_back(std::make_unique<protocol::HeartbeatThread>(
+        context_, *security_, address, protocol::DpControl{protocol::DpControlKind::kHeartbeat, rank_, 0, 0, false, -1},
+        "enginecore " + std::to_string(rank_)));
 }
 
-void EngineProcess::stop_heartbeat() { heartbeat_.reset(); }
+void EngineProcess::stop_heartbeats() { heartbeats_.clear(); }
 
 // A remote engine whose API server went silent (its node died) gives up instead of waiting
 // forever; the API server sends it a heartbeat every second.

@@ -6,6 +6,8 @@
 #include <charconv>
 #include <spdlog/spdlog.h>
 
+#include "enginecore/protocol/dp_transport.h"
+
 namespace k2 {
 namespace {
 
@@ -24,7 +26,7 @@ Result<std::vector<pid_t>> parse_pids(const std::string& text) {
   while (start <= text.size()) {
     const size_t comma = std::min(text.find(',', start), text.size());
     K2_ASSIGN_OR_RETURN(int64_t pid, parse_int("--internal-engine-pids", text.substr(start, comma - start)));
-    if (pid <= 0) return invalid_argument("--internal-engine-pids: bad pid");
+    if (pid < 0) return invalid_argument("--internal-engine-pids: bad pid");  // 0: on another node
     out.push_back(static_cast<pid_t>(pid));
     start = comma + 1;
   }
@@ -75,6 +77,10 @@ Result<InternalServeFlags> take_internal_flags(std::vector<std::string>& args) {
       flags.input_address = v;
     } else if (a == "--internal-api-server-output") {
       flags.output_address = v;
+    } else if (a == "--internal-api-server-tcp-input") {
+      flags.tcp_input_address = v;
+    } else if (a == "--internal-api-server-tcp-output") {
+      flags.tcp_output_address = v;
     } else if (a == "--internal-engine-pids") {
       K2_ASSIGN_OR_RETURN(flags.engine_pids, parse_pids(v));
     } else if (a == "--internal-parent-pid") {
@@ -85,13 +91,14 @@ Result<InternalServeFlags> take_internal_flags(std::vector<std::string>& args) {
     }
   }
   if (flags.index != 0 && (flags.index < 0 || flags.input_address.empty() || flags.output_address.empty() ||
-                           flags.engine_pids.empty() || flags.parent_pid <= 0))
+                           flags.engine_pids.empty() || flags.parent_pid <= 0 ||
+                           flags.tcp_input_address.empty() != flags.tcp_output_address.empty()))
     return invalid_argument("an internal API server needs all of its --internal-* flags (k2serve serve starts it)");
   args = std::move(rest);
   return flags;
 }
 
-Result<ApiServerAddresses> ApiServerAddresses::create(int64_t count) {
+Result<ApiServerAddresses> ApiServerAddresses::create(int64_t count, const std::string& tcp_host, int64_t rpc_port) {
   K2_ASSIGN_OR_RETURN(protocol::RunDir dir, protocol::RunDir::create());
   ApiServerAddresses a(std::move(dir));
   for (int64_t k = 1; k < count; ++k) {
@@ -99,6 +106,10 @@ Result<ApiServerAddresses> ApiServerAddresses::create(int64_t count) {
     K2_ASSIGN_OR_RETURN(std::string out, a.dir_.ipc_address("api" + std::to_string(k) + "-output"));
     a.inputs_.push_back(std::move(in));
     a.outputs_.push_back(std::move(out));
+    if (tcp_host.empty()) continue;
+    K2_ASSIGN_OR_RETURN(protocol::DpPorts ports, protocol::api_server_ports(rpc_port, k));
+    a.tcp_inputs_.push_back(protocol::tcp_address(tcp_host, ports.requests));
+    a.tcp_outputs_.push_back(protocol::tcp_address(tcp_host, ports.outputs));
   }
   return a;
 }
@@ -115,6 +126,9 @@ Result<ApiServerGroup> ApiServerGroup::spawn(const std::vector<std::string>& ser
                              "--internal-api-server-input", addresses.inputs()[k], "--internal-api-server-output",
                              addresses.outputs()[k], "--internal-engine-pids", join_pids(engine_pids),
                              "--internal-parent-pid", std::to_string(::getpid())});
+    if (!addresses.tcp_inputs().empty())
+      args.insert(args.end(), {"--internal-api-server-tcp-input", addresses.tcp_inputs()[k],
+                               "--internal-api-server-tcp-output", addresses.tcp_outputs()[k]});
     K2_ASSIGN_OR_RETURN(ChildProcess child, ChildProcess::spawn(self_exe_dir() / "k2serve", args));
     spdlog::info("API server {} started: pid {}", k + 1, child.pid());
     group.children_.push_back(std::move(child));

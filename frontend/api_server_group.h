@@ -3,7 +3,9 @@
 //
 // API server 0 (the `serve` process) launches the enginecores, telling them the ipc://
 // input and output addresses of API servers 1..N-1 (ApiServerAddresses, in a private run
-// directory), listens on --host/--port, then starts the others (ApiServerGroup::spawn, a
+// directory; for ranks on --headless nodes also tcp:// ones at fixed ports, dp_transport.h,
+// which each API server watches through the heartbeats those ranks send to every API server,
+// as it has no pidfd for them), listens on --host/--port, then starts the others (ApiServerGroup::spawn, a
 // re-exec of `k2serve serve` with the same flags, the bound port and the internal flags of
 // InternalServeFlags). Each binds its two sockets, waits for every engine's ready message,
 // listens on the same port (SO_REUSEPORT) and reports "attached" to API server 0 with a
@@ -40,24 +42,29 @@ int attached_signal();
 struct InternalServeFlags {
   int64_t index = 0;  // 0: not an internal API server
   std::string input_address, output_address;
-  std::vector<pid_t> engine_pids;
+  std::string tcp_input_address, tcp_output_address;  // with ranks on other nodes
+  std::vector<pid_t> engine_pids;  // 0: a rank on another node
   pid_t parent_pid = -1;
 };
 
 // Takes the --internal-* flags out of `args` (the rest is the normal serve command line).
 Result<InternalServeFlags> take_internal_flags(std::vector<std::string>& args);
 
-// The sockets of API servers 1..count-1, in a run directory that lives as long as this.
+// The sockets of API servers 1..count-1, in a run directory that lives as long as this. With
+// ranks on other nodes (`tcp_host` not empty) also on tcp://tcp_host at the fixed ports of
+// protocol::api_server_ports(rpc_port, k).
 class ApiServerAddresses {
  public:
-  static Result<ApiServerAddresses> create(int64_t count);
+  static Result<ApiServerAddresses> create(int64_t count, const std::string& tcp_host = "", int64_t rpc_port = 0);
   const std::vector<std::string>& inputs() const { return inputs_; }
   const std::vector<std::string>& outputs() const { return outputs_; }
+  const std::vector<std::string>& tcp_inputs() const { return tcp_inputs_; }
+  const std::vector<std::string>& tcp_outputs() const { return tcp_outputs_; }
 
  private:
   ApiServerAddresses(protocol::RunDir dir) : dir_(std::move(dir)) {}
   protocol::RunDir dir_;
-  std::vector<std::string> inputs_, outputs_;
+  std::vector<std::string> inputs_, outputs_, tcp_inputs_, tcp_outputs_;
 };
 
 class ApiServerGroup {

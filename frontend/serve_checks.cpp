@@ -1,6 +1,7 @@
 #include "frontend/serve_checks.h"
 
 #include "enginecore/protocol/dp_lb_mode.h"
+#include "enginecore/protocol/dp_transport.h"
 #include "enginecore/protocol/tp_nodes.h"
 
 namespace k2 {
@@ -43,8 +44,9 @@ Status check_supported(const EngineConfig& cfg) {
                             "--api-server-count");
   if (cfg.api_server_count > 1 && layout.mode == DpLbMode::kHybrid)
     return unimplemented("--api-server-count > 1 with hybrid load balancing is not implemented yet");
+  // Ranks on other nodes reach API servers 1..N-1 at fixed ports after P + 3 (dp_transport.h).
   if (cfg.api_server_count > 1 && local < size)
-    return unimplemented("--api-server-count > 1 with ranks on other nodes (--headless) is not implemented yet");
+    K2_RETURN_IF_ERROR(protocol::api_server_ports(cfg.data_parallel_rpc_port, cfg.api_server_count - 1).status());
   return Status::ok_status();
 }
 

@@ -45,6 +45,12 @@ TEST(ServeChecks, ExternalAndHeadlessRulesStay) {
   // Start rank 0 on a headless node: behind an API-only head, which runs no rank itself.
   EXPECT_TRUE(check({"-dp", "4", "-dpl", "2", "-dpr", "0", "--headless"}).ok());
   EXPECT_TRUE(check({"-dp", "4", "-dpl", "0"}).ok());
+  // Several API servers with ranks on other nodes: API server k binds P + 2 + 2k and P + 3 + 2k.
+  EXPECT_TRUE(check({"-dp", "2", "-dpl", "1", "--api-server-count", "2"}).ok());
+  EXPECT_TRUE(check({"-dp", "2", "-dpl", "0", "--api-server-count", "3"}).ok());
+  EXPECT_TRUE(check({"-dp", "2", "-dpl", "1", "--api-server-count", "2", "--data-parallel-rpc-port", "65530"}).ok());
+  expect_refused({"-dp", "2", "-dpl", "1", "--api-server-count", "3", "--data-parallel-rpc-port", "65530"},
+                 Code::kInvalidArgument, "room below 65536");
   expect_refused({"-dp", "4", "-dpl", "0", "--enable-expert-parallel"}, Code::kUnimplemented, "API-only head");
 }
 

@@ -113,6 +113,8 @@ Result<std::shared_ptr<ZmqEngineClient>> start_engine(const EngineConfig& cfg, s
   if (others != nullptr) {
     engine_opts.extra_inputs = others->inputs();
     engine_opts.extra_outputs = others->outputs();
+    engine_opts.extra_tcp_inputs = others->tcp_inputs();
+    engine_opts.extra_tcp_outputs = others->tcp_outputs();
   }
   if (auto layout = dp_layout(cfg); layout.ok() && layout->mode == DpLbMode::kInternal) {
     engine_opts.control_plane_key_file = cfg.control_plane_key_file.value_or("");
@@ -127,7 +129,7 @@ size_t num_ranks(const ZmqEngineClient& client) { return client.rank_status().si
 
 std::vector<pid_t> engine_pids(const ZmqEngineClient& client) {
   std::vector<pid_t> pids;
-  for (const auto& r : client.rank_status()) pids.push_back(r.pid);
+  for (const auto& r : client.rank_status()) pids.push_back(r.local ? r.pid : 0);  // 0: another node's
   return pids;
 }
 
@@ -196,7 +198,11 @@ int run_server(const EngineConfig& cfg, const std::vector<std::string>& serve_ar
   }
   std::optional<ApiServerAddresses> others;
   if (cfg.api_server_count > 1) {
-    auto made = ApiServerAddresses::create(cfg.api_server_count);
+    // Ranks on other nodes (--headless) reach API servers 1.. over tcp:// too.
+    const int64_t size = cfg.data_parallel_size;
+    const bool remote_ranks = cfg.data_parallel_size_local.value_or(size) < size;
+    auto made = ApiServerAddresses::create(cfg.api_server_count, remote_ranks ? cfg.data_parallel_address : "",
+                                           cfg.data_parallel_rpc_port);
     if (!made.ok()) {
       spdlog::error("{}", made.status().to_string());
       return 1;
@@ -255,6 +261,9 @@ int run_attached(const EngineConfig& cfg, const InternalServeFlags& internal) {
   frontend::EngineAttachOptions opts;
   opts.input_address = internal.input_address;
   opts.output_address = internal.output_address;
+  opts.tcp_input_address = internal.tcp_input_address;
+  opts.tcp_output_address = internal.tcp_output_address;
+  opts.control_plane_key_file = cfg.control_plane_key_file.value_or("");
   opts.engine_pids = internal.engine_pids;
   auto attached = ZmqEngineClient::attach(opts);
   if (!attached.ok()) {

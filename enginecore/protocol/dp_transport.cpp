@@ -41,6 +41,14 @@ Result<DpPorts> dp_ports(int64_t rpc_port) {
   return DpPorts{p, p + 1, p + 2};
 }
 
+Result<DpPorts> api_server_ports(int64_t rpc_port, int64_t index) {
+  const int64_t requests = rpc_port + 2 + 2 * index;
+  if (rpc_port <= 0 || index < 1 || requests + 1 > 65535)
+    return invalid_argument("--data-parallel-rpc-port P must leave room below 65536 for the ports of every API "
+                            "server (P + 2 + 2k, P + 3 + 2k for API server k)");
+  return DpPorts{static_cast<int>(requests), static_cast<int>(requests + 1), 0};
+}
+
 std::chrono::seconds engine_ready_timeout() {
   constexpr std::chrono::seconds kDefault{600};
   const char* text = std::getenv("VLLM_ENGINE_READY_TIMEOUT_S");

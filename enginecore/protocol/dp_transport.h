@@ -11,6 +11,10 @@
 //          for hybrid and external ranks with --enable-expert-parallel (dp_setup.h).
 // With --enable-expert-parallel across nodes, P + 3 is the expert-parallel group's Gloo
 // rendezvous store (workers/expert_group.h), served by DP rank 0's first worker.
+// With --api-server-count N, API server k (1..N-1) binds its request ROUTER on P + 2 + 2k and
+// its output PULL on P + 3 + 2k (P + 4, P + 5 for the second one): remote engines are told
+// every API server's addresses in the handshake, before servers 1..N-1 exist, so the ports
+// are fixed like the others instead of picked by the servers.
 // Engines on the master's node use ipc:// endpoints of the same sockets, in the frontend's
 // run directory.
 //
@@ -50,6 +54,8 @@ struct DpPorts {
   int coordinator = 0;
 };
 Result<DpPorts> dp_ports(int64_t rpc_port);
+// API server `index` (>= 1)'s request and output ports (`coordinator` unused).
+Result<DpPorts> api_server_ports(int64_t rpc_port, int64_t index);
 
 // A remote engine sends a heartbeat (DpControl kHeartbeat) on its output socket this often;
 // the master declares it dead after kDpPeerTimeout without one (reported within 5 s of a

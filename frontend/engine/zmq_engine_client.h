@@ -90,15 +90,22 @@ struct ZmqEngineClientOptions {
   std::vector<std::string> vocabulary;
   std::string control_plane_key_file;  // CURVE keys for the sockets ("" = none)
   // --api-server-count > 1: the ipc:// input and output addresses of API servers 1.. (they
-  // bind them); every local enginecore connects to them too. Not with remote ranks.
+  // bind them); every local enginecore connects to them too. With remote ranks also their
+  // tcp:// ones (protocol::api_server_ports), which the remote enginecores connect to.
   std::vector<std::string> extra_inputs, extra_outputs;
+  std::vector<std::string> extra_tcp_inputs, extra_tcp_outputs;
 };
 
 // attach(): the engines another API server launched.
 struct EngineAttachOptions {
   std::string input_address;       // ipc:// ROUTER this API server binds
   std::string output_address;      // ipc:// PULL this API server binds
-  std::vector<pid_t> engine_pids;  // index = data-parallel rank; its size is the rank count
+  // With ranks on other nodes: the tcp:// endpoints of the same sockets ("" = none).
+  std::string tcp_input_address, tcp_output_address;
+  std::string control_plane_key_file;  // CURVE keys for both sockets ("" = none), as API server 0's
+  // Index = data-parallel rank; its size is the rank count. 0: a rank on another node, watched
+  // through its heartbeats instead of a pidfd.
+  std::vector<pid_t> engine_pids;
   std::chrono::milliseconds ready_timeout{std::chrono::minutes(5)};
 };
 
@@ -225,7 +232,7 @@ class ZmqEngineClient final : public openai::EngineClient {
   std::optional<protocol::RunDir> run_dir_;
   std::string run_id_;
   Addresses addresses_;
-  std::vector<std::string> extra_inputs_, extra_outputs_;
+  std::vector<std::string> extra_inputs_, extra_outputs_, extra_tcp_inputs_, extra_tcp_outputs_;
   uint32_t num_local_ = 0, size_ = 0;  // this node holds ranks [0, num_local_)
   // Deployment-wide rank of ranks_[0] (hybrid load balancing: --data-parallel-start-rank), for
   // what logs, errors and /metrics call a rank; the engines and ranks_ count from 0.

@@ -77,10 +77,12 @@ Status ZmqEngineClient::launch(const ZmqEngineClientOptions& options) {
                    : size_;
   multi_node_ = num_local_ < size_;
   log_name_ = size_ == 1 ? "engine client" : "dp client";
-  if (multi_node_ && !options.extra_inputs.empty())
-    return unimplemented("--api-server-count > 1 with ranks on other nodes is not implemented yet");
+  if (multi_node_ && options.extra_tcp_inputs.size() != options.extra_inputs.size())
+    return invalid_argument("remote ranks need the tcp:// addresses of every API server");
   extra_inputs_ = options.extra_inputs;
   extra_outputs_ = options.extra_outputs;
+  extra_tcp_inputs_ = options.extra_tcp_inputs;
+  extra_tcp_outputs_ = options.extra_tcp_outputs;
   if (auto removed = cleanup_stale_segments(); removed.ok() && *removed > 0)
     spdlog::info("removed {} shm segments of dead processes", *removed);
   K2_ASSIGN_OR_RETURN(protocol::RunDir dir, protocol::RunDir::create());
@@ -195,7 +197,10 @@ Result<protocol::EngineConfigMsg> ZmqEngineClient::config_for(const protocol::He
     return protocol::EngineConfigMsg{config_json, run_id_, inputs, outputs, hello.rank,
                                      prompt_arena_->name(), vocabulary, coordinator, ""};
   }
-  return protocol::EngineConfigMsg{config_json, run_id_, {addresses_.tcp_input}, {addresses_.tcp_output}, hello.rank,
+  std::vector<std::string> inputs{addresses_.tcp_input}, outputs{addresses_.tcp_output};
+  inputs.insert(inputs.end(), extra_tcp_inputs_.begin(), extra_tcp_inputs_.end());
+  outputs.insert(outputs.end(), extra_tcp_outputs_.begin(), extra_tcp_outputs_.end());
+  return protocol::EngineConfigMsg{config_json, run_id_, inputs, outputs, hello.rank,
                                    "", ShmHandle{}, coordinator, vocabulary_inline};
 }
 
@@ -308,6 +313,8 @@ Status ZmqEngineClient::attach_to(const EngineAttachOptions& options) {
   ranks_.resize(size_);
   for (uint32_t r = 0; r < size_; ++r) {
     ranks_[r].rank = r;
+    ranks_[r].local = options.engine_pids[r] != 0;
+    if (!ranks_[r].local) continue;  // on another node: its heartbeats tell (check_ranks)
     ranks_[r].pid = options.engine_pids[r];
     ranks_[r].pidfd = pidfd_of(options.engine_pids[r]);
     if (ranks_[r].pidfd < 0)
@@ -317,10 +324,17 @@ Status ZmqEngineClient::attach_to(const EngineAttachOptions& options) {
   run_id_ = make_run_id();
   K2_RETURN_IF_ERROR(create_arena("media", false));
   context_ = std::make_unique<zmq::context_t>(1);
+  K2_ASSIGN_OR_RETURN(security_, protocol::ControlPlaneSecurity::load(options.control_plane_key_file));
   K2_ASSIGN_OR_RETURN(zmq::socket_t router, protocol::make_socket(*context_, zmq::socket_type::router));
-  K2_RETURN_IF_ERROR(protocol::bind_endpoint(router, options.input_address));
   K2_ASSIGN_OR_RETURN(zmq::socket_t pull, protocol::make_socket(*context_, zmq::socket_type::pull));
+  K2_RETURN_IF_ERROR(security_->secure_server(*context_, router, "requests"));
+  K2_RETURN_IF_ERROR(security_->secure_server(*context_, pull, "outputs"));
+  K2_RETURN_IF_ERROR(protocol::bind_endpoint(router, options.input_address));
   K2_RETURN_IF_ERROR(protocol::bind_endpoint(pull, options.output_address));
+  if (!options.tcp_input_address.empty()) {
+    K2_RETURN_IF_ERROR(protocol::bind_endpoint(router, options.tcp_input_address));
+    K2_RETURN_IF_ERROR(protocol::bind_endpoint(pull, options.tcp_output_address));
+  }
   router_.emplace(std::move(router));
   pull_.emplace(std::move(pull));
   wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -342,7 +356,8 @@ Status ZmqEngineClient::await_ready(std::chrono::milliseconds timeout) {
     if (Clock::now() > deadline) return unavailable("not every enginecore connected to this API server in time");
     for (uint32_t r = 0; r < size_; ++r) {
       pollfd p{ranks_[r].pidfd, POLLIN, 0};
-      if (::poll(&p, 1, 0) > 0) return unavailable("the enginecore of rank " + std::to_string(r) + " exited");
+      if (ranks_[r].local && ::poll(&p, 1, 0) > 0)
+        return unavailable("the enginecore of rank " + std::to_string(r) + " exited");
     }
     K2_ASSIGN_OR_RETURN(std::optional<protocol::Received> got, protocol::receive_valid(*router_, 100ms, /*routed=*/true));
     if (!got) continue;

@@ -19,6 +19,9 @@ everything between them goes over tcp://. Cases (one per run, each its own ctest
   api_only      an API-only head (--data-parallel-size-local 0) and one headless node with both
                 ranks (--data-parallel-start-rank 0): requests succeed on both ranks; kill -9 of
                 the node is reported within 5 s and the head answers 503
+  api_servers   --api-server-count 2 on a master with rank 0, a headless node with rank 1: both
+                API servers serve through both ranks; kill -9 of the node: every API server
+                answers 503 within 5 s (api_servers_curve: the same with a key file)
   curve_refused headless nodes with another key file, or none, are refused and logged by the
                 master, never become ranks, the master names the missing ranks and exits; the
                 nodes give up by themselves
@@ -201,7 +204,7 @@ class Deployment:
     """A master in node 0 with rank 0 and headless nodes 1..n-1 (one rank each); or, with
     `master_local` 0, an API-only head and one headless node with every rank (start rank 0)."""
 
-    def __init__(self, k2serve, data, cluster, size, extra=(), master_env=None, master_local=1):
+    def __init__(self, k2serve, data, cluster, size, extra=(), master_env=None, master_local=1, master_extra=()):
         self.model = data / "models" / "tiny-bf16"
         self.headless = []
         self.server = None
@@ -215,7 +218,8 @@ class Deployment:
             for node in range(1, size if master_local else 1):
                 self.headless.append(Headless(k2serve, self.model, cluster, node, size, node, node_args))
             self.server = Server(k2serve, self.model,
-                                 ["--tokenizer", str(data / "text" / "tok-1024"), *COMMON_FLAGS, *dp, *extra],
+                                 ["--tokenizer", str(data / "text" / "tok-1024"), *COMMON_FLAGS, *dp, *extra,
+                                  *master_extra],
                                  kv_cache_memory=32 << 20, host=cluster.address(0), prefix=cluster.prefix(0),
                                  env=master_env)
         except BaseException:
@@ -298,6 +302,12 @@ def teardown_after_kill(c, dep, everything, victims):
         f.unlink(missing_ok=True)
 
 
+def answers_503(server, tries=8):
+    """/health is 503 over `tries` new connections: with --api-server-count each may reach
+    another API server (SO_REUSEPORT), and every one must have seen the loss."""
+    return all(server.health() == 503 for _ in range(tries))
+
+
 def kill_node_mid_flight(c, dep, victim, send, send_new):
     """Runs send(i) for 4 requests, kill -9s `victim`'s process tree (the node of rank 1) once two
     run, and checks the master's side: rank 1 logged gone and /health 503 within 5 s, every
@@ -319,12 +329,12 @@ def kill_node_mid_flight(c, dep, victim, send, send_new):
     while time.time() - t0 < 10:
         if reported is None and re.search(r"dp client: .*rank 1\b.*/health now answers 503", dep.server.log_text()):
             reported = time.time() - t0
-        if reported is not None and dep.server.health() == 503:
+        if reported is not None and answers_503(dep.server):
             break
         time.sleep(0.05)
     elapsed = time.time() - t0
     c.check(reported is not None and reported < 5, f"the master logs rank 1 as gone within 5 s ({reported})")
-    c.check(dep.server.health() == 503 and elapsed < 5, f"/health answers 503 within 5 s ({elapsed:.2f} s)")
+    c.check(answers_503(dep.server) and elapsed < 5, f"/health answers 503 within 5 s ({elapsed:.2f} s)")
     for t in openers:
         t.join(timeout=30)
     c.check(not any(t.is_alive() for t in openers), "no in-flight request hangs")
@@ -378,6 +388,56 @@ def case_api_only(c, k2serve, data):
         if dep:
             dep.finish(c)
         cluster.remove()
+
+
+def case_api_servers(c, k2serve, data, curve=False):
+    """--api-server-count 2 on a master with rank 0 and one headless node with rank 1 (`curve`:
+    with a key file): both API servers serve, through both ranks; kill -9 of the node turns
+    every API server to 503."""
+    keys = Path(tempfile.mkdtemp(prefix="k2mn-keys-"))
+    cluster = Cluster(2)
+    dep = None
+    try:
+        extra = []
+        if curve:
+            keygen(k2serve, keys / "deployment.key")
+            extra = ["--control-plane-key-file", str(keys / "deployment.key")]
+        dep = Deployment(k2serve, data, cluster, 2, extra, master_extra=["--api-server-count", "2"])
+        deadline = time.time() + 60  # API server 0 listens before API server 1 attached
+        while time.time() < deadline and "API server 1 ready" not in dep.server.log_text():
+            time.sleep(0.05)
+        log = dep.server.log_text()
+        c.check("API server 1 attached" in log and "with 2 API servers" in log, "the master runs 2 API servers")
+        n = 24
+        results = concurrent(dep.server, [chat(i) for i in range(n)])
+        codes = [r[0] for r in results]
+        c.check(codes == [200] * n, f"{n} concurrent chat requests over separate connections all succeed ({codes})")
+        time.sleep(0.3)
+        served = {}
+        for m in re.finditer(r"\[(api_server(?:_\d+)?) \d+\] \[[^\]]*\] \S+ \"POST /v1/chat/completions\" 200",
+                             dep.server.log_text()):
+            served[m.group(1)] = served.get(m.group(1), 0) + 1
+        c.check(set(served) == {"api_server", "api_server_1"} and sum(served.values()) == n,
+                f"both API servers handled some of the {n} requests ({served})")
+        # Each API server counts what it routed; new connections reach either of them.
+        ranks = set()
+        for _ in range(12):
+            ranks |= {r for r, v in per_engine(dep.server, "k2:engine_requests_finished_total").items() if v > 0}
+        c.check(ranks == {"0", "1"}, f"requests reached both ranks ({sorted(ranks)})")
+        victim = dep.headless[0]
+        everything = dep.all_pids()
+        victims = kill_node_mid_flight(
+            c, dep, victim, lambda i: request(dep.server, "/v1/chat/completions", chat(i, 400), timeout=60),
+            lambda: request(dep.server, "/v1/chat/completions", chat(99), timeout=10))
+        c.check(re.search(r"attached client: .*rank 1\b.*/health now answers 503", dep.server.log_text()) is not None,
+                "API server 1 saw rank 1 go itself")
+        c.check("refused peer" not in dep.server.log_text(), "nobody was refused")
+        teardown_after_kill(c, dep, everything, victims)
+    finally:
+        if dep:
+            dep.finish(c)
+        cluster.remove()
+        shutil.rmtree(keys, ignore_errors=True)
 
 
 def case_node_unplugged(c, k2serve, data):
@@ -526,6 +586,8 @@ def main():
         "curve": lambda: case_curve(c, k2serve, data),
         "curve_refused": lambda: case_curve_refused(c, k2serve, data),
         "api_only": lambda: case_api_only(c, k2serve, data),
+        "api_servers": lambda: case_api_servers(c, k2serve, data),
+        "api_servers_curve": lambda: case_api_servers(c, k2serve, data, curve=True),
     }, case, c)
 
 
