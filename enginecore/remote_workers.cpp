@@ -76,12 +76,7 @@ std::vector<protocol::FanoutMedia> RemoteWorkers::media_to_ship(const protocol::
 }
 
 Result<std::span<const std::byte>> RemoteWorkers::pixels_of(const protocol::MediaItem& item) {
-  auto it = media_arenas_.find(item.arena);
-  if (it == media_arenas_.end()) {
-    K2_ASSIGN_OR_RETURN(Arena arena, Arena::open(item.arena));
-    it = media_arenas_.emplace(item.arena, std::move(arena)).first;
-  }
-  K2_ASSIGN_OR_RETURN(std::span<std::byte> bytes, it->second.view(item.pixels));
+  K2_ASSIGN_OR_RETURN(std::span<std::byte> bytes, media_arenas_.view(item.arena, item.pixels));
   return std::span<const std::byte>(bytes);
 }
 

@@ -31,7 +31,7 @@
 #include "enginecore/protocol/messages.h"
 #include "enginecore/protocol/plan_fanout.h"
 #include "enginecore/protocol/tp_nodes.h"
-#include "shm/arena.h"
+#include "shm/opened_arenas.h"
 #include "shm/status.h"
 
 namespace k2::engine {
@@ -77,7 +77,7 @@ class RemoteWorkers {
   std::string results_endpoint_, heartbeat_endpoint_;
   bool watching_ = false;
   std::vector<std::chrono::steady_clock::time_point> last_heard_;  // by rank
-  std::unordered_map<std::string, Arena> media_arenas_;  // the frontends' media arenas, by segment name
+  OpenedArenas media_arenas_;  // the frontends' media arenas
 };
 
 }  // namespace k2::engine

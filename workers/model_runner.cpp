@@ -76,12 +76,7 @@ Result<std::span<const float>> ModelRunner::pixels_of(const protocol::MediaItem&
     if (p == nullptr) return invalid_argument("the pixels of a media item to encode did not come with the plan");
     return std::span<const float>(p->values);
   }
-  auto it = media_arenas_.find(item.arena);
-  if (it == media_arenas_.end()) {
-    K2_ASSIGN_OR_RETURN(Arena arena, Arena::open(item.arena));
-    it = media_arenas_.emplace(item.arena, std::move(arena)).first;
-  }
-  K2_ASSIGN_OR_RETURN(std::span<std::byte> bytes, it->second.view(item.pixels));
+  K2_ASSIGN_OR_RETURN(std::span<std::byte> bytes, media_arenas_.view(item.arena, item.pixels));
   return std::span<const float>(reinterpret_cast<const float*>(bytes.data()), bytes.size() / sizeof(float));
 }
 

@@ -44,6 +44,7 @@
 
 #include "enginecore/protocol/media_pixels.h"
 #include "enginecore/protocol/messages.h"
+#include "shm/opened_arenas.h"
 #include "shm/status.h"
 #include "workers/kv_cache.h"
 #include "workers/models/deepseek_v3.h"
@@ -134,7 +135,7 @@ class ModelRunner {
   Communicator* group_ = nullptr;        // for the expert-load sum (set_group)
   std::vector<std::vector<uint64_t>> reported_load_;  // [moe layer][local expert], last report
   EncoderCache* encoder_cache_ = nullptr;
-  std::unordered_map<std::string, Arena> media_arenas_;  // the frontends' media arenas, by segment name
+  OpenedArenas media_arenas_;  // the frontends' media arenas
   uint64_t num_encoded_ = 0;
   LatentKvCache& cache_;
   uint32_t rank_;
